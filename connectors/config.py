@@ -1,0 +1,297 @@
+"""Job settings: `.env` / environment, overridden by command-line flags.
+
+Every setting is declared once in SETTINGS (env name, flag, type, default, help); the argparse
+parser, `.env.example` check and validation are all derived from that table. Invalid values fail at
+start with a message naming the setting. Secrets are masked in every repr and log line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the setting."""
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be >= 1")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be >= 0")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be > 0")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError("must be >= 0")
+    return number
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str | None
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+    @property
+    def attr(self) -> str:
+        return self.env.lower()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.env.lower().replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # Kafka
+    Setting("KAFKA_BOOTSTRAP", "127.0.0.1:9092", _non_empty, "Kafka bootstrap servers"),
+    Setting("KAFKA_INPUT_TOPIC", "ecg-raw", _non_empty, "input topic of ECG frames"),
+    Setting("KAFKA_DLQ_TOPIC", "ecg-dlq", _non_empty, "dead-letter topic for invalid and late input"),
+    Setting("KAFKA_ANOMALY_TOPIC", "ecg-anomalies", _non_empty, "anomaly topic (later branch)"),
+    Setting("KAFKA_MODEL_TOPIC", "ecg-model-updates", _non_empty, "model-update topic (later branch)"),
+    Setting("KAFKA_GROUP_ID", "ecg-anonymizer", _non_empty, "consumer group id (offsets live in checkpoints)"),
+    Setting(
+        "KAFKA_STARTING_OFFSETS",
+        "earliest",
+        _choice("earliest", "latest", "committed"),
+        "where a job without checkpoint starts reading",
+    ),
+    Setting(
+        "KAFKA_DELIVERY",
+        "at-least-once",
+        _choice("at-least-once", "exactly-once"),
+        "delivery guarantee of the Kafka sinks (exactly-once needs broker transactions)",
+    ),
+    Setting(
+        "KAFKA_TRANSACTION_TIMEOUT_MS",
+        "900000",
+        _positive_int,
+        "transaction.timeout.ms of exactly-once sinks; above max checkpoint + restart time",
+    ),
+    # Windows and event time
+    Setting("WINDOW_SECONDS", "5", _positive_int, "tumbling event-time window length"),
+    Setting("ALLOWED_LATENESS_SECONDS", "0", _non_negative_int, "allowed lateness of windows"),
+    Setting("MAX_OUT_OF_ORDERNESS_SECONDS", "2", _non_negative_int, "watermark bound per partition"),
+    Setting("TS_TOLERANCE_SECONDS", "60", _non_negative_int, "max |ts - Kafka record timestamp|"),
+    Setting("GROUP_FIELD", "site", _non_empty, "input field that keys the anonymization windows"),
+    # Privacy
+    Setting("K_ANONYMITY", "5", _positive_int, "k: distinct patients per published class"),
+    Setting("MAX_DELAY_WINDOWS", "1", _non_negative_int, "windows a would-be-suppressed patient is held"),
+    Setting("L_DIVERSITY", "0", _non_negative_int, "distinct l-diversity of SENSITIVE_ATTRIBUTE (0 = off)"),
+    Setting("SENSITIVE_ATTRIBUTE", "", _text, "input field used for l-diversity (e.g. rhythm)"),
+    Setting("HIERARCHY_PATH", "hierarchy/ecg_hierarchy.csv", _non_empty, "generalization hierarchy CSV"),
+    Setting("PSEUDONYM_SECRET", None, _text, "HMAC key of the pid pseudonyms (required)", secret=True),
+    Setting("PSEUDONYM_HEX_CHARS", "32", _positive_int, "hex characters kept of the HMAC (16..64)"),
+    Setting("DEMO_MODE", "false", _bool, "generate a throw-away pseudonym secret (demo only)"),
+    # InfluxDB
+    Setting("INFLUX_TRANSPORT", "v2", _choice("v1", "v2"), "v2: /api/v2/write; v1: /write (InfluxDB 1.x)"),
+    Setting("INFLUX_URL", "http://127.0.0.1:8086", _non_empty, "InfluxDB base URL"),
+    Setting("INFLUX_TOKEN", "", _text, "v2 API token", secret=True),
+    Setting("INFLUX_ORG", "ecg", _text, "v2 organization"),
+    Setting("INFLUX_BUCKET", "ecg", _text, "v2 bucket"),
+    Setting("INFLUX_DB", "ecg", _text, "v1 database"),
+    Setting("INFLUX_RP", "", _text, "v1 retention policy (empty = default)"),
+    Setting("INFLUX_USERNAME", "", _text, "v1 user"),
+    Setting("INFLUX_PASSWORD", "", _text, "v1 password", secret=True),
+    Setting("INFLUX_MEASUREMENT", "ecg_anonymized", _non_empty, "measurement name"),
+    Setting("INFLUX_BATCH_POINTS", "20000", _positive_int, "points per write request"),
+    Setting("CSV_OUTPUT_DIR", "", _text, "optional: one CSV per window in this folder"),
+    # Flink runtime
+    Setting("PARALLELISM", "1", _positive_int, "job parallelism"),
+    Setting("CHECKPOINT_DIR", ".run/checkpoints", _non_empty, "checkpoint storage folder or URI"),
+    Setting("CHECKPOINT_INTERVAL_SECONDS", "5", _positive_float, "checkpoint interval"),
+    Setting("CHECKPOINT_TIMEOUT_SECONDS", "120", _positive_float, "a checkpoint slower than this fails"),
+    Setting("RESTART_MAX_BACKOFF_SECONDS", "60", _positive_float, "exponential-delay restart cap"),
+    Setting("RESTART_ATTEMPTS", "20", _positive_int, "restarts before the job fails"),
+    Setting("FROM_CHECKPOINT", "", _text, "resume from PATH or 'latest' (under CHECKPOINT_DIR)"),
+    Setting("WEB_UI_PORT", "", _text, "embedded mini cluster only: serve the Flink web UI on this port"),
+    Setting("PYTHON_EXECUTABLE", "", _text, "Python of the Flink workers (default: the one running the job)"),
+    Setting("JOB_NAME", "ecg-anonymization", _non_empty, "Flink job name"),
+)
+
+_BY_ATTR = {setting.attr: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved, validated settings. Attribute names are the env names in lower case."""
+
+    values: Mapping[str, Any]
+    generated_secret: bool = False
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def pseudonym_secret_bytes(self) -> bytes:
+        return str(self.values["pseudonym_secret"]).encode("utf-8")
+
+    def path(self, name: str) -> Path:
+        """A path setting resolved against the project root when relative."""
+        value = Path(str(self.values[name]))
+        return value if value.is_absolute() else PROJECT_ROOT / value
+
+    def redacted(self) -> dict[str, Any]:
+        return {
+            key: ("***" if _BY_ATTR[key].secret and value else value) for key, value in self.values.items()
+        }
+
+    def __repr__(self) -> str:
+        return f"Settings({self.redacted()})"
+
+    __str__ = __repr__
+
+
+def build_parser(description: str = "") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--env-file", default=None, help="dotenv file (default: .env in the project root)")
+    for setting in SETTINGS:
+        default_text = "required" if setting.default is None else repr(setting.default)
+        parser.add_argument(
+            setting.flag,
+            dest=setting.attr,
+            default=None,
+            help=f"{setting.help} [env {setting.env}, default {default_text}]",
+        )
+    return parser
+
+
+def load_settings(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    parser: argparse.ArgumentParser | None = None,
+) -> Settings:
+    """Resolve settings: flag > process environment > .env file > default."""
+    parser = parser or build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    env_file = Path(args.env_file) if args.env_file else PROJECT_ROOT / ".env"
+    if args.env_file and not env_file.exists():
+        raise ConfigError(f"--env-file {env_file} does not exist")
+    file_values = {k: v for k, v in dotenv_values(env_file).items() if v is not None} if env_file.exists() else {}
+    process_env = os.environ if environ is None else environ
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        raw: str | None
+        if getattr(args, setting.attr) is not None:
+            raw, source = getattr(args, setting.attr), setting.flag
+        elif setting.env in process_env:
+            raw, source = process_env[setting.env], f"env {setting.env}"
+        elif setting.env in file_values:
+            raw, source = file_values[setting.env], f"{env_file.name} {setting.env}"
+        else:
+            raw, source = setting.default, "default"
+        if raw is None:
+            values[setting.attr] = None
+            sources[setting.attr] = source
+            continue
+        try:
+            values[setting.attr] = setting.parse(raw)
+        except ValueError as error:
+            shown = "***" if setting.secret else repr(raw)
+            raise ConfigError(f"invalid {setting.env} ({source}) = {shown}: {error}") from None
+        sources[setting.attr] = source
+
+    generated = False
+    if not values.get("pseudonym_secret"):
+        if not values["demo_mode"]:
+            raise ConfigError(
+                "PSEUDONYM_SECRET is required: set it in .env or the environment "
+                "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`), "
+                "or set DEMO_MODE=true to generate a throw-away secret"
+            )
+        values["pseudonym_secret"] = secrets.token_hex(32)
+        generated = True
+    elif len(values["pseudonym_secret"]) < 16:
+        raise ConfigError("invalid PSEUDONYM_SECRET: must be at least 16 characters")
+    if not 16 <= values["pseudonym_hex_chars"] <= 64:
+        raise ConfigError("invalid PSEUDONYM_HEX_CHARS: must be within 16..64")
+    if values["l_diversity"] > 0 and not values["sensitive_attribute"]:
+        raise ConfigError("invalid L_DIVERSITY: needs SENSITIVE_ATTRIBUTE")
+    if values["influx_transport"] == "v2" and not values["influx_bucket"]:
+        raise ConfigError("invalid INFLUX_BUCKET: required with INFLUX_TRANSPORT=v2")
+    if values["web_ui_port"] and not values["web_ui_port"].isdigit():
+        raise ConfigError("invalid WEB_UI_PORT: must be a port number")
+    hierarchy_path = Path(values["hierarchy_path"])
+    if not hierarchy_path.is_absolute():
+        hierarchy_path = PROJECT_ROOT / hierarchy_path
+    if not hierarchy_path.exists():
+        raise ConfigError(f"invalid HIERARCHY_PATH: {hierarchy_path} does not exist")
+    return Settings(values=values, generated_secret=generated, sources=sources)
+
+
+def env_example() -> str:
+    """The text of `.env.example`, generated from SETTINGS so that docs match the code."""
+    lines = ["# ecg-flink-anon settings. Copy to .env; flags (--k-anonymity 10 ...) override.", ""]
+    for setting in SETTINGS:
+        lines.append(f"# {setting.help}")
+        if setting.default is None:
+            lines.append(f"{setting.env}=")
+        else:
+            lines.append(f"{setting.env}={setting.default}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(env_example(), end="")

@@ -1,0 +1,207 @@
+"""InfluxDB output: deterministic line protocol for published frames, two write transports.
+
+- v2: influxdb-client `write_api` (InfluxDB 2.x/3.x, 1.8+ compatibility API, VictoriaMetrics).
+- v1: the same line protocol POSTed to `/write?db=&rp=&precision=ns` (InfluxDB 1.x).
+
+Points are a pure function of the published frame (timestamp `ts + i/fs` in ns, sorted tags), so a
+replayed window rewrites identical points: InfluxDB keeps one point per series and timestamp.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import logging
+import math
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
+_ESCAPE_TAG = str.maketrans(
+    {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t", "\\": "\\\\"}
+)
+
+
+def _escape_tag(value: str) -> str:
+    escaped = str(value).translate(_ESCAPE_TAG)
+    # A trailing backslash would escape the separator that follows (same rule as influxdb-client).
+    return escaped + " " if escaped.endswith("\\") else escaped
+
+
+def _float_text(value: float) -> str:
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def sample_timestamps_ns(ts_ms: int, fs: float, count: int) -> np.ndarray:
+    """Timestamp of sample i: ts + i / fs, in integer nanoseconds (exact for integer fs)."""
+    offsets = np.rint(np.arange(count, dtype=np.float64) * (1e9 / float(fs))).astype(np.int64)
+    return np.int64(ts_ms) * np.int64(1_000_000) + offsets
+
+
+def frame_tags(frame: Any) -> dict[str, str]:
+    """The published tag set of a frame: pid, lead, level and the generalized quasi-identifiers."""
+    tags = {str(name): str(value) for name, value in frame.qi.items()}
+    tags.update(pid=str(frame.pid), lead=str(frame.lead), level=str(int(frame.level)))
+    return tags
+
+
+def frame_lines(frame: Any, measurement: str) -> list[str]:
+    """Line protocol, one line per sample, identical to influxdb_client.Point's encoding."""
+    tags = frame_tags(frame)
+    prefix = measurement.translate(_ESCAPE_MEASUREMENT) + "".join(
+        f",{_escape_tag(key)}={_escape_tag(tags[key])}" for key in sorted(tags) if tags[key] != ""
+    )
+    hr_bpm = float(frame.hr_bpm)
+    hr_part = f",hr_bpm={_float_text(hr_bpm)}" if math.isfinite(hr_bpm) else ""
+    tail = f"{hr_part},imputed={'true' if frame.imputed else 'false'} "
+    values = np.asarray(frame.ecg_mv, dtype=np.float64)
+    stamps = sample_timestamps_ns(frame.ts_ms, frame.fs, len(values)).tolist()
+    return [
+        f"{prefix} ecg_mv={_float_text(value)}{tail}{stamp}"
+        for value, stamp in zip(values.tolist(), stamps, strict=True)
+        if math.isfinite(value)
+    ]
+
+
+def window_lines(frames: Iterable[Any], measurement: str) -> list[str]:
+    lines: list[str] = []
+    for frame in frames:
+        lines.extend(frame_lines(frame, measurement))
+    return lines
+
+
+def batched(lines: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(lines), size):
+        yield lines[start : start + size]
+
+
+class InfluxWriteError(RuntimeError):
+    """A write the server rejected for good (4xx): retrying the same points cannot succeed."""
+
+
+class LineWriter(Protocol):
+    def write_lines(self, lines: Sequence[str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _retrying(action: Any, what: str, attempts: int = 6, first_delay: float = 0.5) -> None:
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            action()
+            return
+        except InfluxWriteError:
+            raise
+        except Exception as error:
+            if attempt == attempts:
+                raise
+            log.warning("%s failed (attempt %d/%d): %s; retrying", what, attempt, attempts, type(error).__name__)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+class InfluxV1Writer:
+    """POST line protocol to InfluxDB 1.x `/write` (precision ns), synchronously."""
+
+    def __init__(self, url: str, db: str, rp: str = "", username: str = "", password: str = "") -> None:
+        query = {"db": db, "precision": "ns"}
+        if rp:
+            query["rp"] = rp
+        self._endpoint = url.rstrip("/") + "/write?" + urllib.parse.urlencode(query)
+        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if username:
+            token = base64.b64encode(f"{username}:{password}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {token}"
+
+    def _post(self, body: bytes) -> None:
+        request = urllib.request.Request(self._endpoint, data=body, headers=self._headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode("utf-8", "replace")[:500]
+            if 400 <= error.code < 500:
+                raise InfluxWriteError(f"InfluxDB v1 write rejected ({error.code}): {detail}") from None
+            raise
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        if lines:
+            body = "\n".join(lines).encode("utf-8")
+            _retrying(lambda: self._post(body), "InfluxDB v1 write")
+
+    def close(self) -> None:
+        pass
+
+
+class InfluxV2Writer:
+    """influxdb-client synchronous write_api (v2 `/api/v2/write`, precision ns)."""
+
+    def __init__(self, url: str, token: str, org: str, bucket: str) -> None:
+        from influxdb_client import InfluxDBClient, WritePrecision
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        self._client = InfluxDBClient(url=url, token=token or "unused", org=org, timeout=30_000)
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._bucket, self._org, self._precision = bucket, org, WritePrecision.NS
+
+    def _write(self, lines: Sequence[str]) -> None:
+        from influxdb_client.rest import ApiException
+
+        try:
+            self._write_api.write(self._bucket, self._org, record=list(lines), write_precision=self._precision)
+        except ApiException as error:
+            if error.status is not None and 400 <= int(error.status) < 500:
+                raise InfluxWriteError(f"InfluxDB v2 write rejected ({error.status}): {error.body}") from None
+            raise
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        if lines:
+            _retrying(lambda: self._write(lines), "InfluxDB v2 write")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def make_writer(settings: Any) -> LineWriter:
+    if settings.influx_transport == "v1":
+        return InfluxV1Writer(
+            settings.influx_url, settings.influx_db, settings.influx_rp, settings.influx_username,
+            settings.influx_password,
+        )
+    return InfluxV2Writer(settings.influx_url, settings.influx_token, settings.influx_org, settings.influx_bucket)
+
+
+CSV_COLUMNS = ("time_ns", "pid", "lead", "level", "age", "sex", "zip", "ecg_mv", "hr_bpm", "imputed")
+
+
+def write_window_csv(directory: Path, file_stem: str, frames: Iterable[Any]) -> Path:
+    """One CSV per window, written to a temp name and renamed: a replay rewrites the same file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{file_stem}.csv"
+    temporary = target.with_suffix(".csv.tmp")
+    with temporary.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for frame in frames:
+            tags = frame_tags(frame)
+            values = np.asarray(frame.ecg_mv, dtype=np.float64)
+            stamps = sample_timestamps_ns(frame.ts_ms, frame.fs, len(values)).tolist()
+            hr_bpm = _float_text(frame.hr_bpm) if math.isfinite(float(frame.hr_bpm)) else ""
+            for value, stamp in zip(values.tolist(), stamps, strict=True):
+                writer.writerow(
+                    (stamp, tags["pid"], tags["lead"], tags["level"], tags.get("age", ""), tags.get("sex", ""),
+                     tags.get("zip", ""), _float_text(value), hr_bpm, "true" if frame.imputed else "false")
+                )
+    temporary.replace(target)
+    return target

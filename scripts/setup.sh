@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Set up everything the project needs on Debian bookworm (CI and local), idempotently:
+#   - Java 17 (java required; javac installed with apt when missing)
+#   - apt: influxdb (influxd 1.6), influxdb-client (influx CLI), victoria-metrics
+#     (services are NOT started: we run them ourselves via connectors/local_stack.py)
+#   - .venv (python3.11) with requirements-dev.txt (skipped when the requirements hash matches)
+#   - Kafka connector jars in .cache/jars (python -m connectors.jars, SHA-256 verified)
+#   - flink-python jar copied into the venv's pyflink/lib (standalone cluster mode)
+#   - the real ECG record (python -m connectors.ecg_data)
+#   - the project's Java helpers (connectors/java/*.java -> .cache/jars/ecg-flink-anon-connectors.jar)
+#   - with --with-checkers: scripts/setup_checkers.sh (.venv-checkers)
+#
+# Usage: scripts/setup.sh [--with-checkers] [--no-apt] [-h|--help]
+# Env:   PYTHON (interpreter for the venv, default python3.11 or python3), VENV (default .venv)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+WITH_CHECKERS=0
+NO_APT=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-checkers) WITH_CHECKERS=1 ;;
+        --no-apt) NO_APT=1 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "setup.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+VENV="${VENV:-$ROOT/.venv}"
+CACHE="$ROOT/.cache"
+JARS_DIR="$CACHE/jars"
+DONE=()
+
+log()  { printf '[setup] %s\n' "$*"; }
+did()  { DONE+=("$*"); log "$*"; }
+die()  { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+sha_of() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
+
+# ---------------------------------------------------------------------------------------------
+# apt helpers
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+fi
+APT_UPDATED=0
+POLICY_CREATED=0
+
+cleanup() {
+    if [ "$POLICY_CREATED" -eq 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+}
+trap cleanup EXIT
+
+apt_install() {
+    [ "$NO_APT" -eq 0 ] || die "need apt packages ($*) but --no-apt was given"
+    if [ "$(id -u)" -ne 0 ] && [ -z "$SUDO" ]; then
+        die "need apt packages ($*): run as root or install them: apt-get install -y $*"
+    fi
+    # Keep package maintainer scripts from starting services (no systemd here; on CI machines
+    # with systemd, deb-systemd-invoke honours policy-rc.d too).
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod 755 /usr/sbin/policy-rc.d
+        POLICY_CREATED=1
+    fi
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    did "apt installed: $*"
+}
+
+# pids of processes running the program $1 (matched on the command line: comm is cut to 15 chars)
+pids_of() { pgrep -f "^([^ ]*/)?$1( |\$)" 2>/dev/null | tr '\n' ' ' || true; }
+
+# ---------------------------------------------------------------------------------------------
+# 1. Java
+
+if ! command -v java >/dev/null 2>&1; then
+    die "java not found. Flink 2.0 needs Java 17: apt-get install -y openjdk-17-jre-headless"
+fi
+JAVA_MAJOR="$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}' | cut -d. -f1)"
+if [ -z "$JAVA_MAJOR" ] || [ "$JAVA_MAJOR" -lt 11 ]; then
+    die "java ${JAVA_MAJOR:-?} is too old; Flink 2.0 needs 11+ (17 recommended): apt-get install -y openjdk-17-jre-headless"
+fi
+if ! command -v javac >/dev/null 2>&1 || ! command -v jar >/dev/null 2>&1; then
+    apt_install openjdk-17-jdk-headless
+fi
+log "java $JAVA_MAJOR ok ($(command -v java)), javac ok"
+
+# ---------------------------------------------------------------------------------------------
+# 2. InfluxDB 1.x + VictoriaMetrics binaries (we start them ourselves, never as services)
+
+if ! command -v influxd >/dev/null 2>&1 || ! command -v influx >/dev/null 2>&1 \
+        || ! command -v victoria-metrics >/dev/null 2>&1; then
+    before_influxd="$(pids_of influxd)"
+    before_vm="$(pids_of victoria-metrics)"
+    apt_install influxdb influxdb-client victoria-metrics
+    # If a maintainer script still started the services, stop them again through the service
+    # manager (only services that were not running before we installed).
+    for svc in influxdb victoria-metrics; do
+        if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+            $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+        fi
+    done
+    if [ -z "$before_influxd" ] && [ -n "$(pids_of influxd)" ]; then
+        $SUDO service influxdb stop >/dev/null 2>&1 || true
+    fi
+    if [ -z "$before_vm" ] && [ -n "$(pids_of victoria-metrics)" ]; then
+        $SUDO service victoria-metrics stop >/dev/null 2>&1 || true
+    fi
+    [ -n "$before_influxd" ] || [ -z "$(pids_of influxd)" ] \
+        || log "WARNING: an influxd service is running (pid $(pids_of influxd)); not ours, left alone"
+    [ -n "$before_vm" ] || [ -z "$(pids_of victoria-metrics)" ] \
+        || log "WARNING: a victoria-metrics service is running (pid $(pids_of victoria-metrics)); not ours, left alone"
+else
+    log "influxd, influx, victoria-metrics present"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3. Python venv
+
+if [ -z "${PYTHON:-}" ]; then
+    if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
+        || die "$PYTHON is Python $("$PYTHON" -c 'import platform; print(platform.python_version())'); need 3.11 (set PYTHON=/path/to/python3.11)"
+    if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        apt_install python3-venv  # Debian's python3.11 ships venv/ensurepip separately
+    fi
+    "$PYTHON" -m venv "$VENV"
+    did "created venv $VENV ($("$VENV/bin/python" --version))"
+fi
+PY="$VENV/bin/python"
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
+    || die "$VENV uses $("$PY" --version); need Python 3.11 (delete $VENV and re-run)"
+
+REQ_STAMP="$VENV/.requirements.sha256"
+REQ_HASH="$(sha_of requirements.txt requirements-dev.txt)"
+if [ "$(cat "$REQ_STAMP" 2>/dev/null || true)" != "$REQ_HASH" ]; then
+    log "pip install -r requirements-dev.txt"
+    "$PY" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+    echo "$REQ_HASH" > "$REQ_STAMP"
+    did "python packages installed (requirements-dev.txt)"
+else
+    log "python packages up to date (stamp $REQ_STAMP)"
+fi
+
+PYFLINK_DIR="$("$PY" -c 'import os, pyflink; print(os.path.dirname(os.path.abspath(pyflink.__file__)))')"
+
+# ---------------------------------------------------------------------------------------------
+# 4. Kafka connector jars (PyPI wheel, SHA-256 pinned)
+
+"$PY" -m connectors.jars --cache-dir "$JARS_DIR" | sed 's/^/[setup] /'
+
+# ---------------------------------------------------------------------------------------------
+# 5. flink-python jar into pyflink/lib (standalone cluster: ExternalPythonProcessOperator)
+
+shopt -s nullglob
+for src in "$PYFLINK_DIR"/opt/flink-python-*.jar; do
+    dst="$PYFLINK_DIR/lib/$(basename "$src")"
+    if ! cmp -s "$src" "$dst"; then
+        cp "$src" "$dst"
+        did "copied $(basename "$src") into pyflink/lib"
+    fi
+done
+shopt -u nullglob
+
+# ---------------------------------------------------------------------------------------------
+# 6. Real ECG record
+
+if [ -f connectors/ecg_data.py ]; then
+    "$PY" -m connectors.ecg_data | sed 's/^/[setup] /'
+else
+    log "connectors/ecg_data.py not present yet: skipping the ECG record"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 7. Project Java helpers -> .cache/jars/ecg-flink-anon-connectors.jar
+
+mapfile -t JAVA_SRCS < <(find connectors/java -name '*.java' -type f 2>/dev/null | LC_ALL=C sort)
+PROJECT_JAR="$JARS_DIR/ecg-flink-anon-connectors.jar"
+CLASSES="$CACHE/java-classes"
+JAVA_STAMP="$CACHE/java-classes.sha256"
+if [ "${#JAVA_SRCS[@]}" -gt 0 ]; then
+    CP="$PYFLINK_DIR/lib/*:$PYFLINK_DIR/opt/*:$JARS_DIR/flink-connector-kafka.jar:$JARS_DIR/kafka-clients.jar"
+    JAVA_HASH="$( { sha_of "${JAVA_SRCS[@]}"; javac -version 2>&1; ls "$PYFLINK_DIR/lib"; } | sha256sum | cut -d' ' -f1)"
+    if [ ! -f "$PROJECT_JAR" ] || [ "$(cat "$JAVA_STAMP" 2>/dev/null || true)" != "$JAVA_HASH" ]; then
+        rm -rf "$CLASSES"
+        mkdir -p "$CLASSES"
+        javac --release 17 -nowarn -cp "$CP" -d "$CLASSES" "${JAVA_SRCS[@]}"
+        rm -f "$PROJECT_JAR.tmp"
+        jar cf "$PROJECT_JAR.tmp" -C "$CLASSES" .
+        mv "$PROJECT_JAR.tmp" "$PROJECT_JAR"
+        echo "$JAVA_HASH" > "$JAVA_STAMP"
+        did "compiled ${#JAVA_SRCS[@]} Java source(s) -> $PROJECT_JAR"
+    else
+        log "Java helpers up to date ($PROJECT_JAR)"
+    fi
+else
+    log "no connectors/java/*.java: skipping the project jar"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 8. Optional: independent privacy checkers
+
+if [ "$WITH_CHECKERS" -eq 1 ]; then
+    if [ -x scripts/setup_checkers.sh ] || [ -f scripts/setup_checkers.sh ]; then
+        bash scripts/setup_checkers.sh | sed 's/^/[setup] /'
+        log "checkers venv ready (scripts/setup_checkers.sh)"
+    else
+        log "scripts/setup_checkers.sh not found: skipping checkers"
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+
+if [ "${#DONE[@]}" -eq 0 ]; then
+    log "done: everything was already set up"
+else
+    log "done. Changes:"
+    for line in "${DONE[@]}"; do log "  - $line"; done
+fi
+log "activate with: source ${VENV#"$ROOT"/}/bin/activate"
