@@ -264,7 +264,7 @@ def test_log_line_and_picklable_state() -> None:
     ]
     res = anonymize_window(frames, None, cfg(2))
     line = res.metrics.log_line()
-    assert line == "levels {1: 2, 9: 1} suppressed 33.3% NCP 0.46 k=2 patients=3 carried=0", line
+    assert line == "levels {1: 2, 9: 1} suppressed 33.3% NCP 0.50 k=2 patients=3 carried=0", line
     restored = pickle.loads(pickle.dumps(res.state))
     assert isinstance(restored, KeyState) and restored.frames_by_level == {1: 2, 9: 1}
 

@@ -1,0 +1,94 @@
+"""End to end on the real local stack: simulator -> Tansu -> job (mini cluster) -> InfluxDB 1.x + DLQ.
+
+20 patients x 60 s of MIT-BIH frames with malformed messages injected. InfluxDB must hold exactly the
+points of the reference model, the dead-letter topic exactly the injected bad messages, and no raw
+identifier (nor the HMAC secret) may appear in InfluxDB or the job's log.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from connectors.local_stack import count_points_v1, create_database_v1, query_v1
+from connectors.simulator import SimConfig, generate_messages, produce
+from tests.integration.support import (
+    TEST_SECRET,
+    JobProcess,
+    expected_output,
+    job_args,
+    read_topic,
+    wait_until,
+)
+
+START_MS = 1_763_812_800_000  # window-aligned, fixed so the run is reproducible
+K = 5
+
+
+def _points_by_level(url: str, db: str) -> Counter[int]:
+    rows = query_v1(url, 'SELECT count("ecg_mv") FROM "ecg_anonymized" GROUP BY "level"', db)
+    return Counter({int(row["level"]): int(row["count"]) for row in rows})
+
+
+def test_twenty_patients_sixty_seconds(local_stack, fresh_topics, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (raw_topic,) = fresh_topics("ecg-raw", partitions=4)
+    (dlq_topic,) = fresh_topics("ecg-dlq", partitions=1)
+    db = "e2e_" + uuid.uuid4().hex[:8]
+    create_database_v1(local_stack.influx_v1_url, db)
+
+    config = SimConfig(
+        patients=20, duration_s=60, start_ms=START_MS, sites=2, bad_fraction=0.05, end_of_stream=True, partitions=4,
+        seed=7,
+    )
+    messages = list(generate_messages(config))
+    bad = [message for message in messages if message.kind == "bad"]
+    assert len(bad) == 60
+    expected = expected_output(messages, k=K)
+    assert expected.points > 300_000 and len(expected.points_by_level) >= 2
+
+    report = produce(messages, local_stack.kafka_bootstrap, raw_topic)
+    assert report.errors == 0, report.error_samples
+
+    job = JobProcess(
+        job_args(
+            local_stack, tmp_path / "checkpoints", "--influx-db", db, "--kafka-input-topic", raw_topic,
+            "--kafka-dlq-topic", dlq_topic, "--k-anonymity", str(K),
+        ),
+        tmp_path / "job.log",
+    )
+    try:
+        url = local_stack.influx_v1_url
+        wait_until(lambda: count_points_v1(url, db, "ecg_anonymized") >= expected.points, 240,
+                   f"{expected.points} points in InfluxDB", job=job)
+        dead_letters = wait_until(lambda: (r := read_topic(local_stack.kafka_bootstrap, dlq_topic)) and
+                                  len(r) >= len(bad) and r, 60, "dead letters", job=job)
+        # Another checkpoint interval: nothing more may arrive.
+        wait_until(lambda: job.log_text() is not None, 5, "settle")
+        assert count_points_v1(url, db, "ecg_anonymized") == expected.points
+        assert _points_by_level(url, db) == expected.points_by_level
+        assert count_points_v1(url, db, "ecg_anonymized", where='"imputed" = true') == expected.imputed_points
+
+        # Dead-letter topic: exactly the injected malformed messages, each with its specific reason.
+        dlq = [json.loads(record.value) for record in read_topic(local_stack.kafka_bootstrap, dlq_topic)]
+        assert len(dlq) == len(bad)
+        assert Counter(entry["reason"] for entry in dlq) == Counter(message.expected_reason for message in bad)
+        assert {entry["topic"] for entry in dlq} == {raw_topic}
+        assert len({(entry["partition"], entry["offset"]) for entry in dlq}) == len(bad)
+
+        # No raw identifier and no secret in any tag value or in the job log; pids are the pseudonyms.
+        tag_values: set[str] = set()
+        for key in ("pid", "lead", "age", "sex", "zip", "level"):
+            rows = query_v1(url, f'SHOW TAG VALUES FROM "ecg_anonymized" WITH KEY = "{key}"', db)
+            tag_values.update(str(row["value"]) for row in rows)
+        pids = {str(row["value"]) for row in query_v1(url, 'SHOW TAG VALUES WITH KEY = "pid"', db)}
+        assert pids == expected.pids
+        identifiers = {m.patient_id for m in messages if m.patient_id} | {m.patient_name for m in messages
+                                                                          if m.patient_name}
+        assert len(identifiers) == 40
+        log_text = job.log_text()
+        leaks = [i for i in identifiers | {TEST_SECRET} if i in log_text or any(i in v for v in tag_values)]
+        assert leaks == []
+    finally:
+        job.stop()
