@@ -57,7 +57,8 @@ class KAnonymityWindow(ProcessWindowFunction):
         metrics = result.metrics
         self._record(metrics)
         window = context.window()
-        log.info("window %s [%d, %d) %s", key, window.start, window.end, metrics.log_line())
+        # `#n` counts this key's windows across restarts (it lives in keyed state).
+        log.info("window %s [%d, %d) #%d %s", key, window.start, window.end, result.state.windows, metrics.log_line())
         yield WindowOutput(
             group=key,
             window_start_ms=window.start,

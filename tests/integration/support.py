@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -93,6 +94,9 @@ class JobProcess:
         self.log_path = log_path
         environment = dict(os.environ if env is None else env)
         environment.setdefault("PSEUDONYM_SECRET", TEST_SECRET)
+        # Flink (and Python worker) logs of this job only, for window lines and leak scans.
+        self.flink_log_dir = log_path.parent / f"{log_path.stem}-flink"
+        environment["FLINK_LOG_DIR"] = str(self.flink_log_dir)
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flink_jobs.ecg_anonymization_job", *args],
@@ -121,6 +125,16 @@ class JobProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def flink_log_text(self) -> str:
+        return "".join(path.read_text(errors="replace") for path in sorted(self.flink_log_dir.glob("*.log*")))
+
+    def window_log(self) -> list[tuple[str, int, int]]:
+        """(group, window start, per-key window number) of every window this job anonymized."""
+        return [
+            (match[1], int(match[2]), int(match[3]))
+            for match in re.finditer(r"window (\S+) \[(\d+), \d+\) #(\d+) ", self.flink_log_text())
+        ]
 
 
 def job_args(stack: Any, checkpoint_dir: Path, *extra: str) -> list[str]:
