@@ -25,7 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -41,15 +44,18 @@ from privacy.metrics import ncp_table  # noqa: E402
 
 CHECKERS_PY = ROOT / ".venv-checkers" / "bin" / "python"
 RUNNER = ROOT / "benchmarks" / "anjana_runner.py"
+T = TypeVar("T")
 
 
-def best_of(fn, repeat: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+def best_of(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
+    """Best wall time of ``repeat`` runs and the last result."""
     best = float("inf")
-    out = None
-    for _ in range(repeat):
+    out: T | None = None
+    for _ in range(max(1, repeat)):
         t0 = time.perf_counter()
         out = fn()
         best = min(best, time.perf_counter() - t0)
+    assert out is not None
     return best, out
 
 
@@ -100,14 +106,15 @@ def main() -> None:
 
     h = load_hierarchy()
     qis = h.quasi_identifiers
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}; {args.frames} frames x {args.samples} samples/patient")
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}; ", end="")
+    print(f"{args.frames} frames x {args.samples} samples per patient; core timings best of {args.repeat}")
     header = (
         f"{'patients':>8} {'k':>3} {'impl':<7} {'seconds':>9} {'rows/s':>11} {'samples/s':>11} "
         f"{'supp%':>6} {'NCP':>6} {'k_min':>5}  notes"
     )
     print(header)
     print("-" * len(header))
-    summary = []
+    summary: list[dict[str, float]] = []
     for n in args.sizes:
         pop = make_population(n, seed=42)
         frames = make_window(pop, frames_per_patient=args.frames, samples_per_frame=args.samples, seed=42)
@@ -119,10 +126,10 @@ def main() -> None:
             table, hier = write_anjana_inputs(pop, h, Path(td))
             for k in args.ks:
                 cfg = AnonymizationConfig(h, k, max_delay_windows=0)
-                t_core, res = best_of(lambda cfg=cfg: anonymize_window(frames, None, cfg), args.repeat)
-                m = res.metrics  # type: ignore[attr-defined]
+                t_core, res = best_of(partial(anonymize_window, frames, None, cfg), args.repeat)
+                m = res.metrics
                 core_levels = np.zeros(n, dtype=np.int64)
-                for row in res.patient_table():  # type: ignore[attr-defined]
+                for row in res.patient_table():
                     core_levels[order[row.pid]] = row.level
                 core_ncp = ncp_table(h, raw, core_levels)
                 supp_pct = 100.0 * m.suppression_rate
@@ -131,15 +138,15 @@ def main() -> None:
                     f"{n:>8} {k:>3} {'core':<7} {t_core:>9.3f} {n / t_core:>11,.0f} {n_samples / t_core:>11,.0f} "
                     f"{supp_pct:>6.2f} {core_ncp:>6.3f} {core_kmin:>5}  {m.log_line()}"
                 )
-                t_tab, (tab_levels, _) = best_of(  # type: ignore[misc]
-                    lambda k=k: assign_levels(h, table_qi, k), args.repeat
-                )
+                t_tab, (tab_levels, _) = best_of(partial(assign_levels, h, table_qi, k), args.repeat)
+                tab_levels = np.where(tab_levels == 0, 9, tab_levels)
                 print(
                     f"{n:>8} {k:>3} {'core-tb':<7} {t_tab:>9.4f} {n / t_tab:>11,.0f} {'-':>11} "
-                    f"{100.0 * np.mean(tab_levels == 0):>6.2f} {ncp_table(h, raw, np.where(tab_levels == 0, 9, tab_levels)):>6.3f} "
-                    f"{core_kmin:>5}  assign_levels on the per-patient table only (same input as anjana)"
+                    f"{100.0 * np.mean(tab_levels == 9):>6.2f} {ncp_table(h, raw, tab_levels):>6.3f} "
+                    f"{_kmin(tab_levels, raw, h):>5}  assign_levels on the per-patient table only (anjana's input); "
+                    f"levels identical to core: {bool(np.array_equal(tab_levels, core_levels))}"
                 )
-                t_naive, (naive_lv, _) = best_of(lambda k=k: naive_anonymize(frames, h, k), 1)  # type: ignore[misc]
+                t_naive, (naive_lv, _) = best_of(partial(naive_anonymize, frames, h, k), 1)
                 naive_levels = np.array([naive_lv[p] for p in pop.pids])
                 agree = bool(np.array_equal(naive_levels, core_levels))
                 print(
@@ -147,7 +154,14 @@ def main() -> None:
                     f"{100.0 * np.mean(naive_levels == 9):>6.2f} {ncp_table(h, raw, naive_levels):>6.3f} "
                     f"{_kmin(naive_levels, raw, h):>5}  levels identical to core: {agree}"
                 )
-                row = {"n": n, "k": k, "core_s": t_core, "tab_s": t_tab, "naive_s": t_naive, "core_ncp": core_ncp}
+                rec: dict[str, float] = {
+                    "n": n,
+                    "k": k,
+                    "core_s": t_core,
+                    "tab_s": t_tab,
+                    "naive_s": t_naive,
+                    "core_ncp": core_ncp,
+                }
                 if not args.no_anjana:
                     a = run_anjana(table, hier, k, supp_pct)
                     t_a = float(a["seconds"])  # type: ignore[arg-type]
@@ -161,8 +175,8 @@ def main() -> None:
                         f"{100.0 * (1 - kept.mean()):>6.2f} {a_ncp:>6.3f} {a['k']!s:>5}  "
                         f"global levels {gl} (table only, supp limit {supp_pct:.2f}%)"
                     )
-                    row.update(anjana_s=t_a, anjana_ncp=a_ncp)
-                summary.append(row)
+                    rec.update(anjana_s=t_a, anjana_ncp=a_ncp)
+                summary.append(rec)
     print()
     print("ratios (rows/s core over other; NCP core vs anjana):")
     for r in summary:

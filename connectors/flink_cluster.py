@@ -388,6 +388,7 @@ class FlinkCluster:
         pyfiles: Sequence[str | Path] = (),
         jars: Sequence[str | Path] = (),
         parallelism: int | None = None,
+        from_savepoint: str | Path | None = None,
         timeout: float = 300.0,
     ) -> str:
         """``flink run [-d] -py job_py -pyexec <venv python> ... -- args``; returns the JobID.
@@ -409,6 +410,8 @@ class FlinkCluster:
             cmd.insert(2, "-d")
         if parallelism:
             cmd += ["-p", str(parallelism)]
+        if from_savepoint:
+            cmd += ["-s", str(from_savepoint)]  # a retained checkpoint or a savepoint
         if pyfiles:
             cmd += ["-pyfs", ",".join(str(Path(p).resolve()) for p in pyfiles)]
         for j in jars:

@@ -148,18 +148,19 @@ class InfluxV2Writer:
     """influxdb-client synchronous write_api (v2 `/api/v2/write`, precision ns)."""
 
     def __init__(self, url: str, token: str, org: str, bucket: str) -> None:
-        from influxdb_client import InfluxDBClient, WritePrecision
+        from influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         self._client = InfluxDBClient(url=url, token=token or "unused", org=org, timeout=30_000)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
-        self._bucket, self._org, self._precision = bucket, org, WritePrecision.NS
+        self._bucket, self._org = bucket, org
 
     def _write(self, lines: Sequence[str]) -> None:
         from influxdb_client.rest import ApiException
 
         try:
-            self._write_api.write(self._bucket, self._org, record=list(lines), write_precision=self._precision)
+            # influxdb-client's default write precision is ns, the precision of our lines.
+            self._write_api.write(self._bucket, self._org, record=list(lines))
         except ApiException as error:
             if error.status is not None and 400 <= int(error.status) < 500:
                 raise InfluxWriteError(f"InfluxDB v2 write rejected ({error.status}): {error.body}") from None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -149,9 +149,17 @@ class Hierarchy:
             return v.copy()
         if not math.isfinite(p):
             raise ValueError(f"ecg_mv is suppressed at level {level}; impute instead of rounding")
-        # The second round removes binary noise (0.015000000000000001) so values are stable;
-        # + 0.0 turns -0.0 into 0.0 so sinks never print "-0".
-        return np.round(np.round(v / p) * p, _decimals(p) + 1) + 0.0
+        inv = 1.0 / p
+        if abs(inv - round(inv)) < 1e-9 * inv:
+            # p = 1/N (0.005, 0.01, ...): rint(v/p) / N is the correctly rounded decimal
+            # (0.015, not 0.015000000000000001), in three in-place passes.
+            out = v / p
+            np.rint(out, out=out)
+            out /= float(round(inv))
+        else:
+            out = np.round(np.round(v / p) * p, _decimals(p) + 1)  # second round strips float noise
+        out += 0.0  # -0.0 -> 0.0 so sinks never print "-0"
+        return out
 
     # -- quasi-identifiers ----------------------------------------------------------------
     def codes(self, attribute: str, values: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
@@ -257,7 +265,9 @@ def load_hierarchy(path: str | Path = DEFAULT_HIERARCHY_PATH) -> Hierarchy:
             except ValueError as exc:
                 raise HierarchyError(f"{name}: row {level}, column {attr}: {exc}") from None
             if attr == ECG_COLUMN and rule.kind in ("band", "prefix"):
-                raise HierarchyError(f"{name}: row {level}, column {attr}: '{rule}' not allowed for ecg_mv (use round:P)")
+                raise HierarchyError(
+                    f"{name}: row {level}, column {attr}: '{rule}' not allowed for ecg_mv (use round:P)"
+                )
             if attr != ECG_COLUMN and rule.kind == "round":
                 raise HierarchyError(f"{name}: row {level}, column {attr}: round:P is only for ecg_mv")
             parsed.append(rule)

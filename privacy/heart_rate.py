@@ -66,16 +66,16 @@ def detect_r_peaks_batch(signals: np.ndarray, fs: float) -> tuple[np.ndarray, np
 def _detect_chunk(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     m, n = x.shape
     empty = (np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp))
-    h = max(1, int(round(SLOPE_S * fs)))
+    h = max(1, round(SLOPE_S * fs))
     if fs <= 0 or m == 0 or n < 2 * h + 3:
         return empty
     finite = np.all(np.isfinite(x), axis=1)
     x = np.where(finite[:, None], x, 0.0)
-    xs = _moving_average(x, max(1, int(round(LOWPASS_S * fs))))
+    xs = _moving_average(x, max(1, round(LOWPASS_S * fs)))
     # The slope removes baseline wander and favours the steep QRS over P/T waves.
     slope = np.zeros_like(xs)
     slope[:, h:-h] = xs[:, 2 * h :] - xs[:, : -2 * h]
-    energy = _moving_average(slope * slope, max(1, int(round(SMOOTH_S * fs))))
+    energy = _moving_average(slope * slope, max(1, round(SMOOTH_S * fs)))
     lo_i, hi_i = int(0.20 * (n - 1)), int(0.99 * (n - 1))
     part = np.partition(energy, (lo_i, hi_i), axis=1)
     ref, background = part[:, hi_i], part[:, lo_i]
@@ -83,7 +83,7 @@ def _detect_chunk(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     above = (energy > THRESHOLD * ref[:, None]) & usable[:, None]
     mid = n // 2
     dev = np.abs(xs - np.partition(xs, mid, axis=1)[:, mid : mid + 1])
-    r = max(1, int(round(REFRACTORY_S * fs)))
+    r = max(1, round(REFRACTORY_S * fs))
     # Strictly larger than the previous r samples, >= the next r: one peak per neighbourhood,
     # so detected peaks are always more than the refractory period apart.
     left = _forward_max(dev[:, ::-1], r)[:, ::-1]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hierarchy.loader import LEVELS, STAR, SUPPRESSED_LEVEL, Hierarchy
-from privacy.heart_rate import derive_hr_bpm
+from privacy.heart_rate import derive_hr_bpm_batch
 from privacy.metrics import WindowMetrics, level_counts, ncp_table
 from privacy.model import Frame, PatientRow, PublishedFrame
 
@@ -152,6 +152,18 @@ def assign_levels(
                 uniq, inv = np.unique(s[present].astype(str), return_inverse=True)
                 sens_code[present] = inv
                 n_sens = int(uniq.shape[0])
+    # Distinct raw values once per attribute: each level then generalizes only those (few)
+    # and maps rows through integer codes, never re-sorting strings per level.
+    distinct: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for attr in qis:
+        vals = np.asarray(qi_values[attr])
+        if vals.dtype == object:
+            vals = vals.astype(str) if all(isinstance(v, str) for v in vals.tolist()) else vals
+        try:
+            uniq, inv = np.unique(vals, return_inverse=True)
+        except TypeError:  # mixed types (e.g. None among strings): compare as text
+            uniq, inv = np.unique(np.array([str(v) for v in vals.tolist()]), return_inverse=True)
+        distinct[attr] = (uniq, inv.reshape(-1))
     remaining = np.arange(n)
     need = max(k, l_diversity)
     for level in LEVELS[:_MAX_PUBLISHED_LEVEL]:
@@ -160,7 +172,9 @@ def assign_levels(
         key = np.zeros(remaining.shape[0], dtype=np.int64)
         level_labels: list[tuple[str, np.ndarray, np.ndarray]] = []
         for attr in qis:
-            lab, inv = hierarchy.codes(attr, qi_values[attr][remaining], level)
+            uniq, raw_inv = distinct[attr]
+            lab, uniq_code = hierarchy.codes(attr, uniq, level)
+            inv = uniq_code[raw_inv[remaining]]
             # Mixed-radix key, re-compressed after each attribute so it never overflows.
             _, key = np.unique(key * lab.shape[0] + inv, return_inverse=True)
             level_labels.append((attr, lab, inv))
@@ -190,35 +204,79 @@ def assign_levels(
 
 def _sort_entries(entries: list[tuple[Frame, int]]) -> list[tuple[Frame, int]]:
     """Deterministic order (pid, ts, lead, ...) whatever order the window delivered frames in."""
-
-    def cheap(e: tuple[Frame, int]) -> tuple[str, int, str, float, int, int]:
-        f, w = e
-        return (f.pid, int(f.ts_ms), f.lead, float(f.fs), f.n_samples, w)
-
-    entries = sorted(entries, key=cheap)
-    # Exact duplicates of the cheap key are rare: order those by content so replays match.
+    keys = [(f.pid, int(f.ts_ms), f.lead, float(f.fs), f.samples.shape[0], w) for f, w in entries]
+    order = sorted(range(len(entries)), key=keys.__getitem__)
+    out = [entries[i] for i in order]
+    # Exact duplicates of that key are rare: order those by content so replays match.
     i = 0
-    while i < len(entries) - 1:
+    while i < len(order) - 1:
         j = i + 1
-        ki = cheap(entries[i])
-        while j < len(entries) and cheap(entries[j]) == ki:
+        while j < len(order) and keys[order[j]] == keys[order[i]]:
             j += 1
         if j - i > 1:
-            entries[i:j] = sorted(
-                entries[i:j],
+            out[i:j] = sorted(
+                out[i:j],
                 key=lambda e: (e[0].samples.tobytes(), repr(e[0].hr_bpm), repr(e[0].sensitive), repr(e[0].qi)),
             )
         i = j
-    return entries
+    return out
 
 
-def _mean_or(values: np.ndarray, *fallbacks: float | None) -> float:
-    if values.size:
-        return float(np.mean(values))
-    for fb in fallbacks:
-        if fb is not None and math.isfinite(fb):
-            return float(fb)
+def _first_finite(*values: float | None) -> float:
+    for v in values:
+        if v is not None and math.isfinite(v):
+            return float(v)
     return math.nan
+
+
+def _round_published(
+    h: Hierarchy, entries: list[tuple[Frame, int]], f_level: np.ndarray, sizes: np.ndarray
+) -> tuple[dict[int, np.ndarray], float, int]:
+    """Round published frames per level: one concatenated buffer per level, no per-sample loop.
+    Returns (frame index -> rounded samples, sum, count) of the published values."""
+    by_frame: dict[int, np.ndarray] = {}
+    total = 0.0
+    count = 0
+    for lv in range(1, _MAX_PUBLISHED_LEVEL + 1):
+        idx = np.flatnonzero(f_level == lv)
+        if idx.size == 0:
+            continue
+        raw = np.concatenate([entries[i][0].samples for i in idx.tolist()]).astype(np.float64, copy=False)
+        rounded = h.round_ecg(raw, lv)
+        total += float(np.sum(rounded))
+        count += int(rounded.shape[0])
+        by_frame.update(zip(idx.tolist(), np.split(rounded, np.cumsum(sizes[idx])[:-1]), strict=True))
+    return by_frame, total, count
+
+
+def _derive_missing_hr(
+    entries: list[tuple[Frame, int]], frame_patient: np.ndarray, hr: np.ndarray, publish: np.ndarray
+) -> int:
+    """Fill ``hr`` (in place) for published frames without HR from R-peaks over all of the
+    patient's samples of the same lead and rate in this window; returns frames filled."""
+    missing = np.isnan(hr) & publish
+    if not missing.any():
+        return 0
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i in np.flatnonzero(publish).tolist():
+        groups.setdefault((int(frame_patient[i]), entries[i][0].lead), []).append(i)
+    # Batch the signals by (length, fs) so R-peak detection runs on 2-D arrays.
+    batches: dict[tuple[int, float], list[tuple[list[int], np.ndarray]]] = {}
+    for idx in groups.values():
+        need = [i for i in idx if missing[i]]
+        if not need:
+            continue
+        fs = float(entries[idx[0]][0].fs)
+        sig = np.concatenate([entries[i][0].samples for i in idx if float(entries[i][0].fs) == fs])
+        batches.setdefault((sig.shape[0], fs), []).append((need, sig))
+    filled = 0
+    for (_, fs), items in sorted(batches.items()):
+        values = derive_hr_bpm_batch(np.stack([sig for _, sig in items]), fs)
+        for (need, _), v in zip(items, values.tolist(), strict=True):
+            if math.isfinite(v):
+                hr[need] = v
+                filled += len(need)
+    return filled
 
 
 def anonymize_window(frames: Iterable[Frame], state: KeyState | None, config: AnonymizationConfig) -> WindowResult:
@@ -234,9 +292,9 @@ def anonymize_window(frames: Iterable[Frame], state: KeyState | None, config: An
     entries = _sort_entries([(f, int(w)) for f, w in old.carry] + [(f, 0) for f in new_frames])
     metrics = WindowMetrics(k=config.k, l_diversity=config.l_diversity)
     metrics.frames_in = len(new_frames)
-    metrics.samples_in = int(sum(f.n_samples for f in new_frames))
+    metrics.samples_in = int(sum(f.samples.shape[0] for f in new_frames))
     metrics.frames_carried_in = len(old.carry)
-    metrics.samples_carried_in = int(sum(f.n_samples for f, _ in old.carry))
+    metrics.samples_carried_in = int(sum(f.samples.shape[0] for f, _ in old.carry))
 
     # Group frames by patient (entries are sorted by pid, then time).
     pids: list[str] = []
@@ -248,13 +306,13 @@ def anonymize_window(frames: Iterable[Frame], state: KeyState | None, config: An
     n_p = len(pids)
     n_f = len(entries)
     frame_patient = np.zeros(n_f, dtype=np.int64)
-    if n_p:
+    if n_p > 1:
         frame_patient[np.asarray(starts[1:], dtype=np.int64)] = 1
         frame_patient = np.cumsum(frame_patient)
     waited = np.asarray([w for _, w in entries], dtype=np.int64)
     patient_waited = np.zeros(n_p, dtype=np.int64)
     np.maximum.at(patient_waited, frame_patient, waited)
-    firsts = [entries[s][0] for s in starts]
+    firsts = [entries[s][0] for s in starts]  # each patient's first frame in time defines its QIs
     qi_values = {a: _as_array([f.qi.get(a) for f in firsts]) for a in qis}
     sensitive = np.asarray([f.sensitive for f in firsts], dtype=object)
 
@@ -263,83 +321,58 @@ def anonymize_window(frames: Iterable[Frame], state: KeyState | None, config: An
     carry_p = unplaced & (patient_waited < config.max_delay_windows)
     p_level[unplaced & ~carry_p] = SUPPRESSED_LEVEL
 
-    f_level = p_level[frame_patient]  # 0 = carried over
-    sizes = np.asarray([f.n_samples for f, _ in entries], dtype=np.int64)
+    f_level = p_level[frame_patient] if n_f else np.zeros(0, dtype=np.int64)  # 0 = carried over
+    sizes = np.asarray([f.samples.shape[0] for f, _ in entries], dtype=np.int64)
+    publish = (f_level >= 1) & (f_level <= _MAX_PUBLISHED_LEVEL)
+    ecg_by_frame, ecg_sum, ecg_count = _round_published(h, entries, f_level, sizes)
 
-    # Round published samples per level in one pass over one concatenated buffer.
-    pub_idx = np.flatnonzero((f_level >= 1) & (f_level <= _MAX_PUBLISHED_LEVEL))
-    if pub_idx.size:
-        raw = np.concatenate([entries[i][0].samples for i in pub_idx.tolist()]).astype(np.float64, copy=False)
-        s_level = np.repeat(f_level[pub_idx], sizes[pub_idx])
-        rounded = np.empty_like(raw)
-        for lv in np.unique(s_level).tolist():
-            m = s_level == lv
-            rounded[m] = h.round_ecg(raw[m], int(lv))
-        pieces = np.split(rounded, np.cumsum(sizes[pub_idx])[:-1])
-    else:
-        rounded = np.empty(0)
-        pieces = []
-    ecg_by_frame: dict[int, np.ndarray] = dict(zip(pub_idx.tolist(), pieces, strict=True))
-
-    # Heart rate: given values win; otherwise derive from the patient's samples in this window.
-    hr = np.asarray([f.hr_bpm if f.hr_bpm is not None else math.nan for f, _ in entries], dtype=np.float64)
-    hr_real = hr.copy()
-    missing = np.isnan(hr_real) & (f_level >= 1) & (f_level <= _MAX_PUBLISHED_LEVEL)
-    if missing.any():
-        groups: dict[tuple[int, str], list[int]] = {}
-        for i in np.flatnonzero((f_level >= 1) & (f_level <= _MAX_PUBLISHED_LEVEL)).tolist():
-            groups.setdefault((int(frame_patient[i]), entries[i][0].lead), []).append(i)
-        for idx in groups.values():
-            need = [i for i in idx if missing[i]]
-            if not need:
-                continue
-            fs = float(entries[idx[0]][0].fs)
-            same_fs = [entries[i][0].samples for i in idx if float(entries[i][0].fs) == fs]
-            value = derive_hr_bpm(np.concatenate(same_fs), fs)
-            if math.isfinite(value):
-                hr_real[need] = value
-                metrics.hr_derived_frames += len(need)
-    pub_mask = (f_level >= 1) & (f_level <= _MAX_PUBLISHED_LEVEL)
-    known_hr = hr_real[pub_mask & np.isfinite(hr_real)]
-    window_hr = _mean_or(known_hr, old.hr_mean())
-    window_ecg = _mean_or(rounded, old.ecg_mean(), 0.0)
+    # Heart rate: given values win; otherwise derived from R-peaks; else window/running mean.
+    hr_real = np.asarray([f.hr_bpm if f.hr_bpm is not None else math.nan for f, _ in entries], dtype=np.float64)
+    metrics.hr_derived_frames = _derive_missing_hr(entries, frame_patient, hr_real, publish)
+    known_hr = hr_real[publish & np.isfinite(hr_real)]
+    window_hr = float(np.mean(known_hr)) if known_hr.size else _first_finite(old.hr_mean())
+    window_ecg = ecg_sum / ecg_count if ecg_count else _first_finite(old.ecg_mean(), 0.0)
+    hr_out = np.where(np.isfinite(hr_real), hr_real, window_hr).tolist()
 
     published: list[PublishedFrame] = []
     carry_out: list[tuple[Frame, int]] = []
-    star_qi = {a: STAR for a in qis}
-    for i, (f, w) in enumerate(entries):
-        lv = int(f_level[i])
+    patient_qi = [
+        {a: STAR for a in qis} if lv == SUPPRESSED_LEVEL else {a: str(p_labels[a][p]) for a in qis}
+        for p, lv in enumerate(p_level.tolist())
+    ]
+    for i, ((f, w), lv, p) in enumerate(zip(entries, f_level.tolist(), frame_patient.tolist(), strict=True)):
         if lv == 0:
             carry_out.append((f, w + 1))
-            continue
-        p = int(frame_patient[i])
-        if lv == SUPPRESSED_LEVEL:
+        elif lv == SUPPRESSED_LEVEL:
             published.append(
                 PublishedFrame(
-                    pid=f.pid, lead=f.lead, ts_ms=int(f.ts_ms), fs=float(f.fs), level=lv, qi=dict(star_qi),
-                    ecg_mv=np.full(f.n_samples, window_ecg), hr_bpm=window_hr, imputed=True,
+                    f.pid,
+                    f.lead,
+                    int(f.ts_ms),
+                    float(f.fs),
+                    lv,
+                    patient_qi[p],
+                    np.full(f.samples.shape[0], window_ecg),
+                    window_hr,
+                    True,
                 )
             )
-            continue
-        value = float(hr_real[i])
-        published.append(
-            PublishedFrame(
-                pid=f.pid, lead=f.lead, ts_ms=int(f.ts_ms), fs=float(f.fs), level=lv,
-                qi={a: str(p_labels[a][p]) for a in qis}, ecg_mv=ecg_by_frame[i],
-                hr_bpm=value if math.isfinite(value) else window_hr, imputed=False,
+        else:
+            published.append(
+                PublishedFrame(
+                    f.pid, f.lead, int(f.ts_ms), float(f.fs), lv, patient_qi[p], ecg_by_frame[i], hr_out[i], False
+                )
             )
-        )
 
     # Metrics.
     out_levels = f_level[f_level > 0]
-    out_sizes = sizes[f_level > 0]
     metrics.distinct_patients = n_p
     metrics.frames_by_level = level_counts(out_levels)
-    metrics.samples_by_level = level_counts(out_levels, out_sizes.astype(np.float64))
+    metrics.samples_by_level = level_counts(out_levels, sizes[f_level > 0].astype(np.float64))
     metrics.patients_by_level = level_counts(p_level[p_level > 0])
     supp_f = f_level == SUPPRESSED_LEVEL
-    metrics.frames_published = int(pub_mask.sum())
-    metrics.samples_published = int(sizes[pub_mask].sum())
+    metrics.frames_published = int(publish.sum())
+    metrics.samples_published = int(sizes[publish].sum())
     metrics.frames_suppressed = int(supp_f.sum())
     metrics.samples_suppressed = int(sizes[supp_f].sum())
     metrics.patients_suppressed = int((p_level == SUPPRESSED_LEVEL).sum())
@@ -354,8 +387,8 @@ def anonymize_window(frames: Iterable[Frame], state: KeyState | None, config: An
 
     # State: carry-over, running means of real published values, cumulative counters.
     new_state.carry = carry_out
-    new_state.ecg_sum += float(np.sum(rounded))
-    new_state.ecg_count += int(rounded.shape[0])
+    new_state.ecg_sum += ecg_sum
+    new_state.ecg_count += ecg_count
     new_state.hr_sum += float(np.sum(known_hr))
     new_state.hr_count += int(known_hr.shape[0])
     for lv, c in metrics.frames_by_level.items():

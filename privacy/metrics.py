@@ -163,4 +163,4 @@ def level_counts(levels: np.ndarray, weights: np.ndarray | None = None) -> dict[
     if lv.size == 0:
         return {}
     counts = np.bincount(lv, weights=weights, minlength=SUPPRESSED_LEVEL + 1)
-    return {int(i): int(round(float(c))) for i, c in enumerate(counts) if c > 0}
+    return {int(i): round(float(c)) for i, c in enumerate(counts) if c > 0}

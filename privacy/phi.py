@@ -20,8 +20,21 @@ _MIN_PHONE_DIGITS = 7
 _PHI_KEYS = frozenset(
     k.lower()
     for k in (
-        "patient_id", "patient_name", "name", "first_name", "last_name", "email", "phone",
-        "mobile", "address", "street", "ssn", "mrn", "dob", "birth_date", "date_of_birth",
+        "patient_id",
+        "patient_name",
+        "name",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "mobile",
+        "address",
+        "street",
+        "ssn",
+        "mrn",
+        "dob",
+        "birth_date",
+        "date_of_birth",
     )
 )
 

@@ -115,7 +115,7 @@ def test_header_must_start_with_level(tmp_path: Path) -> None:
 
 
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(HierarchyError, match="nope.csv"):
+    with pytest.raises(HierarchyError, match=r"nope\.csv"):
         load_hierarchy(tmp_path / "nope.csv")
 
 

@@ -58,6 +58,7 @@ def test_suppression_and_mean_imputation() -> None:
     assert odd.ecg_mv.shape == (3,)
     assert np.allclose(odd.ecg_mv, expected)
     assert odd.hr_bpm == pytest.approx(70.0)
+    assert classes(res) == {(1, ("50-54", "F", "1011*")): {pid_of("a"), pid_of("b"), pid_of("c")}}
     m = res.metrics
     assert m.patients_by_level == {1: 3, 9: 1}
     assert m.frames_by_level == {1: 3, 9: 1}
@@ -121,7 +122,11 @@ def test_carry_over_then_suppression_at_max_delay() -> None:
     assert r2.state.carry == []
     m = r2.metrics
     assert (m.frames_in, m.frames_carried_in, m.frames_published, m.frames_suppressed, m.frames_carried_out) == (
-        3, 1, 2, 2, 0,
+        3,
+        1,
+        2,
+        2,
+        0,
     )
     assert m.accounting_ok()
     assert r2.state.frames_carried_over == 1 and r2.state.windows == 2
@@ -245,7 +250,9 @@ def test_deterministic_and_state_not_mutated() -> None:
 
 def test_no_raw_identifier_in_any_output() -> None:
     raw_ids = [f"MRN-RAW-{i:05d}" for i in range(30)]
-    frames = [frame(r, 40 + i % 7, "FM"[i % 2], f"1{i % 3}115", [0.1 * i, 0.2], ts_ms=T0 + i) for i, r in enumerate(raw_ids)]
+    frames = [
+        frame(r, 40 + i % 7, "FM"[i % 2], f"1{i % 3}115", [0.1 * i, 0.2], ts_ms=T0 + i) for i, r in enumerate(raw_ids)
+    ]
     res = anonymize_window(frames, KeyState(), cfg(3, max_delay=1))
     blobs = [repr(res), repr(res.published), res.metrics.log_line(), repr(res.metrics.as_dict())]
     blob = "\n".join(blobs).encode() + pickle.dumps(res)

@@ -30,7 +30,11 @@ def test_band_capped_at_one() -> None:
 
 
 def test_ncp_table_local_and_global() -> None:
-    raw = {"age": np.array([51, 52, 90]), "sex": np.array(["F", "F", "M"]), "zip": np.array(["10115", "10116", "99999"])}
+    raw = {
+        "age": np.array([51, 52, 90]),
+        "sex": np.array(["F", "F", "M"]),
+        "zip": np.array(["10115", "10116", "99999"]),
+    }
     expected_row = (4 / 39 + 0 + 2 / 3) / 3
     assert ncp_table(H, raw, np.array([1, 1, 9])) == pytest.approx((2 * expected_row + 1) / 3)
     per_attr = {"age": np.array([9, 9, 9]), "sex": np.array([0, 0, 0]), "zip": np.array([0, 0, 0])}
@@ -39,7 +43,11 @@ def test_ncp_table_local_and_global() -> None:
 
 
 def test_window_ncp_matches_table() -> None:
-    frames = [frame("a", 51, "F", "10115", [0.1]), frame("b", 52, "F", "10116", [0.1]), frame("c", 90, "M", "99999", [0.1])]
+    frames = [
+        frame("a", 51, "F", "10115", [0.1]),
+        frame("b", 52, "F", "10116", [0.1]),
+        frame("c", 90, "M", "99999", [0.1]),
+    ]
     res = anonymize_window(frames, None, AnonymizationConfig(H, 2, max_delay_windows=0))
     assert res.metrics.ncp == pytest.approx((2 * (4 / 39 + 2 / 3) / 3 + 1) / 3)
 

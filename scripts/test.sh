@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up everything (idempotent) and run the checks and the whole test suite:
+#   ruff, mypy, pytest (unit, mini-cluster integration and end-to-end tests on the real local stack).
+# Usage: bash scripts/test.sh [--slow] [pytest args...]
+#   --slow  also run the tests marked slow (long chaos runs)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+MARKERS="not slow"
+if [ "${1:-}" = "--slow" ]; then MARKERS=""; shift; fi
+
+bash scripts/setup.sh --with-checkers
+PY=.venv/bin/python
+
+echo "[test] ruff"
+"$PY" -m ruff check .
+echo "[test] mypy"
+"$PY" -m mypy contract privacy hierarchy connectors operators flink_jobs
+echo "[test] pytest"
+# Missing service binaries must fail the run, never skip it.
+export ECG_REQUIRE_STACK=1
+exec "$PY" -m pytest -m "$MARKERS" "$@"
