@@ -81,6 +81,7 @@ def make_window(
             frames.append(
                 Frame(
                     pid=pop.pids[i],
+                    lead="II",
                     ts_ms=t0_ms + round(j * dt * 1000),
                     fs=fs,
                     samples=sig[j * samples_per_frame : (j + 1) * samples_per_frame].copy(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,18 +12,19 @@ import numpy as np
 class Frame:
     """One ECG frame as the anonymizer sees it: already pseudonymized, QIs still raw.
 
-    ``pid`` must be the pseudonym (``privacy.pseudonym.pseudonymize``), never the raw patient id.
-    ``hr_bpm`` is ``nan`` when the device did not send it. ``sensitive`` is the optional sensitive
+    Field order as in docs/architecture.md. ``pid`` must be the pseudonym
+    (``privacy.pseudonym.pseudonymize``), never the raw patient id.
+    ``hr_bpm`` is ``nan`` (or None) when the device did not send it. ``sensitive`` is the optional sensitive
     attribute used for l-diversity (e.g. a diagnosis code).
     """
 
     pid: str
     ts_ms: int
     fs: float
+    lead: str
     samples: np.ndarray
+    hr_bpm: float | None  # nan or None = unknown (derived from R-peaks when published)
     qi: dict[str, Any]
-    lead: str = "II"
-    hr_bpm: float = math.nan
     sensitive: str | None = None
 
     @property

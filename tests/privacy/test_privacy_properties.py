@@ -46,6 +46,7 @@ def build(pop: list[dict], window: int, present: list[bool] | None = None) -> li
             frames.append(
                 Frame(
                     pid=f"{i:032x}",
+                    lead="II",
                     ts_ms=T0 + window * 100_000 + j * 1000,
                     fs=250.0,
                     samples=np.asarray(samples, dtype=np.float64),
