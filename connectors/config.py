@@ -271,6 +271,17 @@ def load_settings(
         raise ConfigError("invalid L_DIVERSITY: needs SENSITIVE_ATTRIBUTE")
     if values["influx_transport"] == "v2" and not values["influx_bucket"]:
         raise ConfigError("invalid INFLUX_BUCKET: required with INFLUX_TRANSPORT=v2")
+    # A transaction must outlive a checkpoint cycle plus the longest restart backoff, or the broker
+    # aborts it while Flink still intends to commit it after recovery (data loss in exactly-once mode).
+    needed_ms = 1000 * (
+        values["checkpoint_interval_seconds"] + values["checkpoint_timeout_seconds"]
+        + values["restart_max_backoff_seconds"]
+    )
+    if values["kafka_transaction_timeout_ms"] <= needed_ms:
+        raise ConfigError(
+            f"invalid KAFKA_TRANSACTION_TIMEOUT_MS: must exceed checkpoint interval + checkpoint timeout + "
+            f"max restart backoff = {needed_ms:.0f} ms"
+        )
     if values["web_ui_port"] and not values["web_ui_port"].isdigit():
         raise ConfigError("invalid WEB_UI_PORT: must be a port number")
     hierarchy_path = Path(values["hierarchy_path"])

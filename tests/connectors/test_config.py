@@ -41,6 +41,8 @@ def test_defaults_and_precedence(tmp_path: Path) -> None:
         (["--l-diversity", "2"], "SENSITIVE_ATTRIBUTE"),
         (["--hierarchy-path", "missing.csv"], "HIERARCHY_PATH"),
         (["--pseudonym-hex-chars", "8"], "PSEUDONYM_HEX_CHARS"),
+        (["--kafka-transaction-timeout-ms", "60000"], "KAFKA_TRANSACTION_TIMEOUT_MS"),
+        (["--web-ui-port", "http"], "WEB_UI_PORT"),
     ],
 )
 def test_invalid_values_name_the_setting(tmp_path: Path, argv: list[str], fragment: str) -> None:

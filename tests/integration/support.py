@@ -183,3 +183,125 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
         return records
     finally:
         consumer.close()
+
+
+# --- Flink REST (embedded mini cluster started with --web-ui-port) and restart detection ----------
+
+
+def rest_get(port: int, path: str, timeout: float = 10.0) -> Any:
+    """GET a Flink REST path (e.g. ``/jobs/overview``) and decode its JSON."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def running_job_id(port: int) -> str | None:
+    """The jid of the one RUNNING job of the mini cluster behind `port`, None while there is none."""
+    try:
+        jobs = rest_get(port, "/jobs/overview")["jobs"]
+    except OSError:  # REST not up yet
+        return None
+    running = [job["jid"] for job in jobs if job["state"] == "RUNNING"]
+    assert len(running) <= 1, jobs
+    return running[0] if running else None
+
+
+def job_restarts(port: int, jid: str) -> int | None:
+    """The job-level ``numRestarts`` metric: restarts since submission, global or of a failover
+    region. None until the REST metric fetcher has it (a few seconds after the job starts)."""
+    metrics = rest_get(port, f"/jobs/{jid}/metrics?get=numRestarts")
+    return int(float(metrics[0]["value"])) if metrics else None
+
+
+# Lines Flink's JobMaster logs whenever the job (not one task) leaves RUNNING for a restart or failure.
+JOB_RESTART_PATTERN = re.compile(r"switched from state RUNNING to (?:FAILING|FAILED|RESTARTING)|"
+                                 r"switched from RUNNING to (?:FAILING|FAILED|RESTARTING)")
+
+
+def job_restart_lines(flink_log: str) -> list[str]:
+    """Flink log lines showing a job failure/restart or a failed task (empty for a clean run)."""
+    return [
+        line for line in flink_log.splitlines()
+        if JOB_RESTART_PATTERN.search(line) or "switched from RUNNING to FAILED" in line
+        or "Recovering job" in line or "restarting the job" in line.lower()
+    ]
+
+
+# --- Kafka: produce with positions, read several topics at once --------------------------------
+
+
+def make_large_producer(bootstrap: str, max_request_size: int = 16 * 1024 * 1024) -> Any:
+    """A kafka-python producer that can send the 10 MB corpus entry (acks=all, ordered)."""
+    from kafka import KafkaProducer
+
+    return KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=max_request_size,
+        max_in_flight_requests_per_connection=1, client_id="ecg-tests",
+    )
+
+
+def read_topics(bootstrap: str, topics: Iterable[str], timeout: float = 5.0,
+                max_partition_fetch_bytes: int = 16 * 1024 * 1024) -> dict[str, list[Any]]:
+    """All records of several topics (every partition, from the beginning) with one consumer.
+
+    Fetch sizes allow the largest message the local broker takes, so no record is skipped."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    wanted = sorted(set(topics))
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000,
+                             max_partition_fetch_bytes=max_partition_fetch_bytes,
+                             fetch_max_bytes=4 * max_partition_fetch_bytes)
+    try:
+        assignment = [
+            TopicPartition(topic, partition)
+            for topic in wanted
+            for partition in sorted(consumer.partitions_for_topic(topic) or set())
+        ]
+        records: dict[str, list[Any]] = {topic: [] for topic in wanted}
+        if not assignment:
+            return records
+        consumer.assign(assignment)
+        consumer.seek_to_beginning(*assignment)
+        idle_deadline = time.monotonic() + timeout
+        while time.monotonic() < idle_deadline:
+            batch = consumer.poll(timeout_ms=500)
+            for partition, partition_records in batch.items():
+                records[partition.topic].extend(partition_records)
+            if batch:
+                idle_deadline = time.monotonic() + timeout / 2
+        return records
+    finally:
+        consumer.close()
+
+
+def list_topics(bootstrap: str) -> list[str]:
+    from connectors.local_stack import _admin
+
+    admin = _admin(bootstrap)
+    try:
+        return sorted(admin.list_topics())
+    finally:
+        admin.close()
+
+
+# --- Leak scanning ----------------------------------------------------------------------------
+
+
+def find_needles(haystacks: Iterable[tuple[str, bytes | str]], needles: Iterable[str]) -> list[str]:
+    """`"<needle> in <where>"` for every needle found in every (where, content) pair.
+
+    Content is searched as bytes for the needle's UTF-8 and for its ASCII-escaped JSON form
+    (``J\\u00fcrgen``), so a needle inside JSON written with ensure_ascii or a binary file still hits."""
+    import json
+
+    forms = {
+        needle: {needle.encode("utf-8"), json.dumps(needle, ensure_ascii=True)[1:-1].encode("ascii")}
+        for needle in dict.fromkeys(needles) if needle
+    }
+    hits: list[str] = []
+    for where, content in haystacks:
+        data = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else bytes(content)
+        hits.extend(f"{needle!r} in {where}" for needle, encoded in forms.items() if any(e in data for e in encoded))
+    return hits

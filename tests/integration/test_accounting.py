@@ -1,0 +1,110 @@
+"""Accounting invariant, read from the job's Flink metrics over REST (what the web UI shows):
+
+    input records = control + dead-lettered + valid
+    valid frames  = published + suppressed + still carried over + late
+    per window    : new + carried in = published + suppressed + carried out (no violation counted)
+
+and each term checked against what was really sent: bad messages, late frames, the reference model.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from connectors.local_stack import count_points_v1, create_database_v1, free_port
+from connectors.simulator import SimConfig, generate_messages, make_producer, produce
+from tests.integration.support import JobProcess, expected_output, job_args, read_topic, wait_until
+
+START_MS = 1_763_812_800_000
+K = 5
+LATE_FRAMES = 7
+
+
+def _rest(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def job_metrics(port: int) -> dict[str, float]:
+    """Every `ecg.*` metric of the running job (ids `<subtask>.<operator>.ecg.<name>`), summed over
+    operators and subtasks, by name."""
+    (job,) = [j for j in _rest(port, "/jobs/overview")["jobs"] if j["state"] == "RUNNING"]
+    totals: dict[str, float] = {}
+    for vertex in _rest(port, f"/jobs/{job['jid']}")["vertices"]:
+        base = f"/jobs/{job['jid']}/vertices/{vertex['id']}/metrics"
+        names = [m["id"] for m in _rest(port, base) if ".ecg." in m["id"]]
+        for start in range(0, len(names), 20):
+            query = urllib.parse.quote(",".join(names[start : start + 20]), safe=",")
+            for metric in _rest(port, f"{base}?get={query}"):
+                short = metric["id"].rsplit(".", 1)[-1]
+                totals[short] = totals.get(short, 0.0) + float(metric["value"])
+    return totals
+
+
+def test_every_input_record_is_accounted_for(local_stack, fresh_topics, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (raw_topic,) = fresh_topics("ecg-raw", partitions=4)
+    (dlq_topic,) = fresh_topics("ecg-dlq", partitions=1)
+    db = "acct_" + uuid.uuid4().hex[:8]
+    create_database_v1(local_stack.influx_v1_url, db)
+    messages = list(generate_messages(SimConfig(patients=16, duration_s=30, start_ms=START_MS, sites=2,
+                                                bad_fraction=0.05, end_of_stream=True, partitions=4, seed=5)))
+    frames = [m for m in messages if m.kind == "frame"]
+    bad = [m for m in messages if m.kind == "bad"]
+    control = [m for m in messages if m.kind == "control"]
+    expected = expected_output(messages, k=K)
+    produce(messages, local_stack.kafka_bootstrap, raw_topic)
+
+    port = free_port()
+    job = JobProcess(
+        job_args(local_stack, tmp_path / "checkpoints", "--influx-db", db, "--kafka-input-topic", raw_topic,
+                 "--kafka-dlq-topic", dlq_topic, "--k-anonymity", str(K), "--web-ui-port", str(port)),
+        tmp_path / "job.log",
+    )
+    try:
+        total_in = len(messages) + LATE_FRAMES
+        wait_until(lambda: count_points_v1(local_stack.influx_v1_url, db, "ecg_anonymized") >= expected.points, 240,
+                   "all points", job=job)
+        # The job has passed end-of-stream, so its watermark is far in the future: re-sent frames are late.
+        producer = make_producer(local_stack.kafka_bootstrap)
+        for message in frames[:LATE_FRAMES]:
+            producer.send(raw_topic, value=message.value, key=message.key, timestamp_ms=message.timestamp_ms)
+        producer.flush()
+        producer.close()
+        seen: dict[str, float] = {}
+
+        def all_records_counted() -> bool:
+            seen.clear()
+            seen.update(job_metrics(port))
+            return seen.get("records_in") == total_in and seen.get("late_records") == LATE_FRAMES
+
+        try:
+            wait_until(all_records_counted, 60, "metrics of all records", job=job)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; metrics {seen}, expected records_in {total_in}") from None
+        metrics = dict(seen)
+        assert metrics["records_in"] == metrics["control_records"] + metrics["dead_lettered"] + metrics["frames_valid"]
+        assert metrics["frames_valid"] == (
+            metrics["frames_published"] + metrics["frames_suppressed"] + metrics["frames_pending_carry"]
+            + metrics["late_records"]
+        )
+        assert metrics["frames_anonymized"] + metrics["frames_carried_in"] == (
+            metrics["frames_published"] + metrics["frames_suppressed"] + metrics["frames_carried_out"]
+        )
+        assert metrics["accounting_violations"] == 0
+        assert metrics["windows"] == expected.windows
+        # Each term against what was really sent.
+        assert metrics["control_records"] == len(control)
+        assert metrics["dead_lettered"] == len(bad)
+        assert metrics["frames_valid"] == len(frames) + LATE_FRAMES
+        assert metrics["frames_pending_carry"] == expected.frames_carried_pending
+        assert metrics["samples_published"] + metrics["samples_imputed"] == expected.points
+        dead_letters = [json.loads(r.value) for r in read_topic(local_stack.kafka_bootstrap, dlq_topic)]
+        assert len(dead_letters) == len(bad) + LATE_FRAMES
+        assert sum(1 for d in dead_letters if d["reason"] == "late") == LATE_FRAMES
+    finally:
+        job.stop()
