@@ -11,6 +11,7 @@ The same function backs tests/integration/test_chaos_resume.py (5 kills by defau
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import tempfile
@@ -23,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from connectors.checkpoints import latest_checkpoint
+from connectors.config import PROJECT_ROOT
+from connectors.flink_cluster import FlinkCluster
 from connectors.local_stack import LocalStack, count_points_v1, create_database_v1, create_topics, query_v1
 from connectors.simulator import ProduceReport, SimConfig, generate_messages, produce
-from tests.integration.support import JobProcess, expected_output, job_args, read_topic, wait_until
+from tests.integration.support import TEST_SECRET, JobProcess, expected_output, job_args, read_topic, wait_until
 
 START_MS = 1_763_812_800_000
 SECONDS_PER_KILL_CYCLE = 16  # JVM start + restore + one checkpoint + the random delay, measured here
@@ -33,6 +36,7 @@ SECONDS_PER_KILL_CYCLE = 16  # JVM start + restore + one checkpoint + the random
 
 @dataclass
 class ChaosReport:
+    kind: str = ""
     kills: int = 0
     resumes: int = 0
     resume_seconds: list[float] = field(default_factory=list)
@@ -74,7 +78,7 @@ class ChaosReport:
         )
         return "\n".join(
             [
-                f"kills (kill -9 of JVM + Python workers)  {self.kills}",
+                f"kills                                   {self.kills} ({self.kind})",
                 f"resumes from latest checkpoint          {self.resumes} (restart to next checkpoint: {resume})",
                 f"points chaos / uninterrupted / model    {self.points_chaos} / {self.points_uninterrupted} / "
                 f"{self.points_model}",
@@ -104,7 +108,76 @@ def fingerprints(url: str, db: str) -> dict[tuple[Any, ...], tuple[int, float]]:
     }
 
 
-def _wait_for_new_checkpoint(checkpoints: Path, job: JobProcess, what: str) -> None:
+class _EmbeddedTarget:
+    """The job in an embedded mini cluster: kill -9 its process group, resume with --from-checkpoint latest."""
+
+    kind = "kill -9 of the job's JVM + Python workers"
+
+    def __init__(self, args: list[str], workdir: Path) -> None:
+        self._args, self._workdir = args, workdir
+        self.job: JobProcess | None = JobProcess(args, workdir / "chaos-0.log")
+
+    def kill(self) -> None:
+        assert self.job is not None
+        self.job.kill_hard()
+
+    def resume(self, number: int) -> None:
+        self.job = JobProcess([*self._args, "--from-checkpoint", "latest"], self._workdir / f"chaos-{number}.log")
+
+    def notes(self) -> list[str]:
+        return []
+
+    def stop(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+
+
+class _ClusterTarget:
+    """The job on a standalone cluster: kill -9 the TaskManager, start a new one; Flink's restart
+    strategy restores the job from the latest checkpoint by itself."""
+
+    kind = "kill -9 of the TaskManager"
+    job: JobProcess | None = None
+
+    def __init__(self, args: list[str], workdir: Path) -> None:
+        # Fast loss detection: a killed TaskManager is noticed in seconds, not after the 50 s default.
+        self.cluster = FlinkCluster(workdir / "flink", rest_port=0, parallelism=1,
+                                    extra_config={"heartbeat.interval": 1000, "heartbeat.timeout": 5000})
+        self.cluster.start()
+        previous = os.environ.get("PSEUDONYM_SECRET")
+        os.environ["PSEUDONYM_SECRET"] = TEST_SECRET
+        try:
+            # Every kill costs one restart attempt; the job must outlive all of them.
+            self.job_id = self.cluster.submit(PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py",
+                                              [*args, "--restart-attempts", "1000"])
+        finally:
+            if previous is None:
+                os.environ.pop("PSEUDONYM_SECRET")
+            else:
+                os.environ["PSEUDONYM_SECRET"] = previous
+
+    def kill(self) -> None:
+        self.cluster.kill_taskmanager()
+
+    def resume(self, number: int) -> None:
+        self.cluster.start_taskmanager()
+        wait_until(lambda: self.cluster.job_state(self.job_id) == "RUNNING", 120, "job RUNNING again")
+
+    def notes(self) -> list[str]:
+        metrics = self.cluster._rest("GET", f"/jobs/{self.job_id}/metrics?get=numRestarts")
+        restarts = {m["id"]: m["value"] for m in metrics}.get("numRestarts", "?")
+        return [f"job restarts counted by Flink (numRestarts)  {restarts}"]
+
+    def stop(self) -> None:
+        try:
+            if self.cluster.job_state(self.job_id) == "RUNNING":
+                self.cluster.cancel(self.job_id)
+                self.cluster.wait_for_job(self.job_id, ("CANCELED",), timeout=60)
+        finally:
+            self.cluster.stop()
+
+
+def _wait_for_new_checkpoint(checkpoints: Path, job: JobProcess | None, what: str) -> None:
     seen = latest_checkpoint(checkpoints)
     wait_until(lambda: latest_checkpoint(checkpoints) != seen, 120, what, job=job)
 
@@ -114,7 +187,7 @@ def _dead_letters(bootstrap: str, topic: str) -> Counter[bytes]:
 
 
 def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1, patients: int = 12,
-              sites: int = 2, k: int = 5, log: Any = print) -> ChaosReport:
+              sites: int = 2, k: int = 5, mode: str = "embedded", log: Any = print) -> ChaosReport:
     started = time.monotonic()
     rng = random.Random(seed)
     report = ChaosReport()
@@ -144,32 +217,36 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
         target=lambda: produced.__dict__.update(produce(messages, stack.kafka_bootstrap, raw_topic, rate).__dict__),
         daemon=True,
     )
-    job = JobProcess(args, workdir / "chaos-0.log")
+    target: _EmbeddedTarget | _ClusterTarget = (
+        _ClusterTarget(args, workdir) if mode == "cluster" else _EmbeddedTarget(args, workdir)
+    )
+    report.kind = target.kind
     try:
-        wait_until(lambda: latest_checkpoint(checkpoints), 120, "first checkpoint", job=job)
+        wait_until(lambda: latest_checkpoint(checkpoints), 120, "first checkpoint", job=target.job)
         producer.start()
         for number in range(1, kills + 1):
-            _wait_for_new_checkpoint(checkpoints, job, "a checkpoint of this run")
+            _wait_for_new_checkpoint(checkpoints, target.job, "a checkpoint of this run")
             time.sleep(rng.uniform(0.0, 4.0))
-            job.kill_hard()
+            target.kill()
             report.kills += 1
             points = count_points_v1(url, db_chaos, "ecg_anonymized")
-            log(f"kill {number}: after {latest_checkpoint(checkpoints)}, {points} points so far, "
+            log(f"kill {number} ({target.kind}): after {latest_checkpoint(checkpoints)}, {points} points so far, "
                 f"producer {'running' if producer.is_alive() else 'done'}")
             if not producer.is_alive():
                 report.notes.append(f"note: kill {number} happened after the producer finished")
             resumed_at = time.monotonic()
-            job = JobProcess([*args, "--from-checkpoint", "latest"], workdir / f"chaos-{number}.log")
+            target.resume(number)
             report.resumes += 1
-            _wait_for_new_checkpoint(checkpoints, job, "a checkpoint after resume")
+            _wait_for_new_checkpoint(checkpoints, target.job, "a checkpoint after resume")
             report.resume_seconds.append(time.monotonic() - resumed_at)
         producer.join(timeout=600)
         wait_until(lambda: count_points_v1(url, db_chaos, "ecg_anonymized") >= model.points, 300,
-                   "all points after the last resume", job=job)
+                   "all points after the last resume", job=target.job)
         time.sleep(5)
         report.points_chaos = count_points_v1(url, db_chaos, "ecg_anonymized")
+        report.notes.extend(target.notes())
     finally:
-        job.stop()
+        target.stop()
 
     reference = JobProcess(
         job_args(stack, workdir / "checkpoints-ref", "--influx-db", db_ref, "--kafka-input-topic", raw_topic,
@@ -206,13 +283,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--patients", type=int, default=12)
+    parser.add_argument("--mode", choices=("embedded", "cluster"), default="embedded",
+                        help="embedded: kill -9 the job process; cluster: kill -9 the TaskManager")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, checkpoints)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
     stack = LocalStack(workdir / "stack")
     try:
         stack.start(victoria_metrics=False)
-        report = run_chaos(stack, workdir, kills=args.kills, seed=args.seed, patients=args.patients)
+        report = run_chaos(stack, workdir, kills=args.kills, seed=args.seed, patients=args.patients,
+                           mode=args.mode)
     finally:
         stack.stop()
         if not args.keep:

@@ -325,6 +325,38 @@ class FlinkCluster:
         for f in self.pid_dir.glob("flink-*.pid"):
             f.unlink(missing_ok=True)
 
+    def taskmanager_pids(self) -> list[int]:
+        return [p for p in self.pids() if "TaskManagerRunner" in " ".join(proc_cmdline(p) or [])]
+
+    def kill_taskmanager(self) -> int:
+        """kill -9 one TaskManager of this cluster (chaos testing); returns its pid."""
+        pids = self.taskmanager_pids()
+        if not pids:
+            raise FlinkClusterError("no TaskManager of this cluster is running")
+        # Its Python workers die with it, as on a lost machine (they would otherwise linger as orphans).
+        for pid in [pids[0], *_descendants(pids[0])]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self._ours(pids[0]):
+            time.sleep(0.1)
+        self._sanitize_pid_files()
+        return pids[0]
+
+    def start_taskmanager(self) -> None:
+        """Start one more TaskManager (`taskmanager.sh start`) and wait until its slots register."""
+        registered = int(self.overview().get("taskmanagers", 0))
+        proc = self._script("taskmanager.sh", "start")
+        if proc.returncode != 0:
+            raise FlinkClusterError(f"taskmanager.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            overview = self.overview()
+            if int(overview.get("taskmanagers", 0)) > registered or int(overview.get("slots-available", 0)) > 0:
+                return
+            time.sleep(0.5)
+        raise FlinkClusterError("new TaskManager did not register")
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -425,6 +457,23 @@ class FlinkCluster:
         if proc.returncode != 0 or m is None:
             raise FlinkClusterError(f"flink run failed ({proc.returncode}):\n{out[-4000:]}")
         return m.group(1)
+
+
+def _descendants(pid: int) -> list[int]:
+    """All processes below `pid` in the process tree (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            parent = int(text[text.rindex(")") + 2 :].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    found: list[int] = []
+    pending = list(children.get(pid, []))
+    while pending:
+        child = pending.pop()
+        found.append(child)
+        pending.extend(children.get(child, []))
+    return found
 
 
 def _port_open(port: int) -> bool:

@@ -1,8 +1,8 @@
 """Bad-input corpus through the real job: every hostile message is dead-lettered, nothing restarts.
 
 All 100 entries of `contract.bad_input_corpus` (a ~10 MB message, 10 000-deep nesting, non-UTF-8,
-NaN/Infinity, duplicate keys, 5000-sample arrays, absurd timestamps, ...) are produced to the input
-topic interleaved with valid simulator frames, spread over all four partitions, followed by
+NaN/Infinity, duplicate keys, 5000-sample arrays, absurd timestamps, ...) and a Kafka tombstone are
+produced to the input topic interleaved with valid simulator frames, spread over all four partitions, followed by
 end-of-stream controls. The job must
 
 - dead-letter each bad message exactly once, with its specific reason, matched by (partition,
@@ -25,7 +25,7 @@ from typing import Any
 from connectors.local_stack import count_points_v1, create_database_v1, free_port
 from connectors.simulator import SimConfig, SimMessage, end_of_stream_messages, generate_messages
 from contract.bad_input_corpus import BadInput, bad_inputs
-from contract.frames import DEAD_LETTER_RAW_LIMIT, MAX_MESSAGE_BYTES, REASON_OVERSIZED
+from contract.frames import DEAD_LETTER_RAW_LIMIT, MAX_MESSAGE_BYTES, REASON_INVALID_JSON, REASON_OVERSIZED
 from tests.integration.support import (
     JobProcess,
     expected_output,
@@ -42,6 +42,7 @@ from tests.integration.support import (
 START_MS = 1_763_812_800_000  # window-aligned, fixed so the run is reproducible
 K = 5
 PARTITIONS = 4
+TOMBSTONE = "kafka_tombstone"
 
 
 def _interleave(valid: list[SimMessage], corpus: list[BadInput]) -> list[tuple[SimMessage | None, BadInput | None,
@@ -95,6 +96,8 @@ def test_bad_input_corpus_is_dead_lettered_without_restarts(local_stack, fresh_t
     corpus = bad_inputs(START_MS, include_oversized=True)
     assert len(corpus) >= 50 and len({entry.value for entry in corpus}) == len(corpus)
     assert max(len(entry.value) for entry in corpus) > 10_000_000
+    # Beyond the corpus: a Kafka tombstone (null value), which the deserializer turns into b"".
+    corpus.append(BadInput(TOMBSTONE, b"", REASON_INVALID_JSON))
 
     # Produce: one ordered producer; the position of every bad message comes from the broker.
     producer = make_large_producer(local_stack.kafka_bootstrap)
@@ -109,7 +112,8 @@ def test_bad_input_corpus_is_dead_lettered_without_restarts(local_stack, fresh_t
                 assert entry is not None
                 ts = entry.record_timestamp_ms if entry.record_timestamp_ms is not None else last_ts
                 assert START_MS <= ts <= last_ts
-                future = producer.send(raw_topic, value=entry.value, partition=partition, timestamp_ms=ts)
+                value, key = (None, b"dev-0042") if entry.name == TOMBSTONE else (entry.value, None)
+                future = producer.send(raw_topic, value=value, key=key, partition=partition, timestamp_ms=ts)
                 sent_bad.append((entry, future))
         for control in end_of_stream_messages(PARTITIONS):
             producer.send(raw_topic, value=control.value, partition=control.partition,

@@ -1,5 +1,6 @@
 """Chaos resume (issue: reliability): repeated kill -9 mid-stream, resume from the latest checkpoint,
-compare with an uninterrupted run. 5 kills in the default run, 20 in the slow variant."""
+compare with an uninterrupted run. Default run: 5 kills of the embedded job and 5 kills of the
+TaskManager of a standalone cluster; slow variant: 20 kills."""
 
 from __future__ import annotations
 
@@ -23,6 +24,21 @@ def test_five_kills(local_stack, tmp_path: Path) -> None:  # type: ignore[no-unt
     report = run_chaos(local_stack, tmp_path, kills=5, seed=1)
     assert report.kills == 5 and report.resumes == 5
     _check(report)
+
+
+def test_five_taskmanager_kills_in_cluster_mode(local_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    report = run_chaos(local_stack, tmp_path, kills=5, seed=3, mode="cluster")
+    assert report.kills == 5 and report.kind == "kill -9 of the TaskManager"
+    _check(report)
+    left = [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(tmp_path).encode() in _read(p)]
+    assert left == [], "processes of the chaos cluster left behind"
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 @pytest.mark.slow
