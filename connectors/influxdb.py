@@ -89,6 +89,18 @@ class InfluxWriteError(RuntimeError):
     """A write the server rejected for good (4xx): retrying the same points cannot succeed."""
 
 
+class InfluxTransportError(RuntimeError):
+    """A write that failed after retries (5xx, connection); the message is credential-free."""
+
+
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    """Server replies may echo request headers (proxies do): never let credentials into an error."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
 class LineWriter(Protocol):
     def write_lines(self, lines: Sequence[str]) -> None: ...
 
@@ -120,9 +132,11 @@ class InfluxV1Writer:
             query["rp"] = rp
         self._endpoint = url.rstrip("/") + "/write?" + urllib.parse.urlencode(query)
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        self._secrets: tuple[str, ...] = ()
         if username:
             token = base64.b64encode(f"{username}:{password}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
+            self._secrets = (token, password)
 
     def _post(self, body: bytes) -> None:
         request = urllib.request.Request(self._endpoint, data=body, headers=self._headers, method="POST")
@@ -130,10 +144,10 @@ class InfluxV1Writer:
             with urllib.request.urlopen(request, timeout=30) as response:
                 response.read()
         except urllib.error.HTTPError as error:
-            detail = error.read().decode("utf-8", "replace")[:500]
+            detail = _redact(error.read().decode("utf-8", "replace")[:500], self._secrets)
             if 400 <= error.code < 500:
                 raise InfluxWriteError(f"InfluxDB v1 write rejected ({error.code}): {detail}") from None
-            raise
+            raise InfluxTransportError(f"InfluxDB v1 write failed ({error.code}): {detail}") from None
 
     def write_lines(self, lines: Sequence[str]) -> None:
         if lines:
@@ -154,6 +168,7 @@ class InfluxV2Writer:
         self._client = InfluxDBClient(url=url, token=token or "unused", org=org, timeout=30_000)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._bucket, self._org = bucket, org
+        self._secrets = (token,)
 
     def _write(self, lines: Sequence[str]) -> None:
         from influxdb_client.rest import ApiException
@@ -162,9 +177,11 @@ class InfluxV2Writer:
             # influxdb-client's default write precision is ns, the precision of our lines.
             self._write_api.write(self._bucket, self._org, record=list(lines))
         except ApiException as error:
+            body = _redact(str(error.body)[:500], self._secrets)
             if error.status is not None and 400 <= int(error.status) < 500:
-                raise InfluxWriteError(f"InfluxDB v2 write rejected ({error.status}): {error.body}") from None
-            raise
+                raise InfluxWriteError(f"InfluxDB v2 write rejected ({error.status}): {body}") from None
+            # ApiException's text carries the reply headers; keep only status and (redacted) body.
+            raise InfluxTransportError(f"InfluxDB v2 write failed ({error.status}): {body}") from None
 
     def write_lines(self, lines: Sequence[str]) -> None:
         if lines:

@@ -248,6 +248,7 @@ class _Reject(http.server.BaseHTTPRequestHandler):
     """Answers every request with `status` and a body like InfluxDB's; records the auth headers."""
 
     status = 401
+    echo_headers = False  # like a misconfigured proxy that echoes the request headers in its reply
     seen_auth: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
@@ -256,7 +257,8 @@ class _Reject(http.server.BaseHTTPRequestHandler):
         status = _Reject.status
         body = json.dumps({"code": "unauthorized" if status == 401 else "error",
                            "message": "authorization failed" if status == 401 else "write failed",
-                           "error": "authorization failed"}).encode()
+                           "error": "authorization failed",
+                           **({"request_headers": dict(self.headers)} if _Reject.echo_headers else {})}).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -321,4 +323,18 @@ def test_write_rejected_by_server_does_not_show_credentials(
     assert str(status) in text, text[-2000:]
     if 400 <= status < 500:
         assert "authorization failed" in text or "write failed" in text, text[-2000:]
+    assert [c for c in CREDENTIALS if c in text] == [], text[-3000:]
+
+
+@pytest.mark.parametrize("status", [400, 502])
+@pytest.mark.parametrize("transport", ["v1", "v2"])
+def test_server_echoing_credentials_does_not_leak_them(
+    transport: str, status: int, rejecting_server: str, fast_retries: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    _Reject.status, _Reject.echo_headers = status, True
+    try:
+        text = _error_text(_writers(rejecting_server)[transport], caplog)
+    finally:
+        _Reject.echo_headers = False
+    assert "request_headers" in text, text[-2000:]  # control: the echo reached the error text
     assert [c for c in CREDENTIALS if c in text] == [], text[-3000:]
