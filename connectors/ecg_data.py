@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from connectors.jars import sha256_file
+
 ECG_DAT_SHA256 = "f20ad3365fb9b7f845d0e5c48b6fe67081377ee466c3a220b7f69f35c8958baf"
 ECG_DAT_MEMBER = "scipy/misc/ecg.dat"
 SCIPY_WHEEL_VERSION = "1.14.1"
@@ -34,14 +36,6 @@ MITBIH_ADC_GAIN = 200.0
 
 class EcgDataError(RuntimeError):
     pass
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def extract_ecg_dat(wheel: Path, destination: Path) -> Path:
@@ -85,7 +79,7 @@ def ensure_ecg_dat(cache_dir: Path = DEFAULT_CACHE_DIR, wheel: Path | None = Non
     override = os.environ.get(ECG_DAT_ENV)
     target = Path(override) if override else Path(cache_dir) / "ecg.dat"
     if target.is_file():
-        actual = sha256_of(target)
+        actual = sha256_file(target)
         if actual == ECG_DAT_SHA256:
             return target
         if override:

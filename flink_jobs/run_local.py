@@ -15,11 +15,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from connectors.config import PROJECT_ROOT
 from connectors.local_stack import LocalStack, count_points_v1, query_v1
 
-RUN_DIR = PROJECT_ROOT / ".run" / "local"
+DEFAULT_RUN_DIR = PROJECT_ROOT / ".run" / "local"
 
 
 def _stop_group(process: subprocess.Popen[bytes], name: str, timeout: float = 15.0) -> None:
@@ -54,11 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-seconds", type=int, default=5)
     parser.add_argument("--web-ui-port", type=int, default=8081)
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0 = until Ctrl+C)")
+    parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="logs, checkpoints, service data")
     args = parser.parse_args(argv)
+    run_dir = args.run_dir.resolve()
 
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     python = sys.executable
-    stack = LocalStack(RUN_DIR / "stack")
+    stack = LocalStack(run_dir / "stack")
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     interrupted = False
 
@@ -74,19 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ)
         if not env.get("PSEUDONYM_SECRET") and not (PROJECT_ROOT / ".env").exists():
             env["DEMO_MODE"] = "true"  # says so in the job log; a real deployment sets a secret
-        job_log = (RUN_DIR / "job.log").open("wb")
+        job_log = (run_dir / "job.log").open("wb")
         job = subprocess.Popen(
             [
                 python, "-m", "flink_jobs.ecg_anonymization_job",
                 "--kafka-bootstrap", stack.kafka_bootstrap,
                 "--influx-transport", "v1", "--influx-url", stack.influx_v1_url, "--influx-db", stack.influx_db,
                 "--k-anonymity", str(args.k_anonymity), "--window-seconds", str(args.window_seconds),
-                "--checkpoint-dir", str(RUN_DIR / "checkpoints"), "--web-ui-port", str(args.web_ui_port),
+                "--checkpoint-dir", str(run_dir / "checkpoints"), "--web-ui-port", str(args.web_ui_port),
             ],
             cwd=PROJECT_ROOT, env=env, stdout=job_log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         processes.append(("job", job))
-        simulator_log = (RUN_DIR / "simulator.log").open("wb")
+        simulator_log = (run_dir / "simulator.log").open("wb")
         simulator = subprocess.Popen(
             [
                 python, "-m", "connectors.simulator", "--bootstrap", stack.kafka_bootstrap,
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     "'SELECT * FROM ecg_anonymized ORDER BY time DESC LIMIT 10'",
                     f"    curl -s {url}/query --data-urlencode db={db} --data-urlencode "
                     "\"q=SELECT count(ecg_mv) FROM ecg_anonymized GROUP BY level\"",
-                    f"  logs              {RUN_DIR}/job.log, simulator.log, stack/",
+                    f"  logs              {run_dir}/job.log, simulator.log, stack/",
                     "  Ctrl+C stops everything started here.",
                     "",
                 ]
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)
             for name, process in processes:
                 if process.poll() is not None:
-                    print(f"{name} exited with code {process.returncode}; see {RUN_DIR}/{name}.log")
+                    print(f"{name} exited with code {process.returncode}; see {run_dir}/{name}.log")
                     return 1
             elapsed = time.monotonic() - started
             if int(elapsed) % args.window_seconds == 0:

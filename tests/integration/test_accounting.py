@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
-from connectors.local_stack import count_points_v1, create_database_v1, free_port
+from connectors.local_stack import free_port
 from connectors.simulator import SimConfig, generate_messages, make_producer, produce
-from tests.integration.support import JobProcess, expected_output, job_args, read_topic, wait_until
+from tests.integration.support import IsolatedRun, JobProcess, expected_output, wait_until
 
 START_MS = 1_763_812_800_000
 K = 5
@@ -46,33 +45,25 @@ def job_metrics(port: int) -> dict[str, float]:
     return totals
 
 
-def test_every_input_record_is_accounted_for(local_stack, fresh_topics, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    (raw_topic,) = fresh_topics("ecg-raw", partitions=4)
-    (dlq_topic,) = fresh_topics("ecg-dlq", partitions=1)
-    db = "acct_" + uuid.uuid4().hex[:8]
-    create_database_v1(local_stack.influx_v1_url, db)
+def test_every_input_record_is_accounted_for(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    run, local_stack = isolated_run, isolated_run.stack
     messages = list(generate_messages(SimConfig(patients=16, duration_s=30, start_ms=START_MS, sites=2,
                                                 bad_fraction=0.05, end_of_stream=True, partitions=4, seed=5)))
     frames = [m for m in messages if m.kind == "frame"]
     bad = [m for m in messages if m.kind == "bad"]
     control = [m for m in messages if m.kind == "control"]
     expected = expected_output(messages, k=K)
-    produce(messages, local_stack.kafka_bootstrap, raw_topic)
+    produce(messages, local_stack.kafka_bootstrap, run.raw_topic)
 
     port = free_port()
-    job = JobProcess(
-        job_args(local_stack, tmp_path / "checkpoints", "--influx-db", db, "--kafka-input-topic", raw_topic,
-                 "--kafka-dlq-topic", dlq_topic, "--k-anonymity", str(K), "--web-ui-port", str(port)),
-        tmp_path / "job.log",
-    )
+    job = JobProcess(run.job_args("--k-anonymity", str(K), "--web-ui-port", str(port)), tmp_path / "job.log")
     try:
         total_in = len(messages) + LATE_FRAMES
-        wait_until(lambda: count_points_v1(local_stack.influx_v1_url, db, "ecg_anonymized") >= expected.points, 240,
-                   "all points", job=job)
+        wait_until(lambda: run.points() >= expected.points, 240, "all points", job=job)
         # The job has passed end-of-stream, so its watermark is far in the future: re-sent frames are late.
         producer = make_producer(local_stack.kafka_bootstrap)
         for message in frames[:LATE_FRAMES]:
-            producer.send(raw_topic, value=message.value, key=message.key, timestamp_ms=message.timestamp_ms)
+            producer.send(run.raw_topic, value=message.value, key=message.key, timestamp_ms=message.timestamp_ms)
         producer.flush()
         producer.close()
         seen: dict[str, float] = {}
@@ -103,7 +94,7 @@ def test_every_input_record_is_accounted_for(local_stack, fresh_topics, tmp_path
         assert metrics["frames_valid"] == len(frames) + LATE_FRAMES
         assert metrics["frames_pending_carry"] == expected.frames_carried_pending
         assert metrics["samples_published"] + metrics["samples_imputed"] == expected.points
-        dead_letters = [json.loads(r.value) for r in read_topic(local_stack.kafka_bootstrap, dlq_topic)]
+        dead_letters = [json.loads(r.value) for r in run.dead_letters()]
         assert len(dead_letters) == len(bad) + LATE_FRAMES
         assert sum(1 for d in dead_letters if d["reason"] == "late") == LATE_FRAMES
     finally:

@@ -6,7 +6,6 @@ The slowest test of the default suite (a real JobManager + TaskManager start in 
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,8 @@ import pytest
 from connectors.checkpoints import latest_checkpoint
 from connectors.config import PROJECT_ROOT
 from connectors.flink_cluster import FlinkCluster
-from connectors.local_stack import count_points_v1, create_database_v1
 from connectors.simulator import SimConfig, generate_messages, produce
-from tests.integration.support import TEST_SECRET, expected_output, job_args, wait_until
+from tests.integration.support import TEST_SECRET, IsolatedRun, expected_output, wait_until
 
 JOB_FILE = PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py"
 K = 5
@@ -34,25 +32,20 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
         assert flink.pids() == [], "cluster processes left behind"
 
 
-def test_flink_run_cancel_and_resume_with_s(local_stack, fresh_topics, cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    (raw_topic,) = fresh_topics("ecg-raw", partitions=4)
-    (dlq_topic,) = fresh_topics("ecg-dlq", partitions=1)
-    db = "cluster_" + uuid.uuid4().hex[:8]
-    create_database_v1(local_stack.influx_v1_url, db)
-    url = local_stack.influx_v1_url
+def test_flink_run_cancel_and_resume_with_s(isolated_run: IsolatedRun, cluster: FlinkCluster) -> None:
+    run, local_stack = isolated_run, isolated_run.stack
     messages = list(generate_messages(SimConfig(patients=12, duration_s=40, start_ms=1_763_812_800_000, sites=2,
                                                 end_of_stream=True, partitions=4, seed=3)))
     data, end_of_stream = messages[: len(messages) // 2], messages[len(messages) // 2 :]
     expected = expected_output(messages, k=K)
-    checkpoints = tmp_path / "checkpoints"
-    args = job_args(local_stack, checkpoints, "--influx-db", db, "--kafka-input-topic", raw_topic,
-                    "--kafka-dlq-topic", dlq_topic, "--k-anonymity", str(K))
+    checkpoints = run.checkpoint_dir
+    args = run.job_args("--k-anonymity", str(K))
 
-    produce(data, local_stack.kafka_bootstrap, raw_topic)
+    produce(data, local_stack.kafka_bootstrap, run.raw_topic)
     job_id = cluster.submit(JOB_FILE, args)
     wait_until(lambda: any(j["jid"] == job_id and j["state"] == "RUNNING" for j in cluster.jobs_overview()), 120,
                "job RUNNING in /jobs/overview")
-    wait_until(lambda: count_points_v1(url, db, "ecg_anonymized") > 0, 120, "first points")
+    wait_until(lambda: run.points() > 0, 120, "first points")
     wait_until(lambda: latest_checkpoint(checkpoints), 60, "a completed checkpoint")
     time.sleep(3)  # one more checkpoint interval past the first points
 
@@ -60,17 +53,17 @@ def test_flink_run_cancel_and_resume_with_s(local_stack, fresh_topics, cluster, 
     assert cluster.wait_for_job(job_id, ("CANCELED",), timeout=60) == "CANCELED"
     retained = latest_checkpoint(checkpoints)
     assert retained is not None and (retained / "_metadata").exists(), "cancel must keep the checkpoint"
-    points_before = count_points_v1(url, db, "ecg_anonymized")
+    points_before = run.points()
     assert 0 < points_before < expected.points
 
-    produce(end_of_stream, local_stack.kafka_bootstrap, raw_topic)
+    produce(end_of_stream, local_stack.kafka_bootstrap, run.raw_topic)
     resumed = cluster.submit(JOB_FILE, args, from_savepoint=retained)
     try:
         wait_until(lambda: cluster.job_state(resumed) == "RUNNING", 120, "resumed job RUNNING")
-        wait_until(lambda: count_points_v1(url, db, "ecg_anonymized") >= expected.points, 180,
+        wait_until(lambda: run.points() >= expected.points, 180,
                    f"{expected.points} points after resume")
         time.sleep(4)
-        assert count_points_v1(url, db, "ecg_anonymized") == expected.points
+        assert run.points() == expected.points
         # Restored, not restarted: the job reports the restored checkpoint in its checkpoint stats.
         stats = cluster._rest("GET", f"/jobs/{resumed}/checkpoints")
         restored = (stats.get("latest") or {}).get("restored") or {}

@@ -10,25 +10,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
-from collections import Counter
 from pathlib import Path
 
 from connectors.checkpoints import completed_checkpoints, latest_checkpoint
-from connectors.local_stack import count_points_v1, create_database_v1, query_v1
 from connectors.simulator import ProduceReport, SimConfig, generate_messages, produce
-from tests.integration.support import JobProcess, expected_output, job_args, read_topic, wait_until
+from tests.integration.support import IsolatedRun, JobProcess, expected_output, wait_until
 
 START_MS = 1_763_812_800_000
 K = 5
 
 
-def test_kill_minus_nine_and_resume_from_latest_checkpoint(local_stack, fresh_topics, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    (raw_topic,) = fresh_topics("ecg-raw", partitions=4)
-    (dlq_topic,) = fresh_topics("ecg-dlq", partitions=1)
-    db = "crash_" + uuid.uuid4().hex[:8]
-    create_database_v1(local_stack.influx_v1_url, db)
-    url = local_stack.influx_v1_url
+def test_kill_minus_nine_and_resume_from_latest_checkpoint(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    run, local_stack = isolated_run, isolated_run.stack
     messages = list(
         generate_messages(
             SimConfig(patients=20, duration_s=60, start_ms=START_MS, sites=2, bad_fraction=0.02,
@@ -39,13 +32,12 @@ def test_kill_minus_nine_and_resume_from_latest_checkpoint(local_stack, fresh_to
     expected = expected_output(messages, k=K)
     assert expected.frames_carried_total > 0, "scenario must exercise carried-over state"
 
-    checkpoints = tmp_path / "checkpoints"
-    args = job_args(local_stack, checkpoints, "--influx-db", db, "--kafka-input-topic", raw_topic,
-                    "--kafka-dlq-topic", dlq_topic, "--k-anonymity", str(K))
+    checkpoints = run.checkpoint_dir
+    args = run.job_args("--k-anonymity", str(K))
     first = JobProcess(args, tmp_path / "job-1.log")
     report = ProduceReport()
     producer = threading.Thread(
-        target=lambda: report.__dict__.update(produce(messages, local_stack.kafka_bootstrap, raw_topic,
+        target=lambda: report.__dict__.update(produce(messages, local_stack.kafka_bootstrap, run.raw_topic,
                                                       rate=60).__dict__),
         daemon=True,
     )
@@ -53,12 +45,12 @@ def test_kill_minus_nine_and_resume_from_latest_checkpoint(local_stack, fresh_to
     try:
         wait_until(lambda: completed_checkpoints(checkpoints), 120, "a first completed checkpoint", job=first)
         producer.start()
-        wait_until(lambda: count_points_v1(url, db, "ecg_anonymized") > 0, 120, "first points", job=first)
+        wait_until(lambda: run.points() > 0, 120, "first points", job=first)
         # Let at least one checkpoint complete with data in it, then crash mid-stream.
         seen = latest_checkpoint(checkpoints)
         wait_until(lambda: latest_checkpoint(checkpoints) != seen, 30, "a checkpoint with data", job=first)
         first.kill_hard()
-        points_at_crash = count_points_v1(url, db, "ecg_anonymized")
+        points_at_crash = run.points()
         assert producer.is_alive(), "the crash must happen mid-stream; slow the producer down"
         assert 0 < points_at_crash < expected.points
 
@@ -67,12 +59,10 @@ def test_kill_minus_nine_and_resume_from_latest_checkpoint(local_stack, fresh_to
         wait_until(lambda: "resuming from checkpoint" in second.log_text(), 60, "resume log line", job=second)
         producer.join(timeout=120)
         assert report.errors == 0
-        wait_until(lambda: count_points_v1(url, db, "ecg_anonymized") >= expected.points, 240,
-                   f"{expected.points} points after resume", job=second)
+        wait_until(lambda: run.points() >= expected.points, 240, f"{expected.points} points after resume", job=second)
         time.sleep(5)  # more checkpoint intervals: nothing more may arrive
-        assert count_points_v1(url, db, "ecg_anonymized") == expected.points
-        rows = query_v1(url, 'SELECT count("ecg_mv") FROM "ecg_anonymized" GROUP BY "level"', db)
-        assert Counter({int(r["level"]): int(r["count"]) for r in rows}) == expected.points_by_level
+        assert run.points() == expected.points
+        assert run.points_by_level() == expected.points_by_level
 
         # The resumed job restored offsets and keyed state: it re-did only windows after the
         # checkpoint, and each key's window counter (kept in state) continued instead of restarting at 1.
@@ -84,7 +74,7 @@ def test_kill_minus_nine_and_resume_from_latest_checkpoint(local_stack, fresh_to
             assert first_number > 1, f"{group}: window counter restarted; keyed state was not restored"
 
         # Dead letters are at-least-once: every bad message is there; any duplicate is an exact replay.
-        dlq = [record.value for record in read_topic(local_stack.kafka_bootstrap, dlq_topic)]
+        dlq = [record.value for record in run.dead_letters()]
         by_position: dict[tuple[int, int], set[bytes]] = {}
         for value in dlq:
             entry = json.loads(value)

@@ -9,35 +9,19 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
-from connectors.local_stack import count_points_v1, create_database_v1, query_v1
+from connectors.local_stack import query_v1
 from connectors.simulator import SimConfig, generate_messages, produce
-from tests.integration.support import (
-    TEST_SECRET,
-    JobProcess,
-    expected_output,
-    job_args,
-    read_topic,
-    wait_until,
-)
+from tests.integration.support import TEST_SECRET, IsolatedRun, JobProcess, expected_output, wait_until
 
 START_MS = 1_763_812_800_000  # window-aligned, fixed so the run is reproducible
 K = 5
 
 
-def _points_by_level(url: str, db: str) -> Counter[int]:
-    rows = query_v1(url, 'SELECT count("ecg_mv") FROM "ecg_anonymized" GROUP BY "level"', db)
-    return Counter({int(row["level"]): int(row["count"]) for row in rows})
-
-
-def test_twenty_patients_sixty_seconds(local_stack, fresh_topics, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    (raw_topic,) = fresh_topics("ecg-raw", partitions=4)
-    (dlq_topic,) = fresh_topics("ecg-dlq", partitions=1)
-    db = "e2e_" + uuid.uuid4().hex[:8]
-    create_database_v1(local_stack.influx_v1_url, db)
+def test_twenty_patients_sixty_seconds(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    run, local_stack = isolated_run, isolated_run.stack
 
     config = SimConfig(
         patients=20, duration_s=60, start_ms=START_MS, sites=2, bad_fraction=0.05, end_of_stream=True, partitions=4,
@@ -49,32 +33,24 @@ def test_twenty_patients_sixty_seconds(local_stack, fresh_topics, tmp_path: Path
     expected = expected_output(messages, k=K)
     assert expected.points > 300_000 and len(expected.points_by_level) >= 2
 
-    report = produce(messages, local_stack.kafka_bootstrap, raw_topic)
+    report = produce(messages, local_stack.kafka_bootstrap, run.raw_topic)
     assert report.errors == 0, report.error_samples
 
-    job = JobProcess(
-        job_args(
-            local_stack, tmp_path / "checkpoints", "--influx-db", db, "--kafka-input-topic", raw_topic,
-            "--kafka-dlq-topic", dlq_topic, "--k-anonymity", str(K),
-        ),
-        tmp_path / "job.log",
-    )
+    job = JobProcess(run.job_args("--k-anonymity", str(K)), tmp_path / "job.log")
     try:
-        url = local_stack.influx_v1_url
-        wait_until(lambda: count_points_v1(url, db, "ecg_anonymized") >= expected.points, 240,
-                   f"{expected.points} points in InfluxDB", job=job)
-        wait_until(lambda: len(read_topic(local_stack.kafka_bootstrap, dlq_topic)) >= len(bad), 60, "dead letters",
-                   job=job)
+        url, db = local_stack.influx_v1_url, run.db
+        wait_until(lambda: run.points() >= expected.points, 240, f"{expected.points} points in InfluxDB", job=job)
+        wait_until(lambda: len(run.dead_letters()) >= len(bad), 60, "dead letters", job=job)
         time.sleep(5)  # more checkpoint intervals: nothing more may arrive
-        assert count_points_v1(url, db, "ecg_anonymized") == expected.points
-        assert _points_by_level(url, db) == expected.points_by_level
-        assert count_points_v1(url, db, "ecg_anonymized", where='"imputed" = true') == expected.imputed_points
+        assert run.points() == expected.points
+        assert run.points_by_level() == expected.points_by_level
+        assert run.points(where='"imputed" = true') == expected.imputed_points
 
         # Dead-letter topic: exactly the injected malformed messages, each with its specific reason.
-        dlq = [json.loads(record.value) for record in read_topic(local_stack.kafka_bootstrap, dlq_topic)]
+        dlq = [json.loads(record.value) for record in run.dead_letters()]
         assert len(dlq) == len(bad)
         assert Counter(entry["reason"] for entry in dlq) == Counter(message.expected_reason for message in bad)
-        assert {entry["topic"] for entry in dlq} == {raw_topic}
+        assert {entry["topic"] for entry in dlq} == {run.raw_topic}
         assert len({(entry["partition"], entry["offset"]) for entry in dlq}) == len(bad)
 
         # No raw identifier and no secret in any tag value or in the job log; pids are the pseudonyms.
