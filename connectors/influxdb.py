@@ -200,26 +200,29 @@ def make_writer(settings: Any) -> LineWriter:
     return InfluxV2Writer(settings.influx_url, settings.influx_token, settings.influx_org, settings.influx_bucket)
 
 
-CSV_COLUMNS = ("time_ns", "pid", "lead", "level", "age", "sex", "zip", "ecg_mv", "hr_bpm", "imputed")
+CSV_FIELDS = ("ecg_mv", "hr_bpm", "imputed")
 
 
 def write_window_csv(directory: Path, file_stem: str, frames: Iterable[Any]) -> Path:
-    """One CSV per window, written to a temp name and renamed: a replay rewrites the same file."""
+    """One CSV per window (columns: time_ns, the point's tags, its fields), written to a temp name and
+    renamed: a replay rewrites the same file."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{file_stem}.csv"
     temporary = target.with_suffix(".csv.tmp")
+    frames = list(frames)
+    tag_names = sorted({name for frame in frames for name in frame_tags(frame)})
     with temporary.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(("time_ns", *tag_names, *CSV_FIELDS))
         for frame in frames:
             tags = frame_tags(frame)
+            tag_values = [tags.get(name, "") for name in tag_names]
             values = np.asarray(frame.ecg_mv, dtype=np.float64)
             stamps = sample_timestamps_ns(frame.ts_ms, frame.fs, len(values)).tolist()
             hr_bpm = _float_text(frame.hr_bpm) if math.isfinite(float(frame.hr_bpm)) else ""
+            imputed = "true" if frame.imputed else "false"
             for value, stamp in zip(values.tolist(), stamps, strict=True):
-                writer.writerow(
-                    (stamp, tags["pid"], tags["lead"], tags["level"], tags.get("age", ""), tags.get("sex", ""),
-                     tags.get("zip", ""), _float_text(value), hr_bpm, "true" if frame.imputed else "false")
-                )
+                if math.isfinite(value):
+                    writer.writerow((stamp, *tag_values, _float_text(value), hr_bpm, imputed))
     temporary.replace(target)
     return target

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from privacy.model import Frame, PublishedFrame
@@ -35,4 +35,3 @@ class WindowOutput:
     window_end_ms: int
     published: list[PublishedFrame]
     metrics: Any
-    counters: dict[str, int] = field(default_factory=dict)

@@ -99,3 +99,5 @@ def test_csv_window_file_is_rewritten_identically(tmp_path) -> None:  # type: ig
     first = write_window_csv(tmp_path, "window-1", frames).read_bytes()
     second = write_window_csv(tmp_path, "window-1", frames).read_bytes()
     assert first == second and first.count(b"\n") == 11
+    header = first.split(b"\n", 1)[0].decode().strip()
+    assert header == "time_ns,age,lead,level,pid,sex,zip,ecg_mv,hr_bpm,imputed"  # the point's tags and fields
