@@ -21,9 +21,9 @@ from pyflink.datastream.window import TumblingEventTimeWindows
 
 from connectors.checkpoints import resolve_recovery_path
 from connectors.config import PROJECT_ROOT, ConfigError, Settings, load_settings
-from connectors.jars import pipeline_jars
+from connectors.jars import JarsError, pipeline_jars
 from connectors.kafka import build_source, build_string_sink, watermark_strategy
-from hierarchy.loader import Hierarchy, load_hierarchy
+from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
 from operators.k_anonymity import KAnonymityWindow
 from operators.parse import DEAD_LETTER, ParseFrames, late_record_message
 from operators.records import KeyedFrame
@@ -100,8 +100,8 @@ def intake_options(settings: Settings, hierarchy: Hierarchy) -> IntakeOptions:
     )
 
 
-def build_pipeline(env: StreamExecutionEnvironment, settings: Settings) -> None:
-    hierarchy = load_hierarchy(settings.path("hierarchy_path"))
+def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarchy: Hierarchy | None = None) -> None:
+    hierarchy = hierarchy or load_hierarchy(settings.path("hierarchy_path"))
     raw = env.from_source(build_source(settings), watermark_strategy(settings), "kafka: " + settings.kafka_input_topic)
 
     parsed = raw.process(
@@ -151,11 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("DEMO_MODE: generated a throw-away pseudonym secret; pids will not match other runs")
     log.info("settings %s", settings)
     try:
+        hierarchy = load_hierarchy(settings.path("hierarchy_path"))  # fail fast, before the JVM starts
         env = create_environment(settings)
-    except FileNotFoundError as error:
+        build_pipeline(env, settings, hierarchy)
+    except (FileNotFoundError, HierarchyError, JarsError) as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    build_pipeline(env, settings)
     env.execute(settings.job_name)
     return 0
 
