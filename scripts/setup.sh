@@ -176,11 +176,7 @@ shopt -u nullglob
 # ---------------------------------------------------------------------------------------------
 # 6. Real ECG record
 
-if [ -f connectors/ecg_data.py ]; then
-    "$PY" -m connectors.ecg_data | sed 's/^/[setup] /'
-else
-    log "connectors/ecg_data.py not present yet: skipping the ECG record"
-fi
+"$PY" -m connectors.ecg_data | sed 's/^/[setup] /'
 
 # ---------------------------------------------------------------------------------------------
 # 7. Project Java helpers -> .cache/jars/ecg-flink-anon-connectors.jar
@@ -212,12 +208,8 @@ fi
 # 8. Optional: independent privacy checkers
 
 if [ "$WITH_CHECKERS" -eq 1 ]; then
-    if [ -x scripts/setup_checkers.sh ] || [ -f scripts/setup_checkers.sh ]; then
-        bash scripts/setup_checkers.sh | sed 's/^/[setup] /'
-        log "checkers venv ready (scripts/setup_checkers.sh)"
-    else
-        log "scripts/setup_checkers.sh not found: skipping checkers"
-    fi
+    bash scripts/setup_checkers.sh | sed 's/^/[setup] /'
+    log "checkers venv ready (scripts/setup_checkers.sh)"
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def test_kill_minus_nine_and_resume_from_latest_checkpoint(isolated_run: Isolate
     report = ProduceReport()
     producer = threading.Thread(
         target=lambda: report.__dict__.update(produce(messages, local_stack.kafka_bootstrap, run.raw_topic,
-                                                      rate=60).__dict__),
+                                                      rate=40).__dict__),
         daemon=True,
     )
     second: JobProcess | None = None
