@@ -60,7 +60,6 @@ def flink_configuration(settings: Settings) -> Configuration:
     config = Configuration()
     for key, value in {
         "pipeline.name": settings.job_name,
-        "pipeline.jars": pipeline_jars(),
         "python.executable": settings.python_executable or sys.executable,
         "parallelism.default": str(settings.parallelism),
         "state.backend.type": "hashmap",
@@ -135,6 +134,9 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
 
 def create_environment(settings: Settings) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(settings))
+    # add_jars (not only `pipeline.jars` in the configuration) also puts the connector jars on the
+    # client's class loader; without it, resolving KafkaSource in the client failed now and then.
+    env.add_jars(*pipeline_jars().split(";"))
     for package in PYTHON_PACKAGES:
         env.add_python_file(str(PROJECT_ROOT / package))
     return env
