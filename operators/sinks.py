@@ -44,7 +44,6 @@ class WriteWindows(ProcessFunction):
         self._writer = make_writer(SimpleNamespace(**self._options))
         metrics = runtime_context.get_metrics_group().add_group("ecg")
         self._points_written = metrics.counter("influx_points_written")
-        self._windows_written = metrics.counter("influx_windows_written")
         self._accounting = {name: metrics.counter(name) for name in WINDOW_COUNTERS}
         self._accounting_violations = metrics.counter("accounting_violations")
         self._frames_by_level = {level: metrics.counter(f"frames_level_{level}") for level in range(1, 10)}
@@ -59,7 +58,6 @@ class WriteWindows(ProcessFunction):
         for batch in batched(lines, int(self._options["influx_batch_points"])):
             self._writer.write_lines(batch)
         self._points_written.inc(len(lines))
-        self._windows_written.inc()
         self._record(value.metrics)
         if self._csv_dir:
             # The group value is not a published field: name the file by a digest of it.

@@ -11,35 +11,36 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from connectors.local_stack import free_port
 from connectors.simulator import SimConfig, generate_messages, make_producer, produce
-from tests.integration.support import IsolatedRun, JobProcess, expected_output, wait_until
+from tests.integration.support import (
+    IsolatedRun,
+    JobProcess,
+    expected_output,
+    rest_get,
+    running_job_id,
+    wait_until,
+)
 
 START_MS = 1_763_812_800_000
 K = 5
 LATE_FRAMES = 7
 
 
-def _rest(port: int, path: str) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-        return json.loads(response.read())
-
-
 def job_metrics(port: int) -> dict[str, float]:
     """Every `ecg.*` metric of the running job (ids `<subtask>.<operator>.ecg.<name>`), summed over
     operators and subtasks, by name."""
-    (job,) = [j for j in _rest(port, "/jobs/overview")["jobs"] if j["state"] == "RUNNING"]
+    jid = running_job_id(port)
+    assert jid is not None, "no RUNNING job"
     totals: dict[str, float] = {}
-    for vertex in _rest(port, f"/jobs/{job['jid']}")["vertices"]:
-        base = f"/jobs/{job['jid']}/vertices/{vertex['id']}/metrics"
-        names = [m["id"] for m in _rest(port, base) if ".ecg." in m["id"]]
+    for vertex in rest_get(port, f"/jobs/{jid}")["vertices"]:
+        base = f"/jobs/{jid}/vertices/{vertex['id']}/metrics"
+        names = [m["id"] for m in rest_get(port, base) if ".ecg." in m["id"]]
         for start in range(0, len(names), 20):
             query = urllib.parse.quote(",".join(names[start : start + 20]), safe=",")
-            for metric in _rest(port, f"{base}?get={query}"):
+            for metric in rest_get(port, f"{base}?get={query}"):
                 short = metric["id"].rsplit(".", 1)[-1]
                 totals[short] = totals.get(short, 0.0) + float(metric["value"])
     return totals
