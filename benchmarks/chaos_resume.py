@@ -2,6 +2,12 @@
 retained checkpoint, then compare everything with an uninterrupted run of the same data.
 
     .venv/bin/python -m benchmarks.chaos_resume --kills 5 [--seed 1] [--patients 12] [--keep]
+    .venv/bin/python -m benchmarks.chaos_resume --backlog [--kills 4] [--patients 40]
+
+Live mode (default): the data is produced while the job runs and the kills come at random moments.
+Backlog mode: everything is in the topic before the job starts (a replay, or a job that was down for a
+while); the kills come at fractions of the output during the catch-up; the report says for each
+whether the source had already read everything (the windows then still being published).
 
 Figures printed: kills, resumes, points (chaos / uninterrupted / reference model), lost and duplicated
 points, per-series-and-window fingerprints that differ, dead letters and their exact replays.
@@ -25,12 +31,24 @@ from typing import Any
 
 from connectors.checkpoints import latest_checkpoint
 from connectors.config import PROJECT_ROOT
-from connectors.flink_cluster import FlinkCluster
-from connectors.local_stack import LocalStack, count_points_v1, create_database_v1, create_topics, query_v1
-from connectors.simulator import ProduceReport, SimConfig, generate_messages, produce
-from tests.integration.support import TEST_SECRET, JobProcess, expected_output, job_args, read_topic, wait_until
+from devstack.flink_cluster import FlinkCluster
+from devstack.local_stack import LocalStack, count_points_v1, create_database_v1, create_topics, free_port, query_v1
+from devstack.simulator import ProduceReport, SimConfig, generate_messages, produce
+from tests.integration.support import (
+    TEST_SECRET,
+    JobProcess,
+    branch_args,
+    expected_output,
+    job_args,
+    last_offsets_of,
+    read_topic,
+    source_drained,
+    wait_until,
+)
 
 START_MS = 1_763_812_800_000
+# Short federated rounds, so a 60 s run has several rounds (and their global updates) to replay.
+BRANCH_ROUND_ARGS = ("--model-update-seconds", "20", "--model-grace-seconds", "5")
 SECONDS_PER_KILL_CYCLE = 16  # JVM start + restore + one checkpoint + the random delay, measured here
 
 
@@ -49,7 +67,9 @@ class ChaosReport:
     dead_letters_replayed: int = 0
     dead_letters_uninterrupted: int = 0
     dead_letters_not_exact_replays: int = 0
+    branch: BranchComparison | None = None
     seconds: float = 0.0
+    kill_points: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -69,6 +89,7 @@ class ChaosReport:
             and self.dead_letters_distinct == self.dead_letters_uninterrupted
             and self.dead_letters_not_exact_replays == 0
             and self.kills >= 1
+            and (self.branch is None or self.branch.ok)
         )
 
     def summary(self) -> str:
@@ -79,6 +100,7 @@ class ChaosReport:
         return "\n".join(
             [
                 f"kills                                   {self.kills} ({self.kind})",
+                *(f"  kill {i}: {point}" for i, point in enumerate(self.kill_points, start=1)),
                 f"resumes from latest checkpoint          {self.resumes} (restart to next checkpoint: {resume})",
                 f"points chaos / uninterrupted / model    {self.points_chaos} / {self.points_uninterrupted} / "
                 f"{self.points_model}",
@@ -89,12 +111,79 @@ class ChaosReport:
                 f"{self.dead_letters_uninterrupted}",
                 f"dead letters replayed (exact / not)     {self.dead_letters_replayed} / "
                 f"{self.dead_letters_not_exact_replays}",
-                "anomaly / model-update ids              n/a: those branches are not in the job yet",
+                *(self.branch.lines() if self.branch else ["anomaly / model-update ids              n/a"]),
                 f"wall time                               {self.seconds:.0f} s",
                 f"result                                  {'PASS' if self.ok else 'FAIL'}",
                 *self.notes,
             ]
         )
+
+
+# --- the cardio branch: anomaly event_id and model update_id sets ------------------------------
+
+
+@dataclass
+class BranchComparison:
+    """Anomaly events and model updates of the chaos run against the uninterrupted run: the sets of
+    ids must be equal, and every repeated id must be an exact replay (same bytes)."""
+
+    anomalies_chaos: int = 0  # distinct event ids
+    anomalies_uninterrupted: int = 0
+    anomalies_replayed: int = 0  # extra copies of an id
+    anomalies_differing: int = 0  # ids only on one side, or with other bytes
+    updates_chaos: int = 0
+    updates_uninterrupted: int = 0
+    updates_replayed: int = 0
+    updates_differing: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return (self.anomalies_differing == 0 and self.updates_differing == 0 and self.updates_uninterrupted > 0
+                and self.anomalies_chaos == self.anomalies_uninterrupted
+                and self.updates_chaos == self.updates_uninterrupted)
+
+    def lines(self) -> list[str]:
+        return [
+            f"anomaly event ids chaos / uninterrupted {self.anomalies_chaos} / {self.anomalies_uninterrupted} "
+            f"(replayed {self.anomalies_replayed}, differing {self.anomalies_differing})",
+            f"model update ids chaos / uninterrupted  {self.updates_chaos} / {self.updates_uninterrupted} "
+            f"(replayed {self.updates_replayed}, differing {self.updates_differing})",
+        ]
+
+
+def _messages_by_id(bootstrap: str, topic: str, id_field: str) -> dict[str, Counter[bytes]]:
+    import json
+
+    by_id: dict[str, Counter[bytes]] = {}
+    for record in read_topic(bootstrap, topic):
+        by_id.setdefault(json.loads(record.value)[id_field], Counter())[record.value] += 1
+    return by_id
+
+
+def compare_branch_outputs(bootstrap: str, chaos_topics: tuple[str, str], reference_topics: tuple[str, str]
+                           ) -> BranchComparison:
+    """(anomaly topic, model topic) of the chaos run vs the uninterrupted run."""
+    result = BranchComparison()
+    for index, id_field in enumerate(("event_id", "update_id")):
+        chaos = _messages_by_id(bootstrap, chaos_topics[index], id_field)
+        reference = _messages_by_id(bootstrap, reference_topics[index], id_field)
+        # An id differs if it is on one side only or its bytes differ (a replay must be exact).
+        differing = sum(1 for key in chaos.keys() | reference.keys()
+                        if set(chaos.get(key, {})) != set(reference.get(key, {})) or len(chaos.get(key, {})) != 1)
+        replayed = sum(sum(copies.values()) - 1 for copies in chaos.values())
+        if index == 0:
+            result.anomalies_chaos, result.anomalies_uninterrupted = len(chaos), len(reference)
+            result.anomalies_replayed, result.anomalies_differing = replayed, differing
+        else:
+            result.updates_chaos, result.updates_uninterrupted = len(chaos), len(reference)
+            result.updates_replayed, result.updates_differing = replayed, differing
+    return result
+
+
+def _branch_topics(stack: LocalStack, run_id: str, name: str) -> tuple[str, str]:
+    topics = (f"chaos-anomalies-{name}-{run_id}", f"chaos-models-{name}-{run_id}")
+    create_topics(stack.kafka_bootstrap, {topic: 1 for topic in topics})
+    return topics
 
 
 def fingerprints(url: str, db: str) -> dict[tuple[Any, ...], tuple[int, float]]:
@@ -114,8 +203,9 @@ class _EmbeddedTarget:
     kind = "kill -9 of the job's JVM + Python workers"
 
     def __init__(self, args: list[str], workdir: Path) -> None:
-        self._args, self._workdir = args, workdir
-        self.job: JobProcess | None = JobProcess(args, workdir / "chaos-0.log")
+        self.rest_port = free_port()
+        self._args, self._workdir = [*args, "--web-ui-port", str(self.rest_port)], workdir
+        self.job: JobProcess | None = JobProcess(self._args, workdir / "chaos-0.log")
 
     def kill(self) -> None:
         assert self.job is not None
@@ -156,6 +246,10 @@ class _ClusterTarget:
             else:
                 os.environ["PSEUDONYM_SECRET"] = previous
 
+    @property
+    def rest_port(self) -> int:
+        return self.cluster.rest_port
+
     def kill(self) -> None:
         self.cluster.kill_taskmanager()
 
@@ -182,12 +276,23 @@ def _wait_for_new_checkpoint(checkpoints: Path, job: JobProcess | None, what: st
     wait_until(lambda: latest_checkpoint(checkpoints) != seen, 120, what, job=job)
 
 
+def _wait_for_backlog_kill_point(number: int, kills: int, points_now: Any, total: int, job: Any) -> None:
+    """Kill i at (i - 1/2) / kills of the output: the catch-up takes seconds, so the kills follow the
+    output, not the checkpoints (a resume restores whatever checkpoint completed last). The source
+    reads far ahead of the windows; the report says per kill whether it had read everything
+    (from REST metrics, which Flink refreshes every 10 s)."""
+    share = (number - 0.5) / kills
+    wait_until(lambda: points_now() >= share * total, 180, f"{share:.0%} of the output", job=job, poll=0.2)
+
+
 def _dead_letters(bootstrap: str, topic: str) -> Counter[bytes]:
     return Counter(record.value for record in read_topic(bootstrap, topic))
 
 
 def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1, patients: int = 12,
-              sites: int = 2, k: int = 5, mode: str = "embedded", log: Any = print) -> ChaosReport:
+              sites: int = 2, k: int = 5, mode: str = "embedded", backlog: bool = False, duration_s: int = 60,
+              after_kill: Any = None, log: Any = print) -> ChaosReport:
+    """``after_kill(url, db)`` runs after every kill, before the resume (e.g. a reader's view check)."""
     started = time.monotonic()
     rng = random.Random(seed)
     report = ChaosReport()
@@ -200,19 +305,27 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
     url = stack.influx_v1_url
 
     stream_seconds = kills * SECONDS_PER_KILL_CYCLE + 20
-    config = SimConfig(patients=patients, duration_s=60, start_ms=START_MS, sites=sites, bad_fraction=0.02,
+    config = SimConfig(patients=patients, duration_s=duration_s, start_ms=START_MS, sites=sites, bad_fraction=0.02,
                        end_of_stream=True, partitions=4, seed=seed)
     messages = list(generate_messages(config))
     model = expected_output(messages, k=k)
     report.points_model = model.points
-    rate = len(messages) / stream_seconds
-    log(f"{len(messages)} messages at {rate:.0f}/s over ~{stream_seconds} s; {kills} kills; "
-        f"model {model.points} points")
+    rate = 0.0 if backlog else len(messages) / stream_seconds
+    pace = "pre-produced (backlog)" if backlog else f"at {rate:.0f}/s over ~{stream_seconds} s"
+    log(f"{len(messages)} messages {pace}; {kills} kills; model {model.points} points")
+    last_offsets: dict[int, int] = {}
+    produced = ProduceReport()
+    if backlog:
+        produced = produce(messages, stack.kafka_bootstrap, raw_topic)
+        if produced.errors:
+            raise RuntimeError(f"producing the backlog failed: {produced.error_samples}")
+        last_offsets = last_offsets_of(stack.kafka_bootstrap, raw_topic)
 
+    branch_chaos, branch_ref = _branch_topics(stack, run_id, "chaos"), _branch_topics(stack, run_id, "ref")
     checkpoints = workdir / "checkpoints-chaos"
     args = job_args(stack, checkpoints, "--influx-db", db_chaos, "--kafka-input-topic", raw_topic,
-                    "--kafka-dlq-topic", dlq_chaos, "--k-anonymity", str(k))
-    produced = ProduceReport()
+                    "--kafka-dlq-topic", dlq_chaos, "--k-anonymity", str(k), *branch_args(*branch_chaos),
+                    *BRANCH_ROUND_ARGS)
     producer = threading.Thread(
         target=lambda: produced.__dict__.update(produce(messages, stack.kafka_bootstrap, raw_topic, rate).__dict__),
         daemon=True,
@@ -221,25 +334,43 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
         _ClusterTarget(args, workdir) if mode == "cluster" else _EmbeddedTarget(args, workdir)
     )
     report.kind = target.kind
+    def points_now() -> int:
+        return count_points_v1(url, db_chaos, "ecg_anonymized")
+
     try:
         wait_until(lambda: latest_checkpoint(checkpoints), 120, "first checkpoint", job=target.job)
-        producer.start()
+        if not backlog:
+            producer.start()
         for number in range(1, kills + 1):
-            _wait_for_new_checkpoint(checkpoints, target.job, "a checkpoint of this run")
-            time.sleep(rng.uniform(0.0, 4.0))
+            if not backlog:  # backlog: the catch-up takes seconds, kill on output progress alone
+                _wait_for_new_checkpoint(checkpoints, target.job, "a checkpoint of this run")
+            if backlog:
+                _wait_for_backlog_kill_point(number, kills, points_now, model.points, target.job)
+            else:
+                time.sleep(rng.uniform(0.0, 4.0))
+            drained = backlog and source_drained(target.rest_port, last_offsets)
             target.kill()
             report.kills += 1
-            points = count_points_v1(url, db_chaos, "ecg_anonymized")
-            log(f"kill {number} ({target.kind}): after {latest_checkpoint(checkpoints)}, {points} points so far, "
-                f"producer {'running' if producer.is_alive() else 'done'}")
-            if not producer.is_alive():
+            points = points_now()
+            point = (f"{points} of {model.points} points ({100 * points / max(model.points, 1):.0f} %), "
+                     f"after {latest_checkpoint(checkpoints).name}"  # type: ignore[union-attr]
+                     + (f", source drained: {'yes' if drained else 'no'}" if backlog else ""))
+            report.kill_points.append(point)
+            log(f"kill {number} ({target.kind}): {point}, producer "
+                f"{'running' if producer.is_alive() else 'done' if not backlog else 'none (backlog)'}")
+            if not backlog and not producer.is_alive():
                 report.notes.append(f"note: kill {number} happened after the producer finished")
+            if backlog and points >= model.points:
+                report.notes.append(f"note: kill {number} happened after all points were written")
+            if after_kill is not None:
+                after_kill(url, db_chaos)
             resumed_at = time.monotonic()
             target.resume(number)
             report.resumes += 1
             _wait_for_new_checkpoint(checkpoints, target.job, "a checkpoint after resume")
             report.resume_seconds.append(time.monotonic() - resumed_at)
-        producer.join(timeout=600)
+        if not backlog:
+            producer.join(timeout=600)
         wait_until(lambda: count_points_v1(url, db_chaos, "ecg_anonymized") >= model.points, 300,
                    "all points after the last resume", job=target.job)
         time.sleep(5)
@@ -250,13 +381,15 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
 
     reference = JobProcess(
         job_args(stack, workdir / "checkpoints-ref", "--influx-db", db_ref, "--kafka-input-topic", raw_topic,
-                 "--kafka-dlq-topic", dlq_ref, "--k-anonymity", str(k)),
+                 "--kafka-dlq-topic", dlq_ref, "--k-anonymity", str(k), *branch_args(*branch_ref), *BRANCH_ROUND_ARGS),
         workdir / "uninterrupted.log",
     )
     try:
         wait_until(lambda: count_points_v1(url, db_ref, "ecg_anonymized") >= model.points, 300,
                    "uninterrupted run", job=reference)
         wait_until(lambda: len(_dead_letters(stack.kafka_bootstrap, dlq_ref)) >= produced.bad, 60, "reference DLQ",
+                   job=reference)
+        wait_until(lambda: len(read_topic(stack.kafka_bootstrap, branch_ref[1])) > 0, 60, "reference model updates",
                    job=reference)
         time.sleep(5)
         report.points_uninterrupted = count_points_v1(url, db_ref, "ecg_anonymized")
@@ -274,6 +407,7 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
     report.dead_letters_replayed = sum(count - 1 for count in chaos_dlq.values())
     # A replay is exact when its bytes equal a message of the uninterrupted run (same position, reason, raw).
     report.dead_letters_not_exact_replays = sum(1 for value in chaos_dlq if value not in ref_dlq)
+    report.branch = compare_branch_outputs(stack.kafka_bootstrap, branch_chaos, branch_ref)
     report.seconds = time.monotonic() - started
     return report
 
@@ -285,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=12)
     parser.add_argument("--mode", choices=("embedded", "cluster"), default="embedded",
                         help="embedded: kill -9 the job process; cluster: kill -9 the TaskManager")
+    parser.add_argument("--backlog", action="store_true",
+                        help="produce everything before the job starts; kill during the catch-up")
+    parser.add_argument("--duration", type=int, default=60, help="seconds of signal per patient")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, checkpoints)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
@@ -292,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start(victoria_metrics=False)
         report = run_chaos(stack, workdir, kills=args.kills, seed=args.seed, patients=args.patients,
-                           mode=args.mode)
+                           mode=args.mode, backlog=args.backlog, duration_s=args.duration)
     finally:
         stack.stop()
         if not args.keep:

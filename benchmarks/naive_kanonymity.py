@@ -1,7 +1,10 @@
-"""Naive per-record pure-Python version of the core's bottom-up rule (benchmark baseline only).
+"""Naive per-record pure-Python version of the core's bottom-up rule BEFORE issue 8 (benchmark
+baseline only: the "before" of benchmarks/utility_benchmark.py and the speed baseline of
+benchmarks/privacy_core_benchmark.py).
 
-Same semantics as ``privacy.kanonymity`` for levels, rounding and suppression (no carry-over,
-no HR derivation): one Python call per value and per sample, dicts for grouping.
+The old rule: generalize everybody to level 1, publish every class of >= k patients, move the rest
+up one level and group them only among themselves, ...; whoever is left after level 8 is suppressed
+(no carry-over, no HR derivation here): one Python call per value and per sample, dicts for grouping.
 """
 
 from __future__ import annotations

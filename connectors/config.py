@@ -102,8 +102,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KAFKA_BOOTSTRAP", "127.0.0.1:9092", _non_empty, "Kafka bootstrap servers"),
     Setting("KAFKA_INPUT_TOPIC", "ecg-raw", _non_empty, "input topic of ECG frames"),
     Setting("KAFKA_DLQ_TOPIC", "ecg-dlq", _non_empty, "dead-letter topic for invalid and late input"),
-    Setting("KAFKA_ANOMALY_TOPIC", "ecg-anomalies", _non_empty, "anomaly topic (later branch)"),
-    Setting("KAFKA_MODEL_TOPIC", "ecg-model-updates", _non_empty, "model-update topic (later branch)"),
+    Setting("KAFKA_ANOMALY_TOPIC", "ecg-anomalies", _non_empty, "anomaly events (cardio branch)"),
+    Setting("KAFKA_MODEL_TOPIC", "ecg-model-updates", _non_empty, "local + global model updates (cardio branch)"),
     Setting("KAFKA_GROUP_ID", "ecg-anonymizer", _non_empty, "consumer group id (offsets live in checkpoints)"),
     Setting(
         "KAFKA_STARTING_OFFSETS",
@@ -127,17 +127,54 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WINDOW_SECONDS", "5", _positive_int, "tumbling event-time window length"),
     Setting("ALLOWED_LATENESS_SECONDS", "0", _non_negative_int, "allowed lateness of windows"),
     Setting("MAX_OUT_OF_ORDERNESS_SECONDS", "2", _non_negative_int, "watermark bound per partition"),
+    Setting(
+        "IDLE_PARTITION_TIMEOUT_SECONDS",
+        "10",
+        _positive_float,
+        "a partition without records this long stops holding event time back (its late frames go to the DLQ)",
+    ),
+    Setting(
+        "WATERMARK_MAX_DRIFT_SECONDS",
+        "0",
+        _non_negative_float,
+        "pause partitions whose event time runs ahead of the slowest by more than this (0 = off)",
+    ),
     Setting("TS_TOLERANCE_SECONDS", "60", _non_negative_int, "max |ts - Kafka record timestamp|"),
     Setting("GROUP_FIELD", "site", _non_empty, "input field that keys the anonymization windows"),
     # Privacy
     Setting("K_ANONYMITY", "5", _positive_int, "k: distinct patients per published class"),
-    Setting("MAX_DELAY_WINDOWS", "1", _non_negative_int, "windows a would-be-suppressed patient is held"),
     Setting("L_DIVERSITY", "0", _non_negative_int, "distinct l-diversity of SENSITIVE_ATTRIBUTE (0 = off)"),
     Setting("SENSITIVE_ATTRIBUTE", "", _text, "input field used for l-diversity (e.g. rhythm)"),
     Setting("HIERARCHY_PATH", "hierarchy/ecg_hierarchy.csv", _non_empty, "generalization hierarchy CSV"),
     Setting("PSEUDONYM_SECRET", None, _text, "HMAC key of the pid pseudonyms (required)", secret=True),
     Setting("PSEUDONYM_HEX_CHARS", "32", _positive_int, "hex characters kept of the HMAC (16..64)"),
+    Setting(
+        "PSEUDONYM_SCOPE",
+        "group",
+        _choice("group", "global"),
+        "group: a patient's pseudonym differs per GROUP_FIELD value (ward); global: one per patient",
+    ),
     Setting("DEMO_MODE", "false", _bool, "generate a throw-away pseudonym secret (demo only)"),
+    # Anomaly detection + federated learning (the cardio branch)
+    Setting("CARDIO_BRANCH", "true", _bool, "run the anomaly / federated-learning branch"),
+    Setting("ANOMALY_Z_THRESHOLD", "2.5", _positive_float, "|z| of a 30 s / 5 min window HR that is an anomaly"),
+    Setting("ANOMALY_WARMUP_WINDOWS", "4", _positive_int, "30 s windows before a device's own baseline scores"),
+    Setting("ANOMALY_TACHY_BPM", "130", _positive_float, "30 s window HR above this: tachycardia"),
+    Setting("ANOMALY_BRADY_BPM", "45", _positive_float, "30 s window HR below this: bradycardia"),
+    Setting("ANOMALY_ASYSTOLE_SECONDS", "4", _positive_float, "no beat for this long: asystole"),
+    Setting("ANOMALY_NOISE_MV", "0.12", _positive_float, "median |2nd difference| of a noisy frame (mV)"),
+    Setting("MODEL_UPDATE_SECONDS", "60", _positive_int, "event-time length of a federated round"),
+    Setting("MODEL_GRACE_SECONDS", "5", _positive_int, "a round closes this long after its start"),
+    Setting("MODEL_GLOBAL_PRIOR", "true", _bool, "new devices start from the global model (false: local only)"),
+    Setting("MODEL_PRIOR_TIMEOUT_SECONDS", "120", _positive_float, "wall-clock wait for the prior, then cold"),
+    Setting("MODEL_DP_CLIP_NORM", "0", _non_negative_float, "DP-FedAvg clip norm of local updates (0 = off)"),
+    Setting("MODEL_DP_NOISE_MULTIPLIER", "1.0", _non_negative_float, "DP-FedAvg noise std / clip norm"),
+    Setting(
+        "KAFKA_MODEL_STARTING_OFFSETS",
+        "latest",
+        _choice("earliest", "latest"),
+        "where a job without checkpoint starts reading global models back",
+    ),
     # InfluxDB
     Setting("INFLUX_TRANSPORT", "v2", _choice("v1", "v2"), "v2: /api/v2/write; v1: /write (InfluxDB 1.x)"),
     Setting("INFLUX_URL", "http://127.0.0.1:8086", _non_empty, "InfluxDB base URL"),
@@ -149,7 +186,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INFLUX_USERNAME", "", _text, "v1 user"),
     Setting("INFLUX_PASSWORD", "", _text, "v1 password", secret=True),
     Setting("INFLUX_MEASUREMENT", "ecg_anonymized", _non_empty, "measurement name"),
-    Setting("INFLUX_BATCH_POINTS", "20000", _positive_int, "points per write request"),
+    Setting(
+        "INFLUX_BATCH_POINTS",
+        "20000",
+        _positive_int,
+        "points per write request (whole classes; a larger class gets its own)",
+    ),
     Setting("CSV_OUTPUT_DIR", "", _text, "optional: one CSV per window in this folder"),
     # Flink runtime
     Setting("PARALLELISM", "1", _positive_int, "job parallelism"),
@@ -284,6 +326,8 @@ def load_settings(
         )
     if values["web_ui_port"] and not values["web_ui_port"].isdigit():
         raise ConfigError("invalid WEB_UI_PORT: must be a port number")
+    if values["model_grace_seconds"] >= values["model_update_seconds"]:
+        raise ConfigError("invalid MODEL_GRACE_SECONDS: must be below MODEL_UPDATE_SECONDS")
     hierarchy_path = Path(values["hierarchy_path"])
     if not hierarchy_path.is_absolute():
         hierarchy_path = PROJECT_ROOT / hierarchy_path
@@ -292,8 +336,32 @@ def load_settings(
     return Settings(values=values, generated_secret=generated, sources=sources)
 
 
+@dataclass(frozen=True)
+class ComposeVariable:
+    """A variable docker-compose.yml reads from `.env` for the containers around the job (never the job)."""
+
+    env: str
+    default: str
+    help: str
+    secret: bool = False
+
+
+COMPOSE_VARIABLES: tuple[ComposeVariable, ...] = (
+    ComposeVariable("PUBLISH_ADDRESS", "127.0.0.1", "host address of the published web UI (8081) and Grafana (3000)"),
+    ComposeVariable("TASKMANAGER_SLOTS", "2", "task slots per TaskManager container"),
+    ComposeVariable("TASKMANAGER_MEMORY", "4096m", "taskmanager.memory.process.size per TaskManager container"),
+    ComposeVariable("INFLUXDB_ADMIN_USER", "admin", "InfluxDB 2.x admin user (set at the first start)"),
+    ComposeVariable("INFLUXDB_ADMIN_PASSWORD", "", "its password, 8+ characters (required)", secret=True),
+    ComposeVariable("INFLUXDB_RETENTION", "", "bucket retention, e.g. 90d (first start; empty = keep forever)"),
+    ComposeVariable("GRAFANA_ADMIN_PASSWORD", "", "password of Grafana's user admin (required)", secret=True),
+    ComposeVariable("GRAFANA_INFLUX_USER", "grafana", "read-only InfluxDB user of Grafana's datasource"),
+    ComposeVariable("GRAFANA_INFLUX_PASSWORD", "", "its password, 8+ characters (required)", secret=True),
+    ComposeVariable("SIMULATOR_PATIENTS", "40", "profile demo: virtual patients the simulator streams"),
+)
+
+
 def env_example() -> str:
-    """The text of `.env.example`, generated from SETTINGS so that docs match the code."""
+    """The text of `.env.example`, generated from SETTINGS (and COMPOSE_VARIABLES) so that docs match the code."""
     lines = ["# ecg-flink-anon settings. Copy to .env; flags (--k-anonymity 10 ...) override.", ""]
     for setting in SETTINGS:
         lines.append(f"# {setting.help}")
@@ -301,6 +369,11 @@ def env_example() -> str:
             lines.append(f"{setting.env}=")
         else:
             lines.append(f"{setting.env}={setting.default}")
+    lines += ["", "# ---- docker-compose.yml only (the containers around the job; the job ignores these) ----",
+              "# secrets: e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'"]
+    for variable in COMPOSE_VARIABLES:
+        lines.append(f"# {variable.help}")
+        lines.append(f"{variable.env}={variable.default}")
     return "\n".join(lines) + "\n"
 
 

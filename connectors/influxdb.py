@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import logging
 import math
 import time
@@ -40,6 +41,20 @@ def _escape_tag(value: str) -> str:
 def _float_text(value: float) -> str:
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
+
+
+def point_line(measurement: str, tags: dict[str, str], fields: dict[str, float | int | bool], ts_ns: int) -> str:
+    """One line of line protocol (tags sorted; ints as ``5i``; non-finite floats left out)."""
+    tag_text = "".join(f",{_escape_tag(k)}={_escape_tag(v)}" for k, v in sorted(tags.items()) if v != "")
+    parts = []
+    for key, value in sorted(fields.items()):
+        if isinstance(value, bool):
+            parts.append(f"{_escape_tag(key)}={'true' if value else 'false'}")
+        elif isinstance(value, int):
+            parts.append(f"{_escape_tag(key)}={value}i")
+        elif np.isfinite(value):
+            parts.append(f"{_escape_tag(key)}={_float_text(value)}")
+    return f"{_escape_tag(measurement)}{tag_text} {','.join(parts)} {int(ts_ns)}"
 
 
 def sample_timestamps_ns(ts_ms: int, fs: float, count: int) -> np.ndarray:
@@ -80,9 +95,93 @@ def window_lines(frames: Iterable[Any], measurement: str) -> list[str]:
     return lines
 
 
-def batched(lines: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(lines), size):
-        yield lines[start : start + size]
+def stats_line(measurement: str, tags: dict[str, str], fields: dict[str, float | int], time_ms: int) -> str:
+    """One point of the job's own statistics (integers as InfluxDB integers, floats as floats)."""
+    prefix = measurement.translate(_ESCAPE_MEASUREMENT) + "".join(
+        f",{_escape_tag(key)}={_escape_tag(tags[key])}" for key in sorted(tags) if tags[key] != ""
+    )
+    values = ",".join(
+        f"{name}={value}i" if isinstance(value, int) else f"{name}={_float_text(value)}"
+        for name, value in sorted(fields.items())
+        if isinstance(value, int) or math.isfinite(value)
+    )
+    return f"{prefix} {values} {int(time_ms) * 1_000_000}"
+
+
+def group_digest(group: str) -> str:
+    """The group key (e.g. a ward) as published in statistics and CSV file names: a digest, not the name."""
+    return hashlib.sha256(group.encode("utf-8")).hexdigest()[:12]
+
+
+def window_stats_line(measurement: str, group: str, window_start_ms: int, metrics: Any) -> str:
+    """`ecg_window_stats`: what one anonymized (group, window) published (for dashboards)."""
+    by_level = {int(level): int(count) for level, count in metrics.patients_by_level.items()}
+    patients = sum(by_level.values())
+    fields: dict[str, float | int] = {
+        "patients": int(metrics.distinct_patients),
+        "patients_suppressed": int(metrics.patients_suppressed),
+        "suppression_rate": float(metrics.suppression_rate),
+        "ncp": float(metrics.ncp),
+        "mean_level": sum(level * count for level, count in by_level.items()) / patients if patients else math.nan,
+        "frames": int(metrics.frames_in),
+        "frames_suppressed": int(metrics.frames_suppressed),
+        "samples_published": int(metrics.samples_published),
+        "samples_imputed": int(metrics.samples_suppressed),
+    }
+    return stats_line(measurement, {"group": group_digest(group)}, fields, window_start_ms)
+
+
+def class_key(frame: Any) -> tuple[int, tuple[tuple[str, str], ...]]:
+    """A published frame's equivalence class: its level and generalized labels."""
+    return int(frame.level), tuple(sorted((str(name), str(value)) for name, value in frame.qi.items()))
+
+
+def class_requests(frames: Iterable[Any], measurement: str, max_points: int, k: int) -> Iterator[list[str]]:
+    """A window's points as write requests that never split an equivalence class.
+
+    Classes are packed whole into requests of up to ``max_points`` points, in a deterministic order.
+    A class larger than that gets requests of its own, cut only between patients and into parts of at
+    least ``k`` patients each: whatever prefix of the requests a reader sees, each class it shows holds
+    >= k distinct pseudonyms (a request is the unit InfluxDB applies, or fails, as a whole).
+    """
+    by_class: dict[tuple[int, tuple[tuple[str, str], ...]], dict[str, list[Any]]] = {}
+    for frame in frames:
+        by_class.setdefault(class_key(frame), {}).setdefault(str(frame.pid), []).append(frame)
+    batch: list[str] = []
+    for key in sorted(by_class):
+        patients = [
+            window_lines(sorted(by_class[key][pid], key=lambda f: (int(f.ts_ms), str(f.lead))), measurement)
+            for pid in sorted(by_class[key])
+        ]
+        size = sum(len(lines) for lines in patients)
+        if size <= max_points:
+            if batch and len(batch) + size > max_points:
+                yield batch
+                batch = []
+            for lines in patients:
+                batch.extend(lines)
+            continue
+        if batch:
+            yield batch
+            batch = []
+        yield from _split_between_patients(patients, max_points, k)
+    if batch:
+        yield batch
+
+
+def _split_between_patients(patients: list[list[str]], max_points: int, k: int) -> Iterator[list[str]]:
+    part: list[str] = []
+    members = 0
+    for index, lines in enumerate(patients):
+        left = len(patients) - index
+        # Close the part when it is full and holds >= k patients, unless fewer than k would remain.
+        if members >= k and len(part) + len(lines) > max_points and left >= k:
+            yield part
+            part, members = [], 0
+        part.extend(lines)
+        members += 1
+    if part:
+        yield part
 
 
 class InfluxWriteError(RuntimeError):

@@ -6,6 +6,7 @@ from typing import Any
 
 from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
+from pyflink.datastream import DataStream
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
@@ -17,6 +18,7 @@ from pyflink.datastream.connectors.kafka import (
 from pyflink.java_gateway import get_gateway
 
 DESERIALIZER_CLASS = "io.ecgflinkanon.connectors.EcgRecordDeserializer"
+PROGRESS_CLASS = "io.ecgflinkanon.connectors.EventTimeProgress"
 
 
 def _starting_offsets(mode: str) -> KafkaOffsetsInitializer:
@@ -54,11 +56,60 @@ def build_source(settings: Any) -> KafkaSource:
     return builder.build()
 
 
-def watermark_strategy(settings: Any) -> WatermarkStrategy:
-    """Per-partition watermarks from Kafka record timestamps (generated inside the source)."""
-    return WatermarkStrategy.for_bounded_out_of_orderness(
-        Duration.of_seconds(int(settings.max_out_of_orderness_seconds))
+def build_model_source(settings: Any) -> KafkaSource:
+    """KafkaSource of the model-update topic (values as strings), read back by the cardio branch."""
+    return (
+        KafkaSource.builder()
+        .set_bootstrap_servers(settings.kafka_bootstrap)
+        .set_topics(settings.kafka_model_topic)
+        .set_group_id(settings.kafka_group_id + "-models")
+        .set_starting_offsets(_starting_offsets(settings.kafka_model_starting_offsets))
+        .set_property("partition.discovery.interval.ms", "60000")
+        # Exactly-once sinks: only committed global updates reach the detectors.
+        .set_property("isolation.level", "read_committed")
+        .set_value_only_deserializer(SimpleStringSchema())
+        .build()
     )
+
+
+def model_watermark_strategy() -> WatermarkStrategy:
+    """The model stream never holds event time back (connectors/java/ModelStreamWatermarks.java)."""
+    strategy_class = get_gateway().jvm.io.ecgflinkanon.connectors.ModelStreamWatermarks
+    if not callable(strategy_class) or type(strategy_class).__name__ == "JavaPackage":
+        raise RuntimeError("io.ecgflinkanon.connectors.ModelStreamWatermarks is not on the classpath: "
+                           "run scripts/setup.sh to build .cache/jars/ecg-flink-anon-connectors.jar")
+    return WatermarkStrategy(strategy_class())
+
+
+def watermark_strategy(settings: Any) -> WatermarkStrategy:
+    """Per-partition watermarks from Kafka record timestamps (generated inside the source).
+
+    A partition without records for IDLE_PARTITION_TIMEOUT_SECONDS stops holding event time back
+    (a quiet partition, or one that never gets data); when it wakes up behind the watermark, its
+    frames are late. WATERMARK_MAX_DRIFT_SECONDS > 0 pauses partitions that run ahead of the
+    slowest one by more than that (catch-up reads partitions evenly instead of one after another).
+    """
+    strategy = WatermarkStrategy.for_bounded_out_of_orderness(
+        Duration.of_seconds(int(settings.max_out_of_orderness_seconds))
+    ).with_idleness(Duration.of_millis(int(settings.idle_partition_timeout_seconds * 1000)))
+    if settings.watermark_max_drift_seconds > 0:
+        strategy = strategy.with_watermark_alignment(
+            "ecg-input", Duration.of_millis(int(settings.watermark_max_drift_seconds * 1000)), Duration.of_seconds(1)
+        )
+    return strategy
+
+
+def with_event_time_progress(stream: DataStream, settings: Any) -> DataStream:
+    """Chain connectors/java/EventTimeProgress after the source (operators chain by default): it keeps the
+    per-partition event-time progress in checkpoints and re-emits it after a restore (Flink does not
+    checkpoint watermarks)."""
+    jvm = get_gateway().jvm
+    operator_class = jvm.io.ecgflinkanon.connectors.EventTimeProgress
+    if type(operator_class).__name__ == "JavaPackage":
+        raise RuntimeError(f"{PROGRESS_CLASS} is not on the classpath: run scripts/setup.sh")
+    bound_ms = int(settings.max_out_of_orderness_seconds) * 1000
+    j_stream = stream._j_data_stream
+    return DataStream(j_stream.transform("event-time progress", j_stream.getType(), operator_class(bound_ms)))
 
 
 def build_string_sink(settings: Any, topic: str, transactional_id_prefix: str) -> KafkaSink:

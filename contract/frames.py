@@ -1,4 +1,4 @@
-"""Validation of `ecg-raw` messages against the stream contract (docs: /shared/contract.md).
+"""Validation of `ecg-raw` messages against the stream contract (docs/contract.md).
 
 Pure Python + numpy: no pyflink or kafka import, so operators, tests and benchmarks share it.
 `parse_frame` runs once per Kafka message and never raises: every problem becomes a `Rejection`

@@ -15,44 +15,31 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyflink.common import Configuration, Types
-from pyflink.common.time import Time
-from pyflink.datastream import MapFunction, OutputTag, RuntimeContext, StreamExecutionEnvironment
-from pyflink.datastream.window import TumblingEventTimeWindows
+from pyflink.datastream import StreamExecutionEnvironment
 
 from connectors.checkpoints import resolve_recovery_path
 from connectors.config import PROJECT_ROOT, ConfigError, Settings, load_settings
 from connectors.jars import JarsError, pipeline_jars
-from connectors.kafka import build_source, build_string_sink, watermark_strategy
+from connectors.kafka import build_source, build_string_sink, watermark_strategy, with_event_time_progress
+from flink_jobs.cardio_branch import build_cardio_branch
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
-from operators.k_anonymity import KAnonymityWindow
-from operators.parse import DEAD_LETTER, ParseFrames, late_record_message
-from operators.records import KeyedFrame
-from operators.sinks import WriteWindows
+from operators.k_anonymity import LATE_FRAMES, KAnonymityWindows
+from operators.parse import DEAD_LETTER, ParseFrames
+from operators.sinks import CountDeadLetters, WriteWindows, dead_letter_reason
 from privacy.intake import IntakeOptions
+from privacy.pseudonym import suppression_token_key
 
 log = logging.getLogger("ecg.job")
 
 # Packages shipped to the Python workers (local mini cluster and `flink run` alike).
 PYTHON_PACKAGES = ("connectors", "contract", "hierarchy", "operators", "privacy")
-LATE = OutputTag("late-frames")
+# Upper bound of the job's parallelism after rescaling restores (key groups); fixed so that a
+# checkpoint restores at any parallelism up to it.
+MAX_PARALLELISM = 128
 INFLUX_OPTION_NAMES = (
     "influx_transport", "influx_url", "influx_token", "influx_org", "influx_bucket", "influx_db", "influx_rp",
     "influx_username", "influx_password", "influx_measurement", "influx_batch_points",
 )
-
-
-class LateToDeadLetter(MapFunction):
-    """Late frames are accounted for: counted and dead-lettered with their source position."""
-
-    def __init__(self, window_seconds: int) -> None:
-        self._window_seconds = window_seconds
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self._late = runtime_context.get_metrics_group().add_group("ecg").counter("late_records")
-
-    def map(self, value: KeyedFrame) -> str:
-        self._late.inc()
-        return late_record_message(value, self._window_seconds)
 
 
 def flink_configuration(settings: Settings) -> Configuration:
@@ -96,40 +83,58 @@ def intake_options(settings: Settings, hierarchy: Hierarchy) -> IntakeOptions:
         pid_hex_chars=settings.pseudonym_hex_chars,
         quasi_identifiers=hierarchy.quasi_identifiers,
         sensitive_attribute=settings.sensitive_attribute,
+        scope_by_group=settings.pseudonym_scope == "group",
     )
 
 
 def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarchy: Hierarchy | None = None) -> None:
+    """The job graph. Every stateful operator has a stable uid, so checkpoints restore into later
+    versions of the graph and at other parallelisms (up to MAX_PARALLELISM)."""
     hierarchy = hierarchy or load_hierarchy(settings.path("hierarchy_path"))
-    raw = env.from_source(build_source(settings), watermark_strategy(settings), "kafka: " + settings.kafka_input_topic)
+    env.set_max_parallelism(MAX_PARALLELISM)
+    source = env.from_source(
+        build_source(settings), watermark_strategy(settings), "kafka: " + settings.kafka_input_topic
+    ).uid("kafka-source")
+    raw = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")
 
-    parsed = raw.process(
-        ParseFrames(
-            intake_options(settings, hierarchy),
-            group_field=settings.group_field,
-            ts_tolerance_ms=settings.ts_tolerance_seconds * 1000,
+    parsed = (
+        raw.process(
+            ParseFrames(
+                intake_options(settings, hierarchy),
+                group_field=settings.group_field,
+                ts_tolerance_ms=settings.ts_tolerance_seconds * 1000,
+            )
         )
-    ).name("parse + validate + pseudonymize")
-
-    windows = (
-        parsed.key_by(lambda record: record.group, key_type=Types.STRING())
-        .window(TumblingEventTimeWindows.of(Time.seconds(settings.window_seconds)))
-        .allowed_lateness(settings.allowed_lateness_seconds * 1000)
-        .side_output_late_data(LATE)
+        .uid("parse")
+        .name("parse + validate + pseudonymize")
     )
-    anonymized = windows.process(
-        KAnonymityWindow(hierarchy, settings.k_anonymity, settings.max_delay_windows, settings.l_diversity)
-    ).name(f"k-anonymity (k={settings.k_anonymity})")
+    build_cardio_branch(env, settings, parsed)
+
+    anonymized = (
+        parsed.key_by(lambda record: record.group, key_type=Types.STRING())
+        .process(
+            KAnonymityWindows.create(
+                hierarchy, settings.k_anonymity, settings.l_diversity, settings.window_seconds,
+                settings.allowed_lateness_seconds, token_key=suppression_token_key(settings.pseudonym_secret_bytes),
+            )
+        )
+        .uid("k-anonymity-windows")
+        .name(f"k-anonymity windows (k={settings.k_anonymity}, {settings.window_seconds} s)")
+    )
 
     influx_options = {name: getattr(settings, name) for name in INFLUX_OPTION_NAMES}
     csv_dir = str(settings.path("csv_output_dir")) if settings.csv_output_dir else ""
-    anonymized.process(WriteWindows(influx_options, csv_dir)).name("InfluxDB sink")
+    anonymized.process(WriteWindows(influx_options, settings.k_anonymity, csv_dir)).uid("influxdb-sink").name(
+        "InfluxDB sink"
+    )
 
-    late = anonymized.get_side_output(LATE).map(LateToDeadLetter(settings.window_seconds), Types.STRING())
-    dead_letters = parsed.get_side_output(DEAD_LETTER).union(late)
-    dead_letters.sink_to(build_string_sink(settings, settings.kafka_dlq_topic, "ecg-dlq")).name(
+    dead_letters = parsed.get_side_output(DEAD_LETTER).union(anonymized.get_side_output(LATE_FRAMES))
+    dead_letters.sink_to(build_string_sink(settings, settings.kafka_dlq_topic, "ecg-dlq")).uid("dlq-sink").name(
         "kafka: " + settings.kafka_dlq_topic
     )
+    dead_letters.key_by(dead_letter_reason, key_type=Types.STRING()).process(
+        CountDeadLetters(influx_options, settings.window_seconds)
+    ).uid("dead-letter-counts").name("dead letters per reason -> InfluxDB")
 
 
 def create_environment(settings: Settings) -> StreamExecutionEnvironment:

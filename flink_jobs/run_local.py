@@ -2,7 +2,7 @@
 
     .venv/bin/python -m flink_jobs.run_local [--patients 40] [--k-anonymity 5] [--seconds 0]
 
-Starts the local stack (connectors.local_stack), the anonymization job in an embedded Flink mini
+Starts the local stack (devstack.local_stack), the anonymization job in an embedded Flink mini
 cluster with its web UI, and the ECG simulator in real time; prints where to look and a progress line
 per window; Ctrl+C (or --seconds) stops everything it started, and nothing else.
 """
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from connectors.config import PROJECT_ROOT
-from connectors.local_stack import LocalStack, count_points_v1, query_v1
+from devstack.local_stack import LocalStack, count_points_v1, query_v1
 
 DEFAULT_RUN_DIR = PROJECT_ROOT / ".run" / "local"
 
@@ -36,6 +36,17 @@ def _stop_group(process: subprocess.Popen[bytes], name: str, timeout: float = 15
         process.wait(timeout=timeout)
     except ProcessLookupError:
         pass
+
+
+def _suppression_summary(url: str, db: str) -> str:
+    """Suppressed share of patient-windows so far (from `ecg_window_stats`), the utility at a glance."""
+    try:
+        rows = query_v1(url, 'SELECT sum("patients_suppressed"), sum("patients") FROM "ecg_window_stats"', db)
+    except Exception as error:  # noqa: BLE001 - progress display only
+        return f"(query failed: {error})"
+    if not rows or not rows[0].get("sum_1"):
+        return "-"
+    return f"{100.0 * float(rows[0]['sum']) / float(rows[0]['sum_1']):.1f} % of patient-windows"
 
 
 def _level_summary(url: str, db: str) -> str:
@@ -92,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         simulator_log = (run_dir / "simulator.log").open("wb")
         simulator = subprocess.Popen(
             [
-                python, "-m", "connectors.simulator", "--bootstrap", stack.kafka_bootstrap,
+                python, "-m", "devstack.simulator", "--bootstrap", stack.kafka_bootstrap,
                 "--patients", str(args.patients), "--sites", str(args.sites), "--duration", "86400", "--realtime",
             ],
             cwd=PROJECT_ROOT, env=env, stdout=simulator_log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -132,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                     points = count_points_v1(url, db, "ecg_anonymized")
                 except Exception:  # noqa: BLE001 - the database may not exist before the first write
                     points = 0
-                print(f"[{elapsed:6.0f}s] points in InfluxDB: {points:>9}  by level: {_level_summary(url, db)}",
+                print(f"[{elapsed:6.0f}s] points in InfluxDB: {points:>9}  by level: {_level_summary(url, db)}"
+                      f"  suppressed: {_suppression_summary(url, db)}",
                       flush=True)
             if args.seconds and elapsed >= args.seconds:
                 break

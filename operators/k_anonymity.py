@@ -1,67 +1,131 @@
-"""The stateful k-anonymity ProcessWindowFunction: a thin adapter over privacy.kanonymity."""
+"""Tumbling event-time windows per group key with the k-anonymity core: a thin KeyedProcessFunction.
+
+Own windows instead of Flink's window operator, because the anonymization needs keyed state that
+outlives a window (running means, counters, the privacy core's per-key memory) and event-time timers
+of its own, and because every window must be anonymized exactly once (allowed lateness delays the
+firing; it never re-fires a published window).
+
+Per key: frames wait in list state tagged with their window start; an event-time timer at the
+window's last millisecond (+ allowed lateness) anonymizes all frames of that window with
+``privacy.kanonymity.anonymize_window``. A frame whose window has already fired is late: it goes to
+the dead-letter side output with its source position, and is counted.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from typing import Any
 
 from pyflink.common import Types
-from pyflink.datastream import ProcessWindowFunction, RuntimeContext
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from hierarchy.loader import Hierarchy
+from operators.parse import late_record_message
 from operators.records import KeyedFrame, WindowOutput
 from privacy.kanonymity import AnonymizationConfig, anonymize_window
 
 log = logging.getLogger("ecg.anonymization")
 
+LATE_FRAMES = OutputTag("late-frames", Types.STRING())
 
-class KAnonymityWindow(ProcessWindowFunction):
-    """Anonymizes one (group, window): carry-over buffer, running means and counters live in keyed
-    state (per group, across windows), so they are part of every checkpoint."""
 
-    def __init__(self, hierarchy: Hierarchy, k: int, max_delay_windows: int, l_diversity: int) -> None:
-        self._config = AnonymizationConfig(
-            hierarchy=hierarchy, k=k, max_delay_windows=max_delay_windows, l_diversity=l_diversity
-        )
+def window_start_of(timestamp_ms: int, window_ms: int) -> int:
+    return timestamp_ms - timestamp_ms % window_ms
+
+
+class KAnonymityWindows(KeyedProcessFunction):
+    """Keyed by the group field (e.g. site); emits one ``WindowOutput`` per (key, window)."""
+
+    def __init__(self, config: AnonymizationConfig, window_seconds: int, allowed_lateness_seconds: int = 0) -> None:
+        self._config = config
+        self._window_ms = window_seconds * 1000
+        self._lateness_ms = allowed_lateness_seconds * 1000
         self._last: dict[str, int] = {}
-        self._pending_by_key: dict[str, int] = {}
+
+    @classmethod
+    def create(cls, hierarchy: Hierarchy, k: int, l_diversity: int, window_seconds: int,
+               allowed_lateness_seconds: int = 0, **core_options: Any) -> KAnonymityWindows:
+        config = AnonymizationConfig(hierarchy=hierarchy, k=k, l_diversity=l_diversity, **core_options)
+        return cls(config, window_seconds, allowed_lateness_seconds)
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._state_descriptor = ValueStateDescriptor("k-anonymity-key-state", Types.PICKLED_BYTE_ARRAY())
+        self._frames = runtime_context.get_list_state(ListStateDescriptor("window-frames", Types.PICKLED_BYTE_ARRAY()))
+        self._key_state = runtime_context.get_state(
+            ValueStateDescriptor("k-anonymity-key-state", Types.PICKLED_BYTE_ARRAY())
+        )
+        # Timers registered by this worker since it started; Flink de-duplicates timers anyway, this
+        # only saves a call per frame (after a restore the set is empty and timers are re-registered).
+        self._timers: set[tuple[str, int]] = set()
         metrics = runtime_context.get_metrics_group().add_group("ecg")
-        # Gauges only: counters registered in a PyFlink window function are not reported by Flink
-        # 2.0.2, so the per-window counters are kept by the sink (operators.sinks.WriteWindows).
-        for name in ("suppression_rate_permille", "ncp_permille", "patients", "carried_patients"):
+        self._late = metrics.counter("late_records")
+        self._windowed = metrics.counter("frames_windowed")
+        self._fired = metrics.counter("frames_window_fired")
+        self._fired_local = 0
+        self._windowed_local = 0
+        for name in ("suppression_rate_permille", "ncp_permille", "patients"):
             metrics.gauge(name, lambda name=name: self._last.get(name, 0))
-        # Frames held in carry-over buffers (keys seen by this subtask since it started).
-        metrics.gauge("frames_pending_carry", lambda: sum(self._pending_by_key.values()))
+        # Frames waiting in open windows of this subtask (since it started; 0 once all windows fired).
+        metrics.gauge("frames_pending", lambda: max(0, self._windowed_local - self._fired_local))
 
-    def process(
-        self, key: str, context: ProcessWindowFunction.Context, elements: Iterable[KeyedFrame]
-    ) -> Iterable[WindowOutput]:
-        frames = [element.frame for element in elements]
-        state = context.global_state().get_state(self._state_descriptor)
-        result = anonymize_window(frames, state.value(), self._config)
-        state.update(result.state)
+    def _timer_of(self, window_start: int) -> int:
+        return window_start + self._window_ms - 1 + self._lateness_ms
+
+    def process_element(self, value: KeyedFrame, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        timestamp = ctx.timestamp()
+        start = window_start_of(timestamp, self._window_ms)
+        timer = self._timer_of(start)
+        watermark = ctx.timer_service().current_watermark()
+        if watermark is not None and timer <= watermark:
+            self._late.inc()
+            yield LATE_FRAMES, late_record_message(value, self._window_ms // 1000)
+            return
+        self._frames.add((start, value.frame))
+        self._windowed.inc()
+        self._windowed_local += 1
+        if (value.group, timer) not in self._timers:
+            ctx.timer_service().register_event_time_timer(timer)
+            self._timers.add((value.group, timer))
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
+        key = ctx.get_current_key()
+        self._timers.discard((key, timestamp))
+        due_until = timestamp - self._lateness_ms - self._window_ms + 1
+        due: dict[int, list[Any]] = {}
+        waiting: list[tuple[int, Any]] = []
+        for start, frame in self._frames.get() or ():
+            if start <= due_until:
+                due.setdefault(start, []).append(frame)
+            else:
+                waiting.append((start, frame))
+        if not due:
+            return
+        if waiting:
+            self._frames.update(waiting)
+        else:
+            self._frames.clear()
+        state = self._key_state.value()
+        for start in sorted(due):
+            frames = due[start]
+            result = anonymize_window(frames, state, self._config, start)
+            state = result.state
+            self._fired.inc(len(frames))
+            self._fired_local += len(frames)
+            yield self._output(key, start, result)
+        self._key_state.update(state)
+
+    def _output(self, key: str, start: int, result: Any) -> WindowOutput:
         metrics = result.metrics
-        self._pending_by_key[key] = len(result.state.carry)
         self._last = {
             "suppression_rate_permille": round(1000 * metrics.suppression_rate),
             "ncp_permille": round(1000 * metrics.ncp),
             "patients": metrics.distinct_patients,
-            "carried_patients": metrics.patients_carried_out,
         }
-        window = context.window()
+        end = start + self._window_ms
         if not metrics.accounting_ok():
             # Never expected: loud, and counted by the sink; the window is still published as computed.
-            log.error("accounting violated in window %s [%d, %d): %s", key, window.start, window.end, metrics.as_dict())
+            log.error("accounting violated in window %s [%d, %d): %s", key, start, end, metrics.as_dict())
         # `#n` counts this key's windows across restarts (it lives in keyed state).
-        log.info("window %s [%d, %d) #%d %s", key, window.start, window.end, result.state.windows, metrics.log_line())
-        yield WindowOutput(
-            group=key,
-            window_start_ms=window.start,
-            window_end_ms=window.end,
-            published=result.published,
-            metrics=metrics,
-        )
+        log.info("window %s [%d, %d) #%d %s", key, start, end, result.state.windows, metrics.log_line())
+        return WindowOutput(group=key, window_start_ms=start, window_end_ms=end, published=result.published,
+                            metrics=metrics)

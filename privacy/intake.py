@@ -27,6 +27,7 @@ class IntakeOptions:
     pid_hex_chars: int
     quasi_identifiers: tuple[str, ...]
     sensitive_attribute: str = ""
+    scope_by_group: bool = True  # pseudonyms per group key (ward): see docs/privacy.md
 
 
 def to_core_frame(parsed: EcgFrame, options: IntakeOptions) -> tuple[Frame | Rejection, int]:
@@ -40,7 +41,8 @@ def to_core_frame(parsed: EcgFrame, options: IntakeOptions) -> tuple[Frame | Rej
         qi[name] = value
     sensitive = extras.get(options.sensitive_attribute) if options.sensitive_attribute else None
     frame = Frame(
-        pid=pseudonymize(parsed.patient_id, options.secret, options.pid_hex_chars),
+        pid=pseudonymize(parsed.patient_id, options.secret, options.pid_hex_chars,
+                         scope=parsed.group if options.scope_by_group else ""),
         ts_ms=parsed.ts_ms,
         fs=float(parsed.fs),
         samples=np.asarray(parsed.samples, dtype=np.float64),

@@ -96,23 +96,23 @@ def ncp_table(
 @dataclass
 class WindowMetrics:
     """What one call of ``anonymize_window`` did. Frames and samples balance:
-    ``*_in + *_carried_in == *_published + *_suppressed + *_carried_out``."""
+    ``*_in == *_published + *_suppressed`` (nothing is carried over to a later window)."""
 
     k: int
     l_diversity: int
     distinct_patients: int = 0
     frames_in: int = 0
     samples_in: int = 0
-    frames_carried_in: int = 0
-    samples_carried_in: int = 0
     frames_published: int = 0  # levels 1..8
     samples_published: int = 0
     frames_suppressed: int = 0  # level 9
     samples_suppressed: int = 0
     patients_suppressed: int = 0
-    frames_carried_out: int = 0
-    samples_carried_out: int = 0
-    patients_carried_out: int = 0
+    patients_anchored: int = 0  # patients of this window anchored in an earlier window
+    newcomers_ineligible: int = 0  # newcomers with < k-1 anchors on their path (publishable only among newcomers)
+    anchors_created: int = 0  # newcomers published (anchored) in this window
+    anchors_refined: int = 0  # anchored patients published finer than their anchor (slack allowed it)
+    anchors_total: int = 0  # anchors in the key's state after this window
     frames_by_level: dict[int, int] = field(default_factory=dict)
     samples_by_level: dict[int, int] = field(default_factory=dict)
     patients_by_level: dict[int, int] = field(default_factory=dict)
@@ -128,25 +128,29 @@ class WindowMetrics:
 
     @property
     def sample_suppression_rate(self) -> float:
-        total = self.samples_in + self.samples_carried_in
-        return self.samples_suppressed / total if total else 0.0
+        return self.samples_suppressed / self.samples_in if self.samples_in else 0.0
+
+    @property
+    def mean_level(self) -> float:
+        """Mean level over the window's patients (suppressed = 9); 0.0 for an empty window."""
+        total = sum(self.patients_by_level.values())
+        return sum(lv * c for lv, c in self.patients_by_level.items()) / total if total else 0.0
 
     def accounting_ok(self) -> bool:
-        """Every input frame and sample is published, suppressed or carried exactly once."""
+        """Every input frame and sample is published or suppressed exactly once."""
         return (
-            self.frames_in + self.frames_carried_in
-            == self.frames_published + self.frames_suppressed + self.frames_carried_out
-            and self.samples_in + self.samples_carried_in
-            == self.samples_published + self.samples_suppressed + self.samples_carried_out
+            self.frames_in == self.frames_published + self.frames_suppressed
+            and self.samples_in == self.samples_published + self.samples_suppressed
         )
 
     def log_line(self) -> str:
-        """One concise line, e.g. ``levels {1: 180, 9: 4} suppressed 0.8% NCP 0.12 k=5 ...``."""
+        """One concise line, e.g. ``levels {1: 180, 9: 4} suppressed 0.8% mean level 2.10 NCP 0.12 k=5 ...``."""
         levels = {lv: self.frames_by_level[lv] for lv in sorted(self.frames_by_level)}
         ldiv = f" l={self.l_diversity}" if self.l_diversity else ""
         return (
-            f"levels {levels} suppressed {100.0 * self.suppression_rate:.1f}% NCP {self.ncp:.2f} "
-            f"k={self.k}{ldiv} patients={self.distinct_patients} carried={self.patients_carried_out}"
+            f"levels {levels} suppressed {100.0 * self.suppression_rate:.1f}% mean level {self.mean_level:.2f} "
+            f"NCP {self.ncp:.2f} k={self.k}{ldiv} patients={self.distinct_patients} "
+            f"anchored={self.patients_anchored} new_anchors={self.anchors_created}"
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -154,6 +158,7 @@ class WindowMetrics:
         d = asdict(self)
         d["suppression_rate"] = self.suppression_rate
         d["sample_suppression_rate"] = self.sample_suppression_rate
+        d["mean_level"] = self.mean_level
         return d
 
 

@@ -2,13 +2,16 @@
 # Set up everything the project needs on Debian bookworm (CI and local), idempotently:
 #   - Java 17 (java required; javac installed with apt when missing)
 #   - apt: influxdb (influxd 1.6), influxdb-client (influx CLI), victoria-metrics
-#     (services are NOT started: we run them ourselves via connectors/local_stack.py)
+#     (services are NOT started: we run them ourselves via devstack/local_stack.py)
+#   - apt: docker-compose (1.29, validates docker-compose.yml) and chromium (web UI test)
 #   - .venv (python3.11) with requirements-dev.txt (skipped when the requirements hash matches)
 #   - Kafka connector jars in .cache/jars (python -m connectors.jars, SHA-256 verified)
 #   - flink-python jar copied into the venv's pyflink/lib (standalone cluster mode)
-#   - the real ECG record (python -m connectors.ecg_data)
+#   - the real ECG record (python -m devstack.ecg_data)
 #   - the project's Java helpers (connectors/java/*.java -> .cache/jars/ecg-flink-anon-connectors.jar)
-#   - with --with-checkers: scripts/setup_checkers.sh (.venv-checkers)
+#   - with --with-checkers: scripts/setup_checkers.sh (.venv-checkers), scripts/setup_refs.sh
+#     (.venv-refs: reference R-peak detectors for the beat-detection tests and benchmark) and
+#     scripts/setup_flower.sh (.venv-flower: Flower's FedAvg for the federated-averaging test)
 #
 # Usage: scripts/setup.sh [--with-checkers] [--no-apt] [-h|--help]
 # Env:   PYTHON (interpreter for the venv, default python3.11 or python3), VENV (default .venv)
@@ -124,6 +127,19 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+# 2b. docker-compose (tests validate docker-compose.yml with `docker-compose config`; no Docker
+#     engine needed) and Chromium (the web UI test drives it with playwright)
+
+COMPOSE_TOOLS=()
+command -v docker-compose >/dev/null 2>&1 || COMPOSE_TOOLS+=(docker-compose)
+[ -x /usr/bin/chromium ] || COMPOSE_TOOLS+=(chromium)
+if [ "${#COMPOSE_TOOLS[@]}" -gt 0 ]; then
+    apt_install "${COMPOSE_TOOLS[@]}"
+else
+    log "docker-compose, chromium present"
+fi
+
+# ---------------------------------------------------------------------------------------------
 # 3. Python venv
 
 if [ -z "${PYTHON:-}" ]; then
@@ -176,7 +192,7 @@ shopt -u nullglob
 # ---------------------------------------------------------------------------------------------
 # 6. Real ECG record
 
-"$PY" -m connectors.ecg_data | sed 's/^/[setup] /'
+"$PY" -m devstack.ecg_data | sed 's/^/[setup] /'
 
 # ---------------------------------------------------------------------------------------------
 # 7. Project Java helpers -> .cache/jars/ecg-flink-anon-connectors.jar
@@ -205,11 +221,15 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-# 8. Optional: independent privacy checkers
+# 8. Optional: independent privacy checkers and reference beat detectors
 
 if [ "$WITH_CHECKERS" -eq 1 ]; then
     bash scripts/setup_checkers.sh | sed 's/^/[setup] /'
     log "checkers venv ready (scripts/setup_checkers.sh)"
+    bash scripts/setup_refs.sh | sed 's/^/[setup] /'
+    log "reference detectors venv ready (scripts/setup_refs.sh)"
+    bash scripts/setup_flower.sh | sed 's/^/[setup] /'
+    log "Flower venv ready (scripts/setup_flower.sh)"
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ PY=.venv/bin/python
 echo "[test] ruff"
 "$PY" -m ruff check .
 echo "[test] mypy"
-"$PY" -m mypy contract privacy hierarchy connectors operators flink_jobs
+"$PY" -m mypy contract privacy hierarchy connectors devstack operators flink_jobs cardio anomaly federated
+"$PY" -m mypy docker/healthcheck.py docker/submit_job.py  # scripts of the images, checked on their own
 echo "[test] pytest"
 # Missing service binaries must fail the run, never skip it.
 export ECG_REQUIRE_STACK=1

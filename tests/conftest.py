@@ -1,6 +1,6 @@
 """Shared pytest fixtures.
 
-- ``local_stack`` (session): one ``connectors.local_stack.LocalStack`` (Tansu + influxd 1.x +
+- ``local_stack`` (session): one ``devstack.local_stack.LocalStack`` (Tansu + influxd 1.x +
   victoria-metrics) in a temporary run dir, started on first use and stopped at the end of the
   session; asserts that none of its processes is left running. Tests that do not ask for it never
   start anything.
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from connectors.local_stack import LocalStack
+    from devstack.local_stack import LocalStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # make `import connectors`, `contract`, ... work under plain `pytest`
@@ -43,7 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _missing_binaries() -> list[str]:
-    from connectors.local_stack import StackError, tansu_binary
+    from devstack.local_stack import StackError, tansu_binary
 
     missing = [b for b in ("influxd", "victoria-metrics") if shutil.which(b) is None]
     try:
@@ -61,7 +61,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         if os.environ.get("CI") or os.environ.get("ECG_REQUIRE_STACK") == "1":
             pytest.fail(f"local stack binaries missing: {', '.join(missing)} (run scripts/setup.sh)")
         pytest.skip(f"local stack binaries missing: {', '.join(missing)} (run scripts/setup.sh)")
-    from connectors.local_stack import LocalStack
+    from devstack.local_stack import LocalStack
 
     stack = LocalStack(tmp_path_factory.mktemp("stack"))
     stack.start()
@@ -95,7 +95,7 @@ def fresh_topics(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callab
     """Factory: ``fresh_topics(*bases, partitions=1) -> [unique topic names]`` (created, ready)."""
     test_name = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40]
 
-    from connectors.local_stack import create_topics
+    from devstack.local_stack import create_topics
 
     def make(*bases: str, partitions: int = 1) -> list[str]:
         suffix = f"{test_name}-{next(_topic_counter)}-{uuid.uuid4().hex[:6]}"

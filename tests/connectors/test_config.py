@@ -22,11 +22,11 @@ def test_defaults_and_precedence(tmp_path: Path) -> None:
         tmp_path,
         ["--window-seconds", "10"],
         {"PSEUDONYM_SECRET": SECRET, "WINDOW_SECONDS": "7", "K_ANONYMITY": "3"},
-        dotenv="K_ANONYMITY=4\nMAX_DELAY_WINDOWS=2\nWINDOW_SECONDS=9\n",
+        dotenv="K_ANONYMITY=4\nALLOWED_LATENESS_SECONDS=2\nWINDOW_SECONDS=9\n",
     )
     assert settings.window_seconds == 10  # flag beats env and .env
     assert settings.k_anonymity == 3  # env beats .env
-    assert settings.max_delay_windows == 2  # .env beats default
+    assert settings.allowed_lateness_seconds == 2  # .env beats default
     assert settings.kafka_input_topic == "ecg-raw"  # default
     assert settings.sources["window_seconds"] == "--window-seconds"
 

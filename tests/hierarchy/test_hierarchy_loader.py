@@ -43,6 +43,9 @@ def test_default_file_is_valid() -> None:
     assert math.isinf(h.ecg_precision(9))
     for attr in h.quasi_identifiers:
         assert h.rule(attr, 9).kind == "star"
+        # Level 8 is one class per window (every QI '*', the waveform kept at 0.1 mV): nobody has
+        # to be suppressed while the window holds >= k patients (docs/privacy.md, section 2).
+        assert h.rule(attr, 8).kind == "star"
 
 
 def test_generalize_vectorized_labels() -> None:

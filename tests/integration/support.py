@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -26,12 +27,13 @@ from typing import Any
 import numpy as np
 
 from connectors.config import PROJECT_ROOT
-from connectors.simulator import SimMessage
 from contract.frames import EcgFrame, parse_frame
+from devstack.simulator import SimMessage
 from hierarchy.loader import load_hierarchy
 from privacy.intake import IntakeOptions, to_core_frame
 from privacy.kanonymity import AnonymizationConfig, KeyState, anonymize_window
 from privacy.model import Frame
+from privacy.pseudonym import suppression_token_key
 
 TEST_SECRET = "integration-test-secret-0123456789abcdef"
 
@@ -41,10 +43,20 @@ class ExpectedOutput:
     points: int = 0
     points_by_level: Counter[int] = field(default_factory=Counter)
     imputed_points: int = 0
-    frames_carried_pending: int = 0
-    frames_carried_total: int = 0
     pids: set[str] = field(default_factory=set)
     windows: int = 0
+    anchors: int = 0  # pseudonyms with a sticky label (the privacy core's cross-window memory) at the end
+
+
+def core_frames(messages: Iterable[SimMessage], options: IntakeOptions) -> Iterable[tuple[SimMessage, str, Frame]]:
+    """(message, group, core frame) of every valid frame message, through the job's own parse and intake."""
+    for message in messages:
+        parsed = parse_frame(message.value, message.timestamp_ms)
+        if not isinstance(parsed, EcgFrame):
+            continue
+        frame, _ = to_core_frame(parsed, options)
+        assert isinstance(frame, Frame)
+        yield message, parsed.group, frame
 
 
 def expected_output(
@@ -52,31 +64,29 @@ def expected_output(
     *,
     k: int,
     window_seconds: int = 5,
-    max_delay_windows: int = 1,
     secret: str = TEST_SECRET,
     hierarchy_path: Path = PROJECT_ROOT / "hierarchy" / "ecg_hierarchy.csv",
+    watermark_ms: int | None = None,
 ) -> ExpectedOutput:
+    """What the job publishes for these messages. ``watermark_ms``: only the windows that event time
+    up to that watermark closes (a stream without end-of-stream marker)."""
     hierarchy = load_hierarchy(hierarchy_path)
     options = IntakeOptions(secret.encode(), 32, hierarchy.quasi_identifiers)
-    config = AnonymizationConfig(hierarchy=hierarchy, k=k, max_delay_windows=max_delay_windows)
+    config = AnonymizationConfig(hierarchy=hierarchy, k=k, token_key=suppression_token_key(secret.encode()))
     window_ms = window_seconds * 1000
     windows: dict[str, dict[int, list[Frame]]] = defaultdict(lambda: defaultdict(list))
-    for message in messages:
-        parsed = parse_frame(message.value, message.timestamp_ms)
-        if not isinstance(parsed, EcgFrame):
-            continue
-        frame, _ = to_core_frame(parsed, options)
-        assert isinstance(frame, Frame)
-        # Flink assigns windows by the Kafka record timestamp.
-        windows[parsed.group][message.timestamp_ms - message.timestamp_ms % window_ms].append(frame)
+    for message, group, frame in core_frames(messages, options):
+        # The job assigns windows by the Kafka record timestamp.
+        windows[group][message.timestamp_ms - message.timestamp_ms % window_ms].append(frame)
     expected = ExpectedOutput()
     for by_start in windows.values():
         state: KeyState | None = None
         for start in sorted(by_start):
-            result = anonymize_window(by_start[start], state, config)
+            if watermark_ms is not None and start + window_ms - 1 > watermark_ms:
+                break
+            result = anonymize_window(by_start[start], state, config, start)
             state = result.state
             expected.windows += 1
-            expected.frames_carried_total += result.metrics.frames_carried_out
             for published in result.published:
                 count = int(np.isfinite(published.ecg_mv).sum())
                 expected.points += count
@@ -84,7 +94,7 @@ def expected_output(
                 expected.imputed_points += count if published.imputed else 0
                 expected.pids.add(published.pid)
         if state is not None:
-            expected.frames_carried_pending += len(state.carry)
+            expected.anchors += len(state.anchors)
     return expected
 
 
@@ -146,6 +156,16 @@ def job_args(stack: Any, checkpoint_dir: Path, *extra: str) -> list[str]:
         "--restart-attempts", "2",
         *extra,
     ]  # fmt: skip
+
+
+def branch_args(anomaly_topic: str, model_topic: str) -> list[str]:
+    """Flags of the cardio branch for a run with its own (fresh) anomaly and model topics.
+
+    A fresh model topic is read from the beginning (Tansu's ListOffsets(latest) is unreliable)."""
+    if not anomaly_topic:
+        return []
+    return ["--kafka-anomaly-topic", anomaly_topic, "--kafka-model-topic", model_topic,
+            "--kafka-model-starting-offsets", "earliest"]
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, *, poll: float = 1.0,
@@ -230,6 +250,96 @@ def job_restart_lines(flink_log: str) -> list[str]:
     ]
 
 
+def job_metrics(port: int) -> dict[str, float]:
+    """Every `ecg.*` metric of the running job (ids `<subtask>.<operator>.ecg.<name>`), summed over
+    operators and subtasks, by name."""
+    jid = running_job_id(port)
+    assert jid is not None, "no RUNNING job"
+    totals: dict[str, float] = {}
+    for vertex in rest_get(port, f"/jobs/{jid}")["vertices"]:
+        base = f"/jobs/{jid}/vertices/{vertex['id']}/metrics"
+        names = [m["id"] for m in rest_get(port, base) if ".ecg." in m["id"]]
+        for start in range(0, len(names), 20):
+            query = urllib.parse.quote(",".join(names[start : start + 20]), safe=",")
+            for metric in rest_get(port, f"{base}?get={query}"):
+                short = metric["id"].rsplit(".", 1)[-1]
+                totals[short] = totals.get(short, 0.0) + float(metric["value"])
+    return totals
+
+
+def accounting_errors(metrics: dict[str, float]) -> list[str]:
+    """The accounting invariant over the job's metrics; empty when every record is accounted for:
+    input = control + dead-lettered + valid; valid = windowed + late; windowed = anonymized + pending;
+    anonymized = published + suppressed."""
+    m = {name: int(metrics.get(name, 0)) for name in (
+        "records_in", "control_records", "dead_lettered", "frames_valid", "frames_windowed", "late_records",
+        "frames_pending", "frames_anonymized", "frames_published", "frames_suppressed", "accounting_violations")}
+    checks = {
+        "records_in = control + dead_lettered + valid":
+            m["records_in"] == m["control_records"] + m["dead_lettered"] + m["frames_valid"],
+        "valid = windowed + late": m["frames_valid"] == m["frames_windowed"] + m["late_records"],
+        "windowed = anonymized + pending": m["frames_windowed"] == m["frames_anonymized"] + m["frames_pending"],
+        "anonymized = published + suppressed":
+            m["frames_anonymized"] == m["frames_published"] + m["frames_suppressed"],
+        "no accounting violation": m["accounting_violations"] == 0,
+    }
+    return [f"{name}: {m}" for name, ok in checks.items() if not ok]
+
+
+def source_offsets(port: int) -> dict[int, int]:
+    """Per partition, the offset the running job's Kafka source has read up to (REST metrics
+    `...KafkaSourceReader.topic.<topic>.partition.<p>.currentOffset`; the job reads one topic, whose
+    name Flink may rewrite in metric ids)."""
+    jid = running_job_id(port)
+    if jid is None:
+        return {}
+    offsets: dict[int, int] = {}
+    for vertex in rest_get(port, f"/jobs/{jid}")["vertices"]:
+        base = f"/jobs/{jid}/vertices/{vertex['id']}/metrics"
+        names = [m["id"] for m in rest_get(port, base)
+                 if ".KafkaSourceReader.topic." in m["id"] and m["id"].endswith(".currentOffset")]
+        for start in range(0, len(names), 20):
+            query = urllib.parse.quote(",".join(names[start : start + 20]), safe=",")
+            for metric in rest_get(port, f"{base}?get={query}"):
+                partition = int(metric["id"].rsplit(".partition.", 1)[1].split(".")[0])
+                offsets[partition] = max(offsets.get(partition, -1), int(float(metric["value"])))
+    return offsets
+
+
+def source_drained(port: int, last_offsets: dict[int, int]) -> bool:
+    """True once the source has read up to the last record of every partition."""
+    try:
+        offsets = source_offsets(port)
+    except OSError:
+        return False
+    return all(offsets.get(partition, -1) >= last for partition, last in last_offsets.items())
+
+
+def last_offsets_of(bootstrap: str, topic: str) -> dict[int, int]:
+    """Offset of the last record of each partition, read from the topic (Tansu's ListOffsets(latest)
+    is not reliable)."""
+    last: dict[int, int] = {}
+    for record in read_topic(bootstrap, topic):
+        last[record.partition] = max(last.get(record.partition, -1), record.offset)
+    return last
+
+
+def visible_classes_below_k(url: str, db: str, k: int, window_seconds: int = 5,
+                            measurement: str = "ecg_anonymized") -> list[str]:
+    """What a privacy officer checks on the output, at this moment: the published points (levels 1..8)
+    grouped by the window of their timestamps and by class (level + generalized labels); every group
+    with fewer than k distinct pseudonyms, as text (empty = fine)."""
+    from devstack.local_stack import query_v1
+
+    rows = query_v1(url, f'SELECT count("ecg_mv") FROM "{measurement}" WHERE "level" != \'9\' AND time > 0 '
+                         f'GROUP BY time({window_seconds}s), "level", "age", "sex", "zip", "pid" fill(none)', db)
+    groups: dict[tuple[Any, ...], set[str]] = defaultdict(set)
+    for row in rows:
+        groups[(row["time"], row["level"], row["age"], row["sex"], row["zip"])].add(row["pid"])
+    return [f"window {key[0]} level {key[1]} {key[2:]}: {len(pids)} pseudonyms"
+            for key, pids in sorted(groups.items()) if len(pids) < k]
+
+
 # --- Kafka: produce with positions, read several topics at once --------------------------------
 
 
@@ -278,7 +388,7 @@ def read_topics(bootstrap: str, topics: Iterable[str], timeout: float = 5.0,
 
 
 def list_topics(bootstrap: str) -> list[str]:
-    from connectors.local_stack import _admin
+    from devstack.local_stack import _admin
 
     admin = _admin(bootstrap)
     try:
@@ -318,29 +428,43 @@ class IsolatedRun:
     dlq_topic: str
     db: str
     checkpoint_dir: Path
+    anomaly_topic: str = ""
+    model_topic: str = ""
 
     @classmethod
     def create(cls, stack: Any, fresh_topics: Callable[..., list[str]], workdir: Path,
                partitions: int = 4) -> IsolatedRun:
-        from connectors.local_stack import create_database_v1
+        from devstack.local_stack import create_database_v1
 
         (raw_topic,) = fresh_topics("ecg-raw", partitions=partitions)
-        (dlq_topic,) = fresh_topics("ecg-dlq", partitions=1)
+        dlq_topic, anomaly_topic, model_topic = fresh_topics("ecg-dlq", "ecg-anomalies", "ecg-model-updates",
+                                                             partitions=1)
         db = "t_" + uuid.uuid4().hex[:10]
         create_database_v1(stack.influx_v1_url, db)
-        return cls(stack, raw_topic, dlq_topic, db, workdir / "checkpoints")
+        return cls(stack, raw_topic, dlq_topic, db, workdir / "checkpoints", anomaly_topic, model_topic)
 
     def job_args(self, *extra: str) -> list[str]:
         return job_args(self.stack, self.checkpoint_dir, "--influx-db", self.db,
-                        "--kafka-input-topic", self.raw_topic, "--kafka-dlq-topic", self.dlq_topic, *extra)
+                        "--kafka-input-topic", self.raw_topic, "--kafka-dlq-topic", self.dlq_topic,
+                        *branch_args(self.anomaly_topic, self.model_topic), *extra)
+
+    def anomalies(self) -> list[dict[str, Any]]:
+        import json
+
+        return [json.loads(r.value) for r in read_topic(self.stack.kafka_bootstrap, self.anomaly_topic)]
+
+    def model_updates(self) -> list[dict[str, Any]]:
+        import json
+
+        return [json.loads(r.value) for r in read_topic(self.stack.kafka_bootstrap, self.model_topic)]
 
     def points(self, where: str | None = None) -> int:
-        from connectors.local_stack import count_points_v1
+        from devstack.local_stack import count_points_v1
 
         return count_points_v1(self.stack.influx_v1_url, self.db, "ecg_anonymized", where=where)
 
     def points_by_level(self) -> Counter[int]:
-        from connectors.local_stack import query_v1
+        from devstack.local_stack import query_v1
 
         rows = query_v1(self.stack.influx_v1_url,
                         'SELECT count("ecg_mv") FROM "ecg_anonymized" GROUP BY "level"', self.db)
@@ -348,3 +472,78 @@ class IsolatedRun:
 
     def dead_letters(self) -> list[Any]:
         return read_topic(self.stack.kafka_bootstrap, self.dlq_topic)
+
+
+# --- The cardio branch: reference model and ground truth -------------------------------------
+
+
+def expected_branch(messages: Iterable[SimMessage], job_argv: Sequence[str], secret: str = TEST_SECRET) -> Any:
+    """What the cardio branch must publish: the same frames through anomaly.pipeline.run_branch (the
+    job's pure core in event-time order) with the job's own settings (same flags)."""
+    from anomaly.beats import CardioBeats
+    from anomaly.device import FrameInput
+    from anomaly.pipeline import run_branch
+    from connectors.config import load_settings
+    from flink_jobs.cardio_branch import device_config
+
+    settings = load_settings(list(job_argv), environ={"PSEUDONYM_SECRET": secret})
+    hierarchy = load_hierarchy(settings.path("hierarchy_path"))
+    options = IntakeOptions(secret.encode(), settings.pseudonym_hex_chars, hierarchy.quasi_identifiers)
+    frames = [FrameInput(frame.pid, frame.ts_ms, frame.fs, frame.samples)
+              for _, _, frame in core_frames(messages, options)]
+    return run_branch(frames, device_config(settings), CardioBeats())
+
+
+@dataclass(frozen=True)
+class EpisodeScore:
+    kind: str
+    events: int
+    true_events: int
+    episodes: int
+    episodes_found: int
+
+    @property
+    def precision(self) -> float:
+        return self.true_events / self.events if self.events else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.episodes_found / self.episodes if self.episodes else float("nan")
+
+
+# Which ground-truth episode kinds an anomaly kind may report (z-scores report either direction).
+MATCHING_EPISODES = {
+    "tachycardia": {"tachycardia"}, "bradycardia": {"bradycardia"}, "asystole": {"asystole"}, "noise": {"noise"},
+    "hr_zscore_30s": {"tachycardia", "bradycardia"}, "hr_zscore_5min": {"tachycardia", "bradycardia"},
+}
+
+
+def score_events(events: Iterable[dict[str, Any]], truth: Iterable[dict[str, Any]], secret: str = TEST_SECRET,
+                 slack_ms: int = 0) -> dict[str, EpisodeScore]:
+    """Precision (events overlapping an episode of a matching kind on the same pid) and recall
+    (episodes with at least one such event) per anomaly kind."""
+    from privacy.pseudonym import pseudonymize
+
+    episodes = [{**t, "pid": pseudonymize(t["patient_id"], secret.encode(), scope=t["site"])} for t in truth]
+    events = list(events)
+    scores = {}
+    for kind, matching in MATCHING_EPISODES.items():
+        own = [e for e in events if e["kind"] == kind]
+        relevant = [t for t in episodes if t["kind"] in matching]
+
+        def overlaps(event: dict[str, Any], episode: dict[str, Any]) -> bool:
+            return (event["pid"] == episode["pid"] and event["window_start"] < episode["end_ms"] + slack_ms
+                    and event["window_end"] > episode["start_ms"] - slack_ms)
+
+        true_events = sum(1 for e in own if any(overlaps(e, t) for t in relevant))
+        found = sum(1 for t in relevant if any(overlaps(e, t) for e in own))
+        scores[kind] = EpisodeScore(kind, len(own), true_events, len(relevant), found)
+    return scores
+
+
+def score_table(scores: dict[str, EpisodeScore]) -> str:
+    lines = ["kind              events  precision  episodes  recall"]
+    for score in scores.values():
+        lines.append(f"{score.kind:<17} {score.events:>6}  {score.precision:>9.2f}  {score.episodes:>8}  "
+                     f"{score.recall:>6.2f}")
+    return "\n".join(lines)

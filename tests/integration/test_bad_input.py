@@ -22,10 +22,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from connectors.local_stack import count_points_v1, create_database_v1, free_port
-from connectors.simulator import SimConfig, SimMessage, end_of_stream_messages, generate_messages
 from contract.bad_input_corpus import BadInput, bad_inputs
 from contract.frames import DEAD_LETTER_RAW_LIMIT, MAX_MESSAGE_BYTES, REASON_INVALID_JSON, REASON_OVERSIZED
+from devstack.local_stack import count_points_v1, create_database_v1, free_port
+from devstack.simulator import SimConfig, SimMessage, end_of_stream_messages, generate_messages
 from tests.integration.support import (
     JobProcess,
     expected_output,

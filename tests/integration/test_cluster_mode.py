@@ -12,8 +12,8 @@ import pytest
 
 from connectors.checkpoints import latest_checkpoint
 from connectors.config import PROJECT_ROOT
-from connectors.flink_cluster import FlinkCluster
-from connectors.simulator import SimConfig, generate_messages, produce
+from devstack.flink_cluster import FlinkCluster
+from devstack.simulator import SimConfig, generate_messages, produce
 from tests.integration.support import TEST_SECRET, IsolatedRun, expected_output, wait_until
 
 JOB_FILE = PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py"

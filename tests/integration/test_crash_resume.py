@@ -1,8 +1,9 @@
 """Crash and resume: kill -9 the job mid-stream, resume from the latest retained checkpoint.
 
 InfluxDB must afterwards hold exactly the reference model's points (0 lost, 0 duplicated) with the
-same level distribution. The scenario carries patients over between windows (k=5 with ~10 patients
-per site), so a resume that lost the keyed state would lose the carried frames and fail the count.
+same level distribution. The windows' frames and each site's state between windows (running means for
+imputation, the privacy core's memory of published labels) live in keyed state: a resume that lost it
+would publish other labels or values, and the per-key window counter would restart.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 
 from connectors.checkpoints import completed_checkpoints, latest_checkpoint
-from connectors.simulator import ProduceReport, SimConfig, generate_messages, produce
+from devstack.simulator import ProduceReport, SimConfig, generate_messages, produce
 from tests.integration.support import IsolatedRun, JobProcess, expected_output, wait_until
 
 START_MS = 1_763_812_800_000
@@ -30,7 +31,7 @@ def test_kill_minus_nine_and_resume_from_latest_checkpoint(isolated_run: Isolate
     )
     bad = [m for m in messages if m.kind == "bad"]
     expected = expected_output(messages, k=K)
-    assert expected.frames_carried_total > 0, "scenario must exercise carried-over state"
+    assert len(expected.points_by_level) >= 2, "scenario must publish at several levels"
 
     checkpoints = run.checkpoint_dir
     args = run.job_args("--k-anonymity", str(K))

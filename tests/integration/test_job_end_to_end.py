@@ -12,8 +12,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from connectors.local_stack import query_v1
-from connectors.simulator import SimConfig, generate_messages, produce
+from devstack.local_stack import query_v1
+from devstack.simulator import SimConfig, generate_messages, produce
 from tests.integration.support import TEST_SECRET, IsolatedRun, JobProcess, expected_output, wait_until
 
 START_MS = 1_763_812_800_000  # window-aligned, fixed so the run is reproducible

@@ -1,12 +1,13 @@
 """No identifier leaks: no raw patient id, patient name or secret reaches any sink or log.
 
-End to end: 20 patients x 30 s of simulator frames (5 % bad, end-of-stream) through the real job with
-CSV output on and distinctive secrets in the job's environment (PSEUDONYM_SECRET, INFLUX_TOKEN,
+End to end: 20 patients x 45 s of simulator frames (5 % bad, a tachycardia episode, end-of-stream) through
+the real job with CSV output on and distinctive secrets in the job's environment (PSEUDONYM_SECRET, INFLUX_TOKEN,
 INFLUX_USERNAME + INFLUX_PASSWORD, so the v1 writer sends basic auth). Afterwards every sink is
 scanned for every raw identifier and every secret:
 
 - all of InfluxDB (every point of every measurement, tag values, series, keys),
-- every Kafka topic of the stack except the input topic and the dead-letter topic; the DLQ carries
+- every Kafka topic of the stack except the input topic and the dead-letter topic (the anomaly and
+  model-update topics hold messages, and nothing but their contract fields with pids); the DLQ carries
   raw input by contract, so it is checked to hold nothing but the raw input (no secret, no
   identifier that was not in the dead-lettered message itself),
 - every CSV file, the job's stdout log and every file in its Flink log dir (incl. the configuration
@@ -33,6 +34,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,10 +42,10 @@ from typing import Any, ClassVar
 import pytest
 
 from connectors import influxdb
-from connectors.local_stack import count_points_v1, create_database_v1, free_port, query_v1
-from connectors.simulator import KIND_FRAME, SimConfig, SimMessage, generate_messages, produce
 from contract.bad_input_corpus import valid_frame
 from contract.frames import DEAD_LETTER_RAW_LIMIT
+from devstack.local_stack import count_points_v1, create_database_v1, free_port, query_v1
+from devstack.simulator import KIND_FRAME, Episode, SimConfig, SimMessage, generate_messages, produce
 from tests.integration.support import (
     JobProcess,
     expected_output,
@@ -120,8 +122,9 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
 
     messages = [
         _distinctive(message, token)
-        for message in generate_messages(SimConfig(patients=20, duration_s=30, start_ms=START_MS, sites=2,
-                                                   bad_fraction=0.05, end_of_stream=True, partitions=4, seed=31))
+        for message in generate_messages(SimConfig(patients=20, duration_s=45, start_ms=START_MS, sites=2,
+                                                   bad_fraction=0.05, end_of_stream=True, partitions=4, seed=31,
+                                                   episodes=(Episode("dev-0001", "tachycardia", 5, 25),)))
     ]
     frames = [message for message in messages if message.kind == KIND_FRAME]
     bad = [message for message in messages if message.kind == "bad"]
@@ -144,7 +147,8 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
     job = JobProcess(
         job_args(local_stack, tmp_path / "checkpoints", "--influx-db", db, "--kafka-input-topic", raw_topic,
                  "--kafka-dlq-topic", dlq_topic, "--kafka-anomaly-topic", anomaly_topic,
-                 "--kafka-model-topic", model_topic, "--k-anonymity", str(K), "--csv-output-dir", str(csv_dir),
+                 "--kafka-model-topic", model_topic, "--kafka-model-starting-offsets", "earliest",
+                 "--model-update-seconds", "10", "--k-anonymity", str(K), "--csv-output-dir", str(csv_dir),
                  "--web-ui-port", str(port)),
         tmp_path / "job.log",
         env=env,
@@ -158,6 +162,8 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
                    f"{expected.points} points in InfluxDB", job=job)
         wait_until(lambda: len(read_topics(local_stack.kafka_bootstrap, [dlq_topic], 2.0)[dlq_topic]) >= len(bad),
                    60, "dead letters", job=job)
+        wait_until(lambda: all(read_topics(local_stack.kafka_bootstrap, [anomaly_topic, model_topic], 2.0).values()),
+                   60, "anomalies and model updates", job=job)
         time.sleep(3)  # a checkpoint interval more: late writes would show up in the scan
         # The web UI / REST API shows configuration, environment, plan and exceptions to its users.
         web_ui = list(_rest_dump(port, jid))
@@ -171,9 +177,13 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
 
     # InfluxDB: every point, tag and series of the job's database.
     influx = list(_influx_dump(url, db))
-    rows = json.loads(dict(influx)["SELECT * FROM /.*/"])
+    all_rows = json.loads(dict(influx)["SELECT * FROM /.*/"])
+    rows = [row for row in all_rows if row["_measurement"] == "ecg_anonymized"]
     assert len(rows) == expected.points, "the dump must hold every point"
     assert {row["pid"] for row in rows} == expected.pids  # control: the pseudonyms (made with our secret)
+    # The branch's statistics (one point per anomaly and per model update) are in the dump too.
+    stats = Counter(row["_measurement"] for row in all_rows if row["_measurement"] != "ecg_anonymized")
+    assert stats["ecg_anomaly_stats"] >= 1 and stats["ecg_model_stats"] >= 1, stats
     assert find_needles(influx, sorted(expected.pids)[:3]) != []
     leaks += find_needles((("influxdb " + s, text) for s, text in influx), everything)
 
@@ -187,6 +197,22 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
         haystacks = ((f"kafka {topic} {r.partition}@{r.offset}", (r.key or b"") + b"\0" + (r.value or b""))
                      for r in records[topic])
         leaks += find_needles(haystacks, everything if topic in own_topics else run_unique)
+    # The branch's topics: messages exist (control) and hold only their contract fields; the only
+    # patient reference is the pseudonym pid (no quasi-identifier, no site, no device id).
+    assert records[anomaly_topic] and records[model_topic]
+    anomaly_fields = {"event_id", "pid", "ts", "kind", "window_start", "window_end", "hr_bpm", "z_score",
+                      "model_version", "prior_round"}
+    model_fields = {"update_id", "kind", "pid", "round", "weights", "n_samples", "ts", "prior_round", "dp",
+                    "clients", "carried_from"}
+    for record in records[anomaly_topic]:
+        message = json.loads(record.value)
+        assert set(message) == anomaly_fields and message["pid"] in expected.pids, message
+    for record in records[model_topic]:
+        message = json.loads(record.value)
+        assert set(message) <= model_fields and message["pid"] in expected.pids | {None}, message
+    assert any(json.loads(r.value)["kind"] == "local" for r in records[model_topic])
+    device_ids = sorted({json.loads(m.value)["device_id"] for m in frames})
+    leaks += find_needles(((f"kafka {t}", r.value) for t in own_topics for r in records[t]), device_ids)
     # Control: the same scan finds every raw identifier in the input topic.
     input_text = [("input", b"\n".join(r.value for r in records[raw_topic]))]
     assert len(find_needles(input_text, [*patient_ids, *patient_names, *corpus_ids[:2]])) == 42

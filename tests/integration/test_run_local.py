@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 
 from connectors.config import PROJECT_ROOT
-from connectors.flink_cluster import _descendants
-from connectors.local_stack import free_port
+from devstack.flink_cluster import _descendants
+from devstack.local_stack import free_port
 
 
 def test_run_local_shows_points_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:

@@ -59,9 +59,7 @@ def test_pycanon_confirms_k(tmp_path: Path, k: int, l_div: int) -> None:
     pop = make_population(1000, seed=11)
     frames = make_window(pop, frames_per_patient=5, samples_per_frame=50, seed=11)
     sens = dict(zip(pop.pids, pop.sensitive, strict=True))
-    res = anonymize_window(
-        frames, None, AnonymizationConfig(load_hierarchy(), k, max_delay_windows=0, l_diversity=l_div)
-    )
+    res = anonymize_window(frames, None, AnonymizationConfig(load_hierarchy(), k, l_diversity=l_div), 0)
     table = res.patient_table()
     assert len(table) == 1000
     published = [r for r in table if r.level < 9]  # level 9 is suppression, not a class

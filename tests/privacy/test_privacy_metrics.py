@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from privacy_test_helpers import frame
+from privacy_test_helpers import SPLIT_ROOT_HIERARCHY, frame
 
 from hierarchy import load_hierarchy
 from privacy.kanonymity import AnonymizationConfig, anonymize_window
@@ -48,7 +48,7 @@ def test_window_ncp_matches_table() -> None:
         frame("b", 52, "F", "10116", [0.1]),
         frame("c", 90, "M", "99999", [0.1]),
     ]
-    res = anonymize_window(frames, None, AnonymizationConfig(H, 2, max_delay_windows=0))
+    res = anonymize_window(frames, None, AnonymizationConfig(load_hierarchy(SPLIT_ROOT_HIERARCHY), 2), 0)
     assert res.metrics.ncp == pytest.approx((2 * (4 / 39 + 2 / 3) / 3 + 1) / 3)
 
 
@@ -58,3 +58,9 @@ def test_accounting_detects_imbalance() -> None:
     m.frames_suppressed, m.samples_suppressed = 1, 10
     assert m.accounting_ok()
     assert m.as_dict()["suppression_rate"] == 0.0
+
+
+def test_mean_level_counts_suppressed_as_nine() -> None:
+    m = WindowMetrics(k=2, l_diversity=0, patients_by_level={1: 3, 9: 1})
+    assert m.mean_level == pytest.approx((3 + 9) / 4)
+    assert WindowMetrics(k=2, l_diversity=0).mean_level == 0.0

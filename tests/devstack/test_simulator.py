@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from connectors.ecg_data import ensure_ecg_dat, load_mitbih_208
-from connectors.simulator import (
+from contract.frames import Control, EcgFrame, Rejection, parse_frame
+from devstack.ecg_data import ensure_ecg_dat, load_mitbih_208
+from devstack.simulator import (
     END_OF_STREAM_TS_MS,
     SimConfig,
     SimMessage,
@@ -23,7 +24,6 @@ from connectors.simulator import (
     make_patients,
     produce,
 )
-from contract.frames import Control, EcgFrame, Rejection, parse_frame
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_MS = 1_763_812_800_000
@@ -94,17 +94,44 @@ def test_quasi_identifiers_are_plausible(ecg_path: Path) -> None:
     assert all(f.patient_id.startswith("MRN-") and len(f.patient_id) == 11 for f in frames)
     assert [f.device_id for f in frames[:3]] == ["dev-0001", "dev-0002", "dev-0003"]
     ages = np.array([f.age for f in frames])
-    assert ages.min() >= 0 and ages.max() <= 100 and 45 <= np.median(ages) <= 70
+    assert ages.min() >= 0 and ages.max() <= 104 and 60 <= np.median(ages) <= 78  # hospital: old patients
+    assert np.mean(ages < 18) < 0.1 and np.mean(ages >= 80) > 0.15
     sexes = Counter(f.sex for f in frames)
     assert set(sexes) <= {"F", "M", "U"} and sexes["F"] > 100 and sexes["M"] > 100
     zips = Counter(f.zip for f in frames)
-    assert all(len(z) == 5 for z in zips)
-    assert len({z[:3] for z in zips}) <= 5 and len(zips) <= 30  # few cities, zips shared by patients
+    assert all(len(z) == 5 and z.isdigit() for z in zips)
+    prefixes = Counter(z[:3] for z in (f.zip for f in frames))
+    top = sum(c for _, c in prefixes.most_common(8))
+    assert top >= 0.7 * 300 and len(prefixes) >= 20  # a few dominant prefixes and a long tail
     assert max(zips.values()) >= 10  # equivalence classes large enough for k-anonymity to bite
     assert {f.group for f in frames} == {f"ward-{i}" for i in range(1, 6)}
+    female = {w: np.mean([f.sex == "F" for f in frames if f.group == w]) for w in (f"ward-{i}" for i in range(1, 6))}
+    assert female["ward-2"] < 0.45 < 0.55 < female["ward-4"] and female["ward-5"] > 0.9  # ratios per ward
     with_hr = [f.hr_bpm for f in frames if f.hr_bpm is not None]
     assert 0.3 < len(with_hr) / len(frames) < 0.7  # default hr_fraction 0.5
     assert all(20 <= hr <= 200 for hr in with_hr)
+
+
+def test_churn_patients_come_and_go(ecg_path: Path) -> None:
+    cfg = SimConfig(patients=60, duration_s=40, seed=5, start_ms=START_MS, ecg_path=ecg_path, sites=3, churn=True)
+    messages = list(generate_messages(cfg))
+    assert messages == list(generate_messages(cfg))  # still deterministic
+    frames = parsed_frames(messages)
+    spans: dict[str, list[int]] = {}
+    for f in frames:
+        spans.setdefault(f.device_id, []).append(f.ts_ms)
+    assert len(spans) == 60
+    for ts in spans.values():  # one contiguous stay per patient
+        assert sorted(ts) == list(range(min(ts), max(ts) + 1000, 1000))
+    lengths = sorted(len(ts) for ts in spans.values())
+    assert lengths[0] < 40 and lengths[-1] <= 40 and sum(n < 40 for n in lengths) > 40
+    assert sum(min(ts) > START_MS for ts in spans.values()) > 20  # joining later
+    assert sum(max(ts) < START_MS + 39_000 for ts in spans.values()) > 20  # leaving early
+    no_churn = parsed_frames(list(generate_messages(dataclasses.replace(cfg, churn=False))))
+    assert len(no_churn) == 60 * 40
+    # Same people (QIs) with and without churn, only their presence differs.
+    qis = {f.device_id: (f.age, f.sex, f.zip, f.group) for f in frames}
+    assert qis == {f.device_id: (f.age, f.sex, f.zip, f.group) for f in no_churn}
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.05, 0.2, 1.0])
@@ -207,3 +234,36 @@ def test_produce_to_broker(kafka_bootstrap: str, fresh_topics: Callable[..., lis
     sent = Counter((m.key, m.value) for m in messages)
     assert Counter((r.key, r.value) for r in records) == sent
     assert json.loads(controls[0].value)["control"] == "end-of-stream"
+
+
+def test_episodes_joins_and_ground_truth(ecg_path: Path) -> None:
+    from anomaly.quality import noise_level_mv
+    from devstack.simulator import Episode, ground_truth
+
+    episodes = (Episode("dev-0001", "tachycardia", 4, 3), Episode("dev-0002", "asystole", 2, 2),
+                Episode("dev-0002", "noise", 6, 2))
+    plain = SimConfig(patients=3, duration_s=10, seed=7, start_ms=START_MS, ecg_path=ecg_path)
+    config = dataclasses.replace(plain, episodes=episodes, joins=(("dev-0003", 5),))
+    frames = {(f.device_id, f.ts_ms): f for f in parsed_frames(list(generate_messages(config)))}
+    clean = {(f.device_id, f.ts_ms): f for f in parsed_frames(list(generate_messages(plain)))}
+    # Device 3 sends from 5 s on; before its first episode a device sends the plain run's frames
+    # (afterwards its signal continues from where the episode left it).
+    assert sorted(ts for device, ts in frames if device == "dev-0003") == [START_MS + 1000 * i for i in range(5, 10)]
+    first_episode = {"dev-0001": 4, "dev-0002": 2, "dev-0003": 10}
+    for key, frame in frames.items():
+        device, ts = key
+        same = np.array_equal(frame.samples, clean[key].samples)
+        assert same == ((ts - START_MS) // 1000 < first_episode[device]), key
+    # Asystole is flat, noise is noisy, tachycardia plays 1.6x as much signal per frame.
+    assert np.ptp(frames[("dev-0002", START_MS + 2000)].samples) < 0.05
+    assert noise_level_mv(frames[("dev-0002", START_MS + 6000)].samples) > 0.3
+    assert noise_level_mv(frames[("dev-0002", START_MS + 9000)].samples) < 0.1
+    truth = ground_truth(config)
+    assert [(t["device_id"], t["kind"], t["start_ms"] - START_MS, t["end_ms"] - START_MS) for t in truth] == [
+        ("dev-0001", "tachycardia", 4000, 7000), ("dev-0002", "asystole", 2000, 4000),
+        ("dev-0002", "noise", 6000, 8000)]
+    assert truth[0]["patient_id"] == frames[("dev-0001", START_MS)].patient_id
+    assert truth[0]["site"] == frames[("dev-0001", START_MS)].group  # the pseudonym's scope
+    with pytest.raises(ValueError):
+        Episode.parse("dev-0001:fibrillation:1:2")
+    assert Episode.parse("dev-0001:noise:1.5:2") == Episode("dev-0001", "noise", 1.5, 2.0)

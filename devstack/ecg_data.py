@@ -3,7 +3,7 @@
 Real data: MIT-BIH Arrhythmia Database record 208 (lead MLII, 360 Hz, 300 s), as shipped in the
 SciPy 1.14.1 wheel (`scipy/misc/ecg.dat`; `scipy.misc` was removed in SciPy 1.15). The project does
 not pin an old SciPy: `ensure_ecg_dat` downloads that one wheel with pip, extracts only the data file
-and checks its SHA-256. Run `python -m connectors.ecg_data` once (the setup script does).
+and checks its SHA-256. Run `python -m devstack.ecg_data` once (the setup script does).
 """
 
 from __future__ import annotations

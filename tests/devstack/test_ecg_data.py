@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors import ecg_data
-from connectors.ecg_data import (
+from connectors.jars import sha256_file
+from devstack import ecg_data
+from devstack.ecg_data import (
     ECG_DAT_SHA256,
     EcgDataError,
     ensure_ecg_dat,
@@ -18,7 +19,6 @@ from connectors.ecg_data import (
     load_mitbih_208,
     synthetic_ecg,
 )
-from connectors.jars import sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_WHEEL = Path("/tmp/w/scipy-1.14.1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
@@ -102,7 +102,7 @@ def test_load_rejects_unexpected_shape(tmp_path: Path) -> None:
 
 
 def test_synthetic_ecg_is_plausible_and_deterministic() -> None:
-    from connectors.simulator import detect_r_peaks
+    from devstack.simulator import detect_r_peaks
 
     signal = synthetic_ecg(60.0, 250.0, 75.0, np.random.default_rng(1))
     assert signal.shape == (15_000,)
@@ -114,7 +114,7 @@ def test_synthetic_ecg_is_plausible_and_deterministic() -> None:
 
 
 def test_r_peak_detector_on_record_208(ecg_dat: Path) -> None:
-    from connectors.simulator import detect_r_peaks
+    from devstack.simulator import detect_r_peaks
 
     peaks = detect_r_peaks(load_mitbih_208(ecg_dat), 360.0)
     # Record 208 has 2955 beats in 30 min (~98.5 bpm); 5 minutes hold roughly 490.

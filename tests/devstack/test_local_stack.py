@@ -1,4 +1,4 @@
-"""Real-process tests for connectors.local_stack (Tansu, influxd 1.x, victoria-metrics)."""
+"""Real-process tests for devstack.local_stack (Tansu, influxd 1.x, victoria-metrics)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from connectors.local_stack import (
+from devstack.local_stack import (
     DEFAULT_TOPICS,
     LocalStack,
     ProcRecord,
@@ -127,7 +127,7 @@ def test_never_kills_a_process_it_did_not_start(tmp_path: Path) -> None:
         assert not (run_dir / "tansu.pid").exists()  # stale pid files are dropped
         # the CLI stop on that run dir must not touch it either
         subprocess.run(
-            [sys.executable, "-m", "connectors.local_stack", "stop", "--run-dir", str(run_dir)],
+            [sys.executable, "-m", "devstack.local_stack", "stop", "--run-dir", str(run_dir)],
             cwd=REPO_ROOT,
             check=True,
             capture_output=True,
@@ -140,7 +140,7 @@ def test_never_kills_a_process_it_did_not_start(tmp_path: Path) -> None:
 
 def test_cli_detach_status_stop(tmp_path: Path) -> None:
     run_dir = tmp_path / "cli"
-    cli = [sys.executable, "-m", "connectors.local_stack"]
+    cli = [sys.executable, "-m", "devstack.local_stack"]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     started = subprocess.run(
         [*cli, "start", "--detach", "--no-vm", "--run-dir", str(run_dir)],

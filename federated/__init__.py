@@ -1,0 +1,1 @@
+"""Federated learning of the per-device heart-rate models (pure Python + numpy, no pyflink)."""

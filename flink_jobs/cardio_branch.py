@@ -1,0 +1,116 @@
+"""The job's second output: heart-rate anomalies (`ecg-anomalies`) and federated model updates
+(`ecg-model-updates`), attached to the `parsed` stream of the main job with one call:
+
+    build_cardio_branch(env, settings, parsed)
+
+    parsed (KeyedFrame) --key_by(pid)--+
+                                        +--> DetectAnomalies (KeyedBroadcastProcessFunction, uid cardio-detector)
+    ecg-model-updates (global) --------+         | AnomalyEvent             | LocalUpdate / Join / Ready
+      ModelStreamWatermarks, broadcast           v                          v key_by(constant)
+                                        PublishBranch -> ecg-anomalies   AggregateModels (FedAvg, uid fedavg)
+                                        + InfluxDB ecg_anomaly_stats      v LocalUpdate / GlobalUpdate
+                                                                         PublishBranch -> ecg-model-updates
+                                                                         + InfluxDB ecg_model_stats
+
+The global updates travel through Kafka and back as the broadcast input, so the detectors see what
+every consumer of the topic sees. CARDIO_BRANCH=false leaves the branch out; a checkpoint of the
+job without it restores into the job with it (the branch's operators are new uids with no state).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyflink.common import Types
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+
+from anomaly.beats import CardioBeats
+from anomaly.detector import DetectorConfig
+from anomaly.device import DeviceConfig
+from anomaly.events import AnomalyEvent
+from connectors.config import PROJECT_ROOT, Settings
+from connectors.kafka import build_model_source, build_string_sink, model_watermark_strategy
+from federated.messages import parse_global
+from federated.rounds import RoundClock
+from operators.anomaly_models import GLOBAL_MODELS, AggregateModels, DetectAnomalies, PublishBranch
+
+BRANCH_PACKAGES = ("anomaly", "federated", "cardio")
+INFLUX_OPTION_NAMES = (
+    "influx_transport", "influx_url", "influx_token", "influx_org", "influx_bucket", "influx_db", "influx_rp",
+    "influx_username", "influx_password", "influx_measurement", "influx_batch_points",
+)
+
+
+def device_config(settings: Settings) -> DeviceConfig:
+    return DeviceConfig(
+        detector=DetectorConfig(
+            z_threshold=settings.anomaly_z_threshold,
+            warmup_windows=settings.anomaly_warmup_windows,
+            tachy_bpm=settings.anomaly_tachy_bpm,
+            brady_bpm=settings.anomaly_brady_bpm,
+            asystole_ms=round(settings.anomaly_asystole_seconds * 1000),
+        ),
+        clock=round_clock(settings),
+        use_prior=settings.model_global_prior,
+        prior_timeout_ms=round(settings.model_prior_timeout_seconds * 1000),
+        noise_mv=settings.anomaly_noise_mv,
+        dp_clip_norm=settings.model_dp_clip_norm,
+        dp_noise_multiplier=settings.model_dp_noise_multiplier,
+        dp_secret=settings.pseudonym_secret_bytes if settings.model_dp_clip_norm > 0 else b"",
+    )
+
+
+def round_clock(settings: Settings) -> RoundClock:
+    return RoundClock(settings.model_update_seconds * 1000, settings.model_grace_seconds * 1000)
+
+
+def _is_anomaly(value: Any) -> bool:
+    return isinstance(value, AnomalyEvent)
+
+
+def _is_model_signal(value: Any) -> bool:
+    return not isinstance(value, AnomalyEvent)
+
+
+def _is_global(text: str) -> bool:
+    return parse_global(text) is not None
+
+
+def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, parsed: DataStream) -> None:
+    if not settings.cardio_branch:
+        return
+    for package in BRANCH_PACKAGES:
+        if (PROJECT_ROOT / package).is_dir():
+            env.add_python_file(str(PROJECT_ROOT / package))
+    influx_options = {name: getattr(settings, name) for name in INFLUX_OPTION_NAMES}
+
+    globals_back = (
+        env.from_source(build_model_source(settings), model_watermark_strategy(),
+                        "kafka: " + settings.kafka_model_topic + " (global models back)")
+        .uid("cardio-model-source")
+        .filter(_is_global).name("global updates only").uid("cardio-model-filter")
+        .broadcast(GLOBAL_MODELS)
+    )
+    branch = (
+        parsed.key_by(lambda record: record.frame.pid, key_type=Types.STRING())
+        .connect(globals_back)
+        .process(DetectAnomalies(device_config(settings), CardioBeats()), Types.PICKLED_BYTE_ARRAY())
+        .name("beats + anomalies + local models (per pid)").uid("cardio-detector")
+    )
+    anomalies = (
+        branch.filter(_is_anomaly).name("anomalies").uid("cardio-anomalies")
+        .process(PublishBranch(influx_options, "anomalies"), Types.STRING())
+        .name("anomalies: InfluxDB ecg_anomaly_stats").uid("cardio-anomaly-publish")
+    )
+    anomalies.sink_to(build_string_sink(settings, settings.kafka_anomaly_topic, "ecg-anomalies")).name(
+        "kafka: " + settings.kafka_anomaly_topic).uid("cardio-anomaly-sink")
+    updates = (
+        branch.filter(_is_model_signal).name("model signals").uid("cardio-model-signals")
+        .key_by(lambda _: "fedavg", key_type=Types.STRING())
+        .process(AggregateModels(round_clock(settings), settings.model_dp_clip_norm > 0), Types.PICKLED_BYTE_ARRAY())
+        .name("FedAvg aggregator").uid("fedavg")
+        .process(PublishBranch(influx_options, "model_updates"), Types.STRING())
+        .name("model updates: InfluxDB ecg_model_stats").uid("cardio-model-publish")
+    )
+    updates.sink_to(build_string_sink(settings, settings.kafka_model_topic, "ecg-model-updates")).name(
+        "kafka: " + settings.kafka_model_topic).uid("cardio-model-sink")

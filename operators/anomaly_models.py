@@ -1,0 +1,222 @@
+"""Thin Flink adapters of the anomaly / federated-learning branch (the logic is in anomaly/ and
+federated/, pure and unit-tested; flink_jobs/cardio_branch.py wires these together)."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+from pyflink.common import Types
+from pyflink.datastream import KeyedBroadcastProcessFunction, KeyedProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+
+from anomaly.beats import BeatSource
+from anomaly.device import WAITING, DeviceConfig, DeviceOutput, DeviceProcessor, DeviceState, FrameInput
+from anomaly.events import KINDS, AnomalyEvent
+from connectors.influxdb import LineWriter, make_writer, point_line
+from federated.aggregator import Aggregator, AggregatorState
+from federated.messages import GlobalUpdate, LocalUpdate, ModelSignal, parse_global
+from federated.rounds import RoundClock
+from operators.records import KeyedFrame
+
+log = logging.getLogger("ecg.cardio")
+
+# Broadcast state: global round -> the update's JSON text, as read from ecg-model-updates.
+GLOBAL_MODELS = MapStateDescriptor("global-models", Types.LONG(), Types.STRING())
+GLOBAL_HISTORY_ROUNDS = 1440  # a day of rounds at 60 s; a device waits for a round near its join time
+ANOMALY_MEASUREMENT = "ecg_anomaly_stats"
+MODEL_MEASUREMENT = "ecg_model_stats"
+
+
+class DetectAnomalies(KeyedBroadcastProcessFunction):
+    """Keyed by pid: one anomaly.device.DeviceState per device in keyed state; the global models in
+    broadcast state. Emits AnomalyEvent, LocalUpdate, JoinSignal and ReadySignal objects."""
+
+    def __init__(self, config: DeviceConfig, beat_source: BeatSource, poll_ms: int = 200) -> None:
+        self._config = config
+        self._beat_source = beat_source
+        self._poll_ms = poll_ms
+        self._parsed: dict[str, GlobalUpdate | None] = {}
+        self._latest_round = 0
+        self._lag_ms = 0
+        self._waiting: set[str] = set()
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._processor = DeviceProcessor(self._config, self._beat_source)
+        self._state = runtime_context.get_state(ValueStateDescriptor("cardio-device", Types.PICKLED_BYTE_ARRAY()))
+        metrics = runtime_context.get_metrics_group().add_group("ecg")
+        self._frames_in = metrics.counter("cardio_frames_in")
+        self._frames_out_of_order = metrics.counter("cardio_frames_out_of_order")
+        self._prior_timeouts = metrics.counter("model_prior_timeouts")
+        self._anomalies = {kind: metrics.counter(f"anomalies_{kind}") for kind in KINDS}
+        for counter in (self._frames_out_of_order, self._prior_timeouts, *self._anomalies.values()):
+            counter.inc(0)  # reported (as 0) from the start
+        metrics.gauge("model_prior_round", lambda: self._latest_round)
+        metrics.gauge("model_update_lag_ms", lambda: self._lag_ms)
+        metrics.gauge("devices_waiting_for_prior", lambda: len(self._waiting))
+
+    def _lookup(self, ctx: Any) -> Any:
+        models = ctx.get_broadcast_state(GLOBAL_MODELS)
+
+        def lookup(round_number: int) -> GlobalUpdate | None:
+            if not models.contains(round_number):
+                return None
+            text = models.get(round_number)
+            if text not in self._parsed:
+                if len(self._parsed) > 64:
+                    self._parsed.clear()
+                self._parsed[text] = parse_global(text)
+            return self._parsed[text]
+
+        return lookup
+
+    def process_element(self, value: KeyedFrame, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[no-untyped-def]
+        self._frames_in.inc()
+        frame = value.frame
+        state: DeviceState | None = self._state.value()
+        is_new = state is None
+        out_of_order = 0 if state is None else state.frames_out_of_order
+        state, outputs = self._processor.on_frame(
+            state, FrameInput(frame.pid, frame.ts_ms, frame.fs, frame.samples), self._lookup(ctx))
+        self._frames_out_of_order.inc(state.frames_out_of_order - out_of_order)
+        if state.phase == WAITING:
+            self._waiting.add(state.pid)
+            if is_new:
+                ctx.timer_service().register_processing_time_timer(
+                    ctx.timer_service().current_processing_time() + self._poll_ms)
+        else:
+            self._waiting.discard(state.pid)
+        self._state.update(state)
+        yield from self._emit(outputs)
+
+    def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
+        state: DeviceState | None = self._state.value()
+        if state is None or state.phase != WAITING:
+            return
+        outputs = self._processor.on_poll(state, self._lookup(ctx), self._poll_ms)
+        if state.phase == WAITING:
+            ctx.timer_service().register_processing_time_timer(timestamp + self._poll_ms)
+            if state.waited_ms % 10_000 < self._poll_ms:
+                log.warning("device %s has waited %d ms for global round %s", state.pid, state.waited_ms,
+                            state.wanted_round)
+        else:
+            self._waiting.discard(state.pid)
+            if state.prior_timed_out:
+                self._prior_timeouts.inc()
+                log.warning("device %s: no global round %s after %d ms; started cold", state.pid,
+                            state.wanted_round, state.waited_ms)
+        self._state.update(state)
+        yield from self._emit(outputs)
+
+    def process_broadcast_element(self, value: str, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[no-untyped-def]
+        update = parse_global(value)
+        if update is None:
+            return
+        models = ctx.get_broadcast_state(GLOBAL_MODELS)
+        if not models.contains(update.round):
+            models.put(update.round, value)
+        if update.round > self._latest_round:
+            self._latest_round = update.round
+            # Event-time lag: how far the data had moved past the round's close when it got here.
+            self._lag_ms = max(0, ctx.current_watermark() - update.ts_ms)
+            stale = [r for r in models.keys() if r < update.round - GLOBAL_HISTORY_ROUNDS]
+            for old in stale:
+                models.remove(old)
+
+    def _emit(self, outputs: list[DeviceOutput]):  # type: ignore[no-untyped-def]
+        for output in outputs:
+            if isinstance(output, AnomalyEvent):
+                self._anomalies[output.kind].inc()
+            yield output
+
+
+class AggregateModels(KeyedProcessFunction):
+    """Keyed by one constant: the FedAvg aggregator (federated.aggregator) with its state in keyed
+    state and one event-time timer per open round. Emits LocalUpdate and GlobalUpdate objects."""
+
+    def __init__(self, clock: RoundClock, dp: bool) -> None:
+        self._aggregator = Aggregator(clock, dp)
+        self._last: dict[str, int] = {}
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._state = runtime_context.get_state(ValueStateDescriptor("fedavg", Types.PICKLED_BYTE_ARRAY()))
+        metrics = runtime_context.get_metrics_group().add_group("ecg")
+        self._late = metrics.counter("model_updates_late")
+        self._late.inc(0)
+        for name in ("model_round", "model_clients", "model_pending_devices"):
+            metrics.gauge(name, lambda name=name: self._last.get(name, 0))
+
+    def _run(self, signal: ModelSignal | None, watermark: int, ctx: Any) -> list[LocalUpdate | GlobalUpdate]:
+        state: AggregatorState = self._state.value() or AggregatorState()
+        late = state.late_updates
+        if signal is None:
+            out = self._aggregator.close(state, watermark)
+        else:
+            out = self._aggregator.on_signal(state, signal, watermark)
+            for timer in self._aggregator.rounds_to_schedule(state):
+                ctx.timer_service().register_event_time_timer(timer)
+        self._late.inc(state.late_updates - late)
+        for update in out:
+            if isinstance(update, GlobalUpdate):
+                self._last["model_round"] = max(self._last.get("model_round", 0), update.round)
+                self._last["model_clients"] = update.clients
+        self._last["model_pending_devices"] = len(state.pending)
+        self._state.update(state)
+        return out
+
+    def process_element(self, value: ModelSignal, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        yield from self._run(value, ctx.timer_service().current_watermark(), ctx)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
+        yield from self._run(None, timestamp, ctx)
+
+
+def anomaly_line(event: AnomalyEvent) -> str:
+    window_s = (event.window_end_ms - event.window_start_ms) // 1000
+    fields: dict[str, float | int | bool] = {"count": 1, "window_s": window_s}
+    if event.hr_bpm is not None:
+        fields["hr_bpm"] = float(event.hr_bpm)
+    if event.z_score is not None:
+        fields["z_score"] = float(event.z_score)
+    return point_line(ANOMALY_MEASUREMENT, {"kind": event.kind, "pid": event.pid}, fields,
+                      event.window_start_ms * 1_000_000)
+
+
+def model_line(update: LocalUpdate | GlobalUpdate) -> str:
+    fields: dict[str, float | int | bool] = {"round": update.round, "n_samples": update.n_samples, "dp": update.dp}
+    if update.weights is not None:
+        mean, std = update.weights.hr30
+        fields.update(hr_mean=mean, hr_std=std, ar_lag1=update.weights.ar[0])
+    if isinstance(update, GlobalUpdate):
+        fields["clients"] = update.clients
+        return point_line(MODEL_MEASUREMENT, {"kind": "global"}, fields, update.ts_ms * 1_000_000)
+    return point_line(MODEL_MEASUREMENT, {"kind": "local", "pid": update.pid}, fields, update.ts_ms * 1_000_000)
+
+
+class PublishBranch(ProcessFunction):
+    """Anomaly events / model updates -> their JSON for Kafka, and one InfluxDB point each (written
+    synchronously, so a completed checkpoint has no unwritten point; replays rewrite the same point)."""
+
+    def __init__(self, influx_options: dict[str, Any], what: str) -> None:
+        self._options = influx_options
+        self._what = what
+        self._writer: LineWriter | None = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._writer = make_writer(SimpleNamespace(**self._options))
+        metrics = runtime_context.get_metrics_group().add_group("ecg")
+        self._published = metrics.counter(f"{self._what}_published")
+        self._points = metrics.counter(f"{self._what}_influx_points")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def process_element(self, value: Any, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
+        assert self._writer is not None
+        line = anomaly_line(value) if isinstance(value, AnomalyEvent) else model_line(value)
+        self._writer.write_lines([line])
+        self._points.inc()
+        self._published.inc()
+        yield value.to_json()

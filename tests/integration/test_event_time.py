@@ -1,0 +1,254 @@
+"""Event time that never stalls, on the real stack (Tansu -> job in a mini cluster -> influxd).
+
+Hostile stream shapes, each with exact points (or exact accounting for late frames) and a bounded wait:
+
+- partitions that never get data (two of four), no end-of-stream marker: windows close anyway once the
+  quiet partitions count as idle;
+- wards that go silent (and devices that come and go) while another ward keeps streaming: every
+  buffered frame is published or suppressed, nothing stays pending;
+- a burst after an idle stretch, one hour later in event time;
+- one device far behind the others (out of order by far more than the bound): its frames are late,
+  dead-lettered with reason "late" and counted, everything else exact.
+
+- a restore with nothing left to read: the source had read the whole backlog before the checkpoint,
+  the windows in the restored state still fire (Flink does not checkpoint watermarks; the job's
+  event-time progress operator does).
+
+Random kills -9 during the catch-up of a pre-produced backlog are in tests/integration/test_chaos_resume.py
+(`run_chaos(..., backlog=True)`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from connectors.checkpoints import latest_checkpoint
+from devstack.local_stack import free_port
+from devstack.simulator import SimConfig, SimMessage, end_of_stream_messages, generate_messages, produce
+from tests.integration.support import (
+    IsolatedRun,
+    JobProcess,
+    accounting_errors,
+    expected_output,
+    job_metrics,
+    last_offsets_of,
+    source_drained,
+    wait_until,
+)
+
+START_MS = 1_763_812_800_000  # window-aligned
+K = 3
+BOUND_MS = 2_000  # MAX_OUT_OF_ORDERNESS_SECONDS default
+IDLE_SECONDS = 3  # short idleness for the tests; the default (10 s) is documented in the README
+
+
+def on_partitions(messages: Iterable[SimMessage], partitions: tuple[int, ...]) -> list[SimMessage]:
+    """Route each device to one of `partitions` (control messages keep theirs)."""
+    routed = []
+    for message in messages:
+        if message.kind == "control":
+            routed.append(message)
+            continue
+        device = message.key or b""
+        routed.append(dataclasses.replace(message, partition=partitions[sum(device) % len(partitions)]))
+    return routed
+
+
+def start_job(run: IsolatedRun, tmp_path: Path, *extra: str, idle_seconds: float = IDLE_SECONDS,
+              log_name: str = "job.log") -> tuple[JobProcess, int]:
+    port = free_port()
+    job = JobProcess(
+        run.job_args("--k-anonymity", str(K), "--idle-partition-timeout-seconds", str(idle_seconds),
+                     "--web-ui-port", str(port), *extra),
+        tmp_path / log_name,
+    )
+    return job, port
+
+
+def assert_stays(run: IsolatedRun, points: int, seconds: float = 4.0) -> None:
+    time.sleep(seconds)  # more checkpoint intervals and idle timeouts: nothing more may arrive
+    assert run.points() == points
+
+
+def assert_all_accounted(port: int, job: JobProcess, *, late: int = 0) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+
+    def settled() -> bool:
+        metrics.clear()
+        metrics.update(job_metrics(port))
+        return not accounting_errors(metrics) and metrics.get("frames_pending") == 0 and (
+            metrics.get("late_records", 0) == late)
+
+    try:
+        wait_until(settled, 60, "accounting invariant with nothing pending", job=job)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {accounting_errors(metrics)} {metrics}") from None
+    return metrics
+
+
+def test_partitions_without_data_do_not_hold_back_event_time(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    """Six devices on two of four partitions, no end-of-stream: the closed windows are published within
+    the idle timeout; the end-of-stream marker later closes the rest."""
+    run = isolated_run
+    data = on_partitions(generate_messages(SimConfig(patients=6, duration_s=30, start_ms=START_MS, sites=1, seed=21)),
+                         (0, 1))
+    assert {m.partition for m in data} == {0, 1}
+    last_ts = max(m.timestamp_ms for m in data)
+    closed = expected_output(data, k=K, watermark_ms=last_ts - BOUND_MS - 1)
+    everything = expected_output(data, k=K)
+    assert 0 < closed.points < everything.points
+
+    produce(data, run.stack.kafka_bootstrap, run.raw_topic)
+    job, port = start_job(run, tmp_path)
+    try:
+        wait_until(lambda: run.points() >= closed.points, 90, f"{closed.points} points of the closed windows",
+                   job=job)
+        assert_stays(run, closed.points, IDLE_SECONDS + 2)
+
+        produce(end_of_stream_messages(4), run.stack.kafka_bootstrap, run.raw_topic)
+        wait_until(lambda: run.points() >= everything.points, 60, "all points after end-of-stream", job=job)
+        assert_stays(run, everything.points)
+        assert run.points_by_level() == everything.points_by_level
+        metrics = assert_all_accounted(port, job)
+        assert metrics["frames_valid"] == len(data)
+    finally:
+        job.stop()
+
+
+def test_wards_and_devices_that_come_and_go_leave_nothing_pending(isolated_run: IsolatedRun,
+                                                                 tmp_path: Path) -> None:
+    """ward-1 streams 40 s; ward-2 only from 10 s to 20 s and then goes silent for good; devices of
+    ward-1 join and leave. Every frame ends up published or suppressed; no buffer waits for a window
+    that never comes."""
+    run = isolated_run
+    base = list(generate_messages(SimConfig(patients=10, duration_s=40, start_ms=START_MS, sites=2, seed=22)))
+    wards: dict[bytes, str] = {}
+    for message in base:
+        if message.key and message.key not in wards:
+            wards[message.key] = json.loads(message.value)["site"]
+    devices = sorted(wards)
+
+    def keep(message: SimMessage) -> bool:
+        second = (message.timestamp_ms - START_MS) // 1000
+        if wards[message.key or b""] == "ward-2":
+            return 10 <= second < 20  # the whole ward comes and goes
+        position = devices.index(message.key or b"")
+        return (position % 3 != 1 or second < 25) and (position % 3 != 2 or second >= 7)  # churn
+
+    data = [m for m in base if keep(m)]
+    messages = data + end_of_stream_messages(4)
+    expected = expected_output(messages, k=K)
+    assert {"ward-1", "ward-2"} == set(wards.values())
+
+    produce(messages, run.stack.kafka_bootstrap, run.raw_topic)
+    job, port = start_job(run, tmp_path)
+    try:
+        wait_until(lambda: run.points() >= expected.points, 120, f"{expected.points} points", job=job)
+        assert_stays(run, expected.points)
+        assert run.points_by_level() == expected.points_by_level
+        assert_all_accounted(port, job)
+    finally:
+        job.stop()
+
+
+def test_burst_after_an_idle_hour(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    """20 s of data, then nothing for longer than the idle timeout, then a burst one hour later in event
+    time: both parts are published exactly, the quiet stretch closes what it can."""
+    run = isolated_run
+    first = list(generate_messages(SimConfig(patients=6, duration_s=20, start_ms=START_MS, sites=1, seed=23)))
+    hour_later = START_MS + 3_600_000
+    burst = list(generate_messages(SimConfig(patients=6, duration_s=20, start_ms=hour_later, sites=1, seed=23)))
+    first_closed = expected_output(first, k=K, watermark_ms=max(m.timestamp_ms for m in first) - BOUND_MS - 1)
+    everything = expected_output(first + burst, k=K)
+
+    produce(first, run.stack.kafka_bootstrap, run.raw_topic)
+    job, port = start_job(run, tmp_path)
+    try:
+        wait_until(lambda: run.points() >= first_closed.points, 90, "points before the idle stretch", job=job)
+        assert_stays(run, first_closed.points, IDLE_SECONDS + 2)
+        produce(burst + end_of_stream_messages(4), run.stack.kafka_bootstrap, run.raw_topic)
+        wait_until(lambda: run.points() >= everything.points, 90, "points of the burst", job=job)
+        assert_stays(run, everything.points)
+        assert run.points_by_level() == everything.points_by_level
+        assert_all_accounted(port, job)
+    finally:
+        job.stop()
+
+
+def test_device_far_behind_the_others_is_late_and_accounted(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    """Device dev-0001's frames arrive after everybody else's, 10-30 s of event time behind them:
+    every one of them is behind the watermark, goes to the dead-letter topic as `late` and is counted;
+    the others' points are exact."""
+    run = isolated_run
+    messages = list(generate_messages(SimConfig(patients=7, duration_s=30, start_ms=START_MS, sites=1, seed=24)))
+    laggard = b"dev-0001"
+    others = [m for m in messages if m.key != laggard]
+    watermark = max(m.timestamp_ms for m in others) - BOUND_MS - 1
+    # Its frames of the windows that the others' event time has already closed (the first 20 s).
+    behind = [m for m in messages if m.key == laggard and m.timestamp_ms - m.timestamp_ms % 5000 + 4999 <= watermark]
+    expected = expected_output(others + end_of_stream_messages(4), k=K)
+
+    produce(on_partitions(others, (0, 1, 2, 3)), run.stack.kafka_bootstrap, run.raw_topic)
+    job, port = start_job(run, tmp_path)
+    try:
+        closed = expected_output(others, k=K, watermark_ms=watermark)
+        wait_until(lambda: run.points() >= closed.points, 90, "the others' points", job=job)
+        produce(behind + end_of_stream_messages(4), run.stack.kafka_bootstrap, run.raw_topic)
+        wait_until(lambda: run.points() >= expected.points, 60, "all points", job=job)
+        assert_stays(run, expected.points)
+        assert_all_accounted(port, job, late=len(behind))
+        late = [json.loads(r.value) for r in run.dead_letters()]
+        assert len(late) == len(behind) and {entry["reason"] for entry in late} == {"late"}
+        assert sorted(entry["offset"] for entry in late) == sorted(set(entry["offset"] for entry in late))
+    finally:
+        job.stop()
+
+
+def test_restore_with_nothing_left_to_read_still_fires_the_restored_windows(isolated_run: IsolatedRun,
+                                                                             tmp_path: Path) -> None:
+    """A backlog where partition 3 stops after 10 s while the others run to 40 s, no end-of-stream. The
+    job reads everything; partition 3 holds event time back until it counts as idle (30 s here), so the
+    checkpoint taken meanwhile holds unpublished windows and source offsets at the end of every partition.
+    Kill -9 then, resume: no record will ever arrive again, yet every window the uninterrupted job
+    publishes (all but the last, still open one) must come out, exactly."""
+    run = isolated_run
+    messages = list(generate_messages(SimConfig(patients=8, duration_s=40, start_ms=START_MS, sites=1, seed=25)))
+    devices = sorted({m.key for m in messages if m.key})
+    short = set(devices[:2])
+    data = [dataclasses.replace(m, partition=3) for m in messages
+            if m.key in short and m.timestamp_ms < START_MS + 10_000]
+    data += on_partitions((m for m in messages if m.key not in short), (0, 1, 2))
+    last_ts = max(m.timestamp_ms for m in data)
+    expected = expected_output(data, k=K, watermark_ms=last_ts - BOUND_MS - 1)
+    stalled = expected_output(data, k=K, watermark_ms=START_MS + 10_000 - BOUND_MS - 1)
+    assert stalled.points < expected.points
+
+    produce(data, run.stack.kafka_bootstrap, run.raw_topic)
+    last_offsets = last_offsets_of(run.stack.kafka_bootstrap, run.raw_topic)
+    assert set(last_offsets) == {0, 1, 2, 3}
+    first, port = start_job(run, tmp_path, idle_seconds=30, log_name="job-1.log")
+    second: JobProcess | None = None
+    try:
+        wait_until(lambda: source_drained(port, last_offsets), 120, "the source at the end", job=first, poll=0.5)
+        seen = latest_checkpoint(run.checkpoint_dir)
+        wait_until(lambda: latest_checkpoint(run.checkpoint_dir) != seen, 30, "a checkpoint after the drain",
+                   job=first)
+        first.kill_hard()
+        assert run.points() <= stalled.points, "partition 3 must still hold event time back at the kill"
+
+        second, port = start_job(run, tmp_path, "--from-checkpoint", "latest", idle_seconds=30,
+                                 log_name="job-2.log")
+        wait_until(lambda: run.points() >= expected.points, 120, f"{expected.points} points after the restore",
+                   job=second)
+        assert_stays(run, expected.points)
+        assert run.points_by_level() == expected.points_by_level
+        metrics = job_metrics(port)
+        assert metrics.get("records_in", 0) == 0, "the restored source had nothing left to read"
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()

@@ -1,0 +1,74 @@
+"""The privacy checks on what InfluxDB holds, after a real run with a churning population.
+
+Three wards of 20 patients from the realistic population, each patient present for 40-100 % of two
+minutes (some wards start late or stop early), k = 5. On the points in InfluxDB:
+
+- the auditor: grouped by the window of their timestamps and by class (level + labels), every group
+  of published points (levels 1..8) holds >= k distinct pseudonyms;
+- the cross-window attacker, after every window: for every patient whose pseudonym was published with
+  a label, at least k pseudonyms have only labels that contain the patient's true quasi-identifiers;
+- the points are exactly the reference model's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from devstack.local_stack import query_v1
+from devstack.simulator import SimConfig, generate_messages, produce
+from hierarchy.loader import load_hierarchy
+from privacy.audit import cross_window_attack_prefixes
+from privacy.pseudonym import pseudonymize
+from tests.integration.support import (
+    TEST_SECRET,
+    IsolatedRun,
+    JobProcess,
+    expected_output,
+    visible_classes_below_k,
+    wait_until,
+)
+
+START_MS = 1_763_812_800_000
+K = 5
+WINDOW_MS = 5000
+
+
+def published_labels(url: str, db: str) -> list[tuple[str, int, int, dict[str, str]]]:
+    """(pid, window start, level, labels) of every published (pid, window, class) in InfluxDB."""
+    rows = query_v1(url, 'SELECT count("ecg_mv") FROM "ecg_anonymized" WHERE "level" != \'9\' AND time > 0 '
+                         'GROUP BY time(5s), "pid", "level", "age", "sex", "zip" fill(none)', db)
+    return [(row["pid"], int(row["time"]) // 1_000_000, int(row["level"]),
+             {"age": row["age"], "sex": row["sex"], "zip": row["zip"]}) for row in rows]
+
+
+def test_auditor_and_cross_window_attacker_on_the_output(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    run = isolated_run
+    messages = list(generate_messages(SimConfig(patients=60, duration_s=120, start_ms=START_MS, sites=3, churn=True,
+                                                end_of_stream=True, partitions=4, seed=41)))
+    expected = expected_output(messages, k=K)
+    assert produce(messages, run.stack.kafka_bootstrap, run.raw_topic).errors == 0
+    true_qi: dict[str, dict[str, object]] = {}
+    for message in messages:
+        if message.kind == "frame":
+            frame = json.loads(message.value)
+            pid = pseudonymize(frame["patient_id"], TEST_SECRET.encode(), scope=frame["site"])
+            true_qi.setdefault(pid, {"age": frame["age"], "sex": frame["sex"], "zip": frame["zip"]})
+    assert len(true_qi) == 60
+
+    job = JobProcess(run.job_args("--k-anonymity", str(K)), tmp_path / "job.log")
+    try:
+        wait_until(lambda: run.points() >= expected.points, 240, f"{expected.points} points", job=job)
+        time.sleep(4)
+    finally:
+        job.stop()
+    assert run.points() == expected.points
+    assert run.points_by_level() == expected.points_by_level
+
+    assert visible_classes_below_k(run.stack.influx_v1_url, run.db, K) == []
+    points = published_labels(run.stack.influx_v1_url, run.db)
+    assert {pid for pid, *_ in points} == set(true_qi), "every patient published with a label"
+    worst, below = cross_window_attack_prefixes(load_hierarchy(), points, true_qi, K, WINDOW_MS)
+    print(f"\ncross-window attacker: min candidates {worst} over {len(true_qi)} patients, after every window")
+    assert below == [] and worst >= K

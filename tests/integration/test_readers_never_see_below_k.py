@@ -1,0 +1,82 @@
+"""No reader ever sees a window class below k, not even in the middle of an outage or a crash.
+
+InfluxDB sits behind a fault-injecting proxy that fails every write request after N successes, for
+longer than the sink's retries (so the job fails and restarts from its checkpoint, as in a real
+outage). While writes fail, and before any recovery, a reader's view of InfluxDB is checked the way a
+privacy officer would: points grouped by the window of their timestamps and by class; every group
+must hold >= k distinct pseudonyms. Then the proxy recovers and the points must be exact.
+
+Kill -9 of the job at several points of a pre-produced backlog, with the same check before every
+resume, is in tests/integration/test_chaos_resume.py (backlog mode).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from devstack.fault_proxy import FaultProxy
+from devstack.local_stack import free_port
+from devstack.simulator import SimConfig, generate_messages, produce
+from tests.integration.support import (
+    IsolatedRun,
+    JobProcess,
+    expected_output,
+    job_restarts,
+    running_job_id,
+    visible_classes_below_k,
+    wait_until,
+)
+
+START_MS = 1_763_812_800_000
+K = 5
+SUCCESSES_BEFORE_EACH_FAULT = (3, 15, 40)  # write requests that pass before the writes start failing
+FAULT_SECONDS = 25  # longer than the sink's retries (~16 s): the job fails and restarts meanwhile
+
+
+def test_influxdb_outages_never_show_a_class_below_k(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    run = isolated_run
+    messages = list(generate_messages(SimConfig(patients=60, duration_s=90, start_ms=START_MS, sites=3,
+                                                end_of_stream=True, partitions=4, seed=31)))
+    expected = expected_output(messages, k=K)
+    produce(messages, run.stack.kafka_bootstrap, run.raw_topic)
+    url, db = run.stack.influx_v1_url, run.db
+    port = free_port()
+
+    with FaultProxy(url) as proxy:
+        proxy.fail_writes_after(SUCCESSES_BEFORE_EACH_FAULT[0])
+        job = JobProcess(run.job_args("--k-anonymity", str(K), "--influx-url", proxy.url, "--restart-attempts", "50",
+                                      "--web-ui-port", str(port)), tmp_path / "job.log")
+        try:
+            checks = 0
+            for number, successes in enumerate(SUCCESSES_BEFORE_EACH_FAULT):
+                failed_before = proxy.writes_failed
+                if number:
+                    proxy.fail_writes_after(successes)
+                wait_until(lambda: proxy.writes_failed > failed_before, 180,  # noqa: B023 - waited for here
+                           f"fault {number + 1}", job=job)
+                assert 0 < run.points() < expected.points, "the fault must hit the middle of the output"
+                fault_ends = time.monotonic() + FAULT_SECONDS
+                while time.monotonic() < fault_ends:
+                    assert visible_classes_below_k(url, db, K) == [], f"during fault {number + 1}"
+                    checks += 1
+                    time.sleep(2)
+                proxy.recover()
+            try:
+                wait_until(lambda: run.points() >= expected.points, 300, f"{expected.points} points after recovery",
+                           job=job)
+            except AssertionError:
+                late = [d for d in run.dead_letters() if b'"late"' in d.value]
+                raise AssertionError(f"{run.points()} of {expected.points} points; by level {run.points_by_level()} "
+                                     f"vs {expected.points_by_level}; {len(late)} late dead letters") from None
+            time.sleep(5)
+            assert run.points() == expected.points
+            assert run.points_by_level() == expected.points_by_level
+            assert visible_classes_below_k(url, db, K) == []
+            jid = running_job_id(port)
+            assert jid is not None
+            restarts = wait_until(lambda: job_restarts(port, jid), 30, "numRestarts")
+            assert restarts >= len(SUCCESSES_BEFORE_EACH_FAULT), "each outage outlasts the sink's retries"
+            assert checks >= 3 * len(SUCCESSES_BEFORE_EACH_FAULT)
+        finally:
+            job.stop()
