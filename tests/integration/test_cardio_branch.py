@@ -1,15 +1,19 @@
 """End to end, the second output: simulator -> Tansu -> job (mini cluster) -> ecg-anomalies and
 ecg-model-updates.
 
-12 devices x 210 s of MIT-BIH frames; two devices carry labelled episodes, and one of them joins
-90 s late. The job must publish:
+12 devices x 210 s of synthetic frames (a pool of base heart rates, 58..125 bpm); three devices carry
+labelled episodes, and one of them joins 90 s late. The job must publish:
 
-- anomaly events for exactly those two pids, during their episodes (precision/recall printed), and
+- anomaly events for exactly those three pids, during their episodes (precision/recall printed), and
   exactly the events of the reference model (anomaly.pipeline.run_branch: same frames, same pure
   core, in event-time order) -- same ids, same bytes;
 - local updates of every device and global updates with increasing rounds, equal to the reference;
-- the late device scores its first windows with the global prior: its events name the global
-  round its join time selects, where a local-only detector would still be warming up.
+- z-score events from the device whose own baseline is warm when its tachycardia starts (dev-0007:
+  five clean windows first), all of them during an episode;
+- the late device scores its first windows with the global prior: its first event carries a z-score
+  and names the global round its join time selects, where a local-only detector would still be
+  "cold" (no z-score). The prior's spread is the population's (between devices), so its z-score
+  stays below the threshold: the absolute limit reports the bradycardia.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ EPISODES = (
     Episode("dev-0003", "tachycardia", 120, 60),
     Episode("dev-0003", "asystole", 190, 7),
     Episode("dev-0012", "bradycardia", 150, 50),
+    Episode("dev-0007", "tachycardia", 150, 60),  # warm on its own baseline by then: z-score events
 )
 LATE_DEVICE, LATE_JOIN_S = "dev-0012", 90
 
@@ -72,14 +77,17 @@ def test_anomalies_and_model_updates(isolated_run: IsolatedRun, tmp_path: Path) 
     assert {u["update_id"]: u for u in updates} == expected_updates
     assert len(anomalies) == len(expected_anomalies) and len(updates) == len(expected_updates)
 
-    # Anomalies for exactly the two pids with episodes, during their episodes.
+    # Anomalies for exactly the three pids with episodes, during their episodes.
     scores = score_events(anomalies, truth)
     print("\n" + score_table(scores))
     episode_pids = {pseudonymize(t["patient_id"], TEST_SECRET.encode(), scope=t["site"]) for t in truth}
     assert {a["pid"] for a in anomalies} == episode_pids
     for kind in ("tachycardia", "bradycardia", "asystole", "noise"):
         assert scores[kind].recall == 1.0 and scores[kind].precision == 1.0, scores[kind]
-    assert scores["hr_zscore_30s"].precision == 1.0
+    assert scores["hr_zscore_30s"].events >= 1 and scores["hr_zscore_30s"].precision == 1.0, scores["hr_zscore_30s"]
+    warm_device = next(t for t in truth if t["device_id"] == "dev-0007")
+    warm_pid = pseudonymize(warm_device["patient_id"], TEST_SECRET.encode(), scope=warm_device["site"])
+    assert any(a["kind"] == "hr_zscore_30s" and a["pid"] == warm_pid for a in anomalies)
 
     # Local updates from all 12 devices, global rounds increasing and averaging several clients.
     local = [u for u in updates if u["kind"] == "local"]
@@ -98,8 +106,9 @@ def test_anomalies_and_model_updates(isolated_run: IsolatedRun, tmp_path: Path) 
     assert prior["weights"] is not None and prior["clients"] >= 10
     assert {u["prior_round"] for u in local if u["pid"] == late_pid} == {prior_round}
     late_events = sorted((a for a in anomalies if a["pid"] == late_pid), key=lambda a: a["window_start"])
-    first_z = next(a for a in late_events if a["kind"] == "hr_zscore_30s")
-    own_windows = int(first_z["model_version"].rsplit("+w", 1)[1])
-    assert first_z["model_version"].startswith(f"global-{prior_round}+w") and own_windows < 4, first_z
-    print("late device's first z-score event:", first_z)
+    first = late_events[0]
+    own_windows = int(first["model_version"].rsplit("+w", 1)[1])
+    assert first["model_version"].startswith(f"global-{prior_round}+w") and own_windows < 4, first
+    assert first["z_score"] is not None, first  # scored against the prior before its own warm-up
+    print("late device's first event:", first)
     print("anomalies by kind:", dict(Counter(a["kind"] for a in anomalies)))
