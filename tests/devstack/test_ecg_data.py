@@ -14,6 +14,7 @@ from devstack import ecg_data
 from devstack.ecg_data import (
     ECG_DAT_SHA256,
     EcgDataError,
+    download_scipy_wheel,
     ensure_ecg_dat,
     extract_ecg_dat,
     load_mitbih_208,
@@ -21,7 +22,6 @@ from devstack.ecg_data import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LOCAL_WHEEL = Path("/tmp/w/scipy-1.14.1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +86,11 @@ def test_env_override_is_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         ensure_ecg_dat(tmp_path / "unused")
 
 
-@pytest.mark.skipif(not LOCAL_WHEEL.is_file(), reason="real scipy 1.14.1 wheel not downloaded here")
 def test_extract_from_real_wheel(tmp_path: Path) -> None:
-    path = extract_ecg_dat(LOCAL_WHEEL, tmp_path / "ecg.dat")
+    # The path the setup script takes on a fresh machine: pip fetches the wheel, the record is extracted.
+    wheel = download_scipy_wheel(tmp_path)
+    assert wheel.name.startswith("scipy-1.14.1-")
+    path = extract_ecg_dat(wheel, tmp_path / "ecg.dat")
     assert load_mitbih_208(path).shape == (108_000,)
 
 
