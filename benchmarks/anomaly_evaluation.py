@@ -1,6 +1,6 @@
 """Evaluation of the cardio branch against labelled episodes (simulator ground truth).
 
-    PYTHONPATH=<cardio> .venv/bin/python -m benchmarks.anomaly_evaluation [--devices 24] [--seconds 900]
+    .venv/bin/python -m benchmarks.anomaly_evaluation [--devices 24] [--seconds 900]
         [--mitbih] [--seed 3]
 
 Runs the branch's pure core in event-time order (anomaly.pipeline.run_branch: the reference model the
