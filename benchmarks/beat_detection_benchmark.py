@@ -115,6 +115,25 @@ def evaluate(records: list[SyntheticEcg]) -> dict[str, list[Match]]:
     return out
 
 
+def condition_records(condition: Condition, seconds: float, fs: float, seeds: int) -> list[SyntheticEcg]:
+    """One record per heart rate and seed (seed 0 of HR h is seeded h, as the other tables expect)."""
+    return [
+        synthetic_ecg(
+            seconds,
+            fs,
+            hr,
+            seed=1000 * seed + int(hr),
+            snr_db=condition.snr_db,
+            wander_mv=condition.wander_mv,
+            mains_mv=condition.mains_mv,
+            hr_drift_bpm=0.1 * hr,
+            pvc_fraction=condition.pvc_fraction,
+        )
+        for hr in HEART_RATES
+        for seed in range(seeds)
+    ]
+
+
 def table_synthetic(seconds: float, seeds: int, fs: float) -> None:
     print(f"\n### Synthetic ECG, exact beat times, {fs:g} Hz")
     print(
@@ -125,21 +144,7 @@ def table_synthetic(seconds: float, seeds: int, fs: float) -> None:
     print(f"| condition | beats | {head} |")
     print("|---|---:|" + "---:|---:|---:|" * len(DETECTORS))
     for condition in CONDITIONS:
-        records = [
-            synthetic_ecg(
-                seconds,
-                fs,
-                hr,
-                seed=1000 * seed + int(hr),
-                snr_db=condition.snr_db,
-                wander_mv=condition.wander_mv,
-                mains_mv=condition.mains_mv,
-                hr_drift_bpm=0.1 * hr,
-                pvc_fraction=condition.pvc_fraction,
-            )
-            for hr in HEART_RATES
-            for seed in range(seeds)
-        ]
+        records = condition_records(condition, seconds, fs, seeds)
         results = evaluate(records)
         cells = []
         beats = 0
@@ -156,19 +161,7 @@ def table_rates(seconds: float) -> None:
     print("|---:|---|---:|" + "---:|---:|" * len(DETECTORS))
     for fs in (125.0, 250.0, 500.0):
         for condition in (BY_NAME["clean"], BY_NAME["12 dB + 1 mV wander + 0.1 mV 50 Hz"]):
-            records = [
-                synthetic_ecg(
-                    seconds,
-                    fs,
-                    hr,
-                    seed=int(hr),
-                    snr_db=condition.snr_db,
-                    wander_mv=condition.wander_mv,
-                    mains_mv=condition.mains_mv,
-                    hr_drift_bpm=0.1 * hr,
-                )
-                for hr in HEART_RATES
-            ]
+            records = condition_records(condition, seconds, fs, 1)
             results = evaluate(records)
             cells = []
             beats = 0
