@@ -41,6 +41,7 @@ from tests.integration.support import (
     expected_branch,
     expected_output,
     job_args,
+    job_metrics,
     last_offsets_of,
     read_topic,
     source_drained,
@@ -187,6 +188,26 @@ def _branch_ids(bootstrap: str, topics: tuple[str, str]) -> tuple[int, int]:
     """Distinct (anomaly event ids, model update ids) published so far."""
     return (len(_messages_by_id(bootstrap, topics[0], "event_id")),
             len(_messages_by_id(bootstrap, topics[1], "update_id")))
+
+
+def missing_branch_ids(bootstrap: str, topics: tuple[str, str], model: Any) -> list[str]:
+    """The model's anomaly events and model updates a run has not published, summarized."""
+    import json
+
+    lines = []
+    published = (_messages_by_id(bootstrap, topics[0], "event_id"), _messages_by_id(bootstrap, topics[1], "update_id"))
+    wanted = ([json.loads(event.to_json()) for event in model.anomalies],
+              [json.loads(update.to_json()) for update in [*model.local_updates, *model.global_updates]])
+    for index, id_field in enumerate(("event_id", "update_id")):
+        missing = [item for item in wanted[index] if item[id_field] not in published[index]]
+        if not missing:
+            continue
+        kinds = Counter(str(item.get("kind")) for item in missing)
+        pids = Counter(str(item.get("pid", "-"))[:8] for item in missing)
+        times = sorted(int(item.get("ts", item.get("ts_ms", 0)) or 0) for item in missing)
+        lines.append(f"missing {len(missing)} of {len(wanted[index])} {id_field}s: kinds {dict(kinds)}, "
+                     f"{len(pids)} pids (most: {pids.most_common(3)}), ts {times[0]}..{times[-1]}")
+    return lines
 
 
 def _branch_topics(stack: LocalStack, run_id: str, name: str) -> tuple[str, str]:
@@ -346,6 +367,21 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
     def branch_done(topics: tuple[str, str]) -> bool:
         published = _branch_ids(stack.kafka_bootstrap, topics)
         return all(now >= expected for now, expected in zip(published, branch_expected, strict=True))
+
+    def wait_for_branch(topics: tuple[str, str], job: Any, rest_port: int | None, what: str) -> None:
+        """Until the branch has published every id of the model; on a timeout, say what is missing
+        (and the branch's metrics) instead of failing here: the comparison then reports it."""
+        try:
+            wait_until(lambda: branch_done(topics), 300, what, job=job, poll=2.0)
+        except AssertionError as error:
+            log(f"BRANCH INCOMPLETE: {error}")
+            for line in missing_branch_ids(stack.kafka_bootstrap, topics, branch_model):
+                log("  " + line)
+            if rest_port is not None:
+                metrics = job_metrics(rest_port)
+                log("  branch metrics: " + ", ".join(
+                    f"{name}={metrics[name]:g}" for name in sorted(metrics)
+                    if name.startswith(("cardio_", "model_", "devices_", "anomalies_"))))
     producer = threading.Thread(
         target=lambda: produced.__dict__.update(produce(messages, stack.kafka_bootstrap, raw_topic, rate).__dict__),
         daemon=True,
@@ -393,7 +429,7 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
             producer.join(timeout=600)
         wait_until(lambda: count_points_v1(url, db_chaos, "ecg_anonymized") >= model.points, 300,
                    "all points after the last resume", job=target.job)
-        wait_until(lambda: branch_done(branch_chaos), 300, "every anomaly and model update", job=target.job, poll=2.0)
+        wait_for_branch(branch_chaos, target.job, target.rest_port, "every anomaly and model update (chaos)")
         time.sleep(5)
         report.points_chaos = count_points_v1(url, db_chaos, "ecg_anonymized")
         report.notes.extend(target.notes())
@@ -410,8 +446,7 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
                    "uninterrupted run", job=reference)
         wait_until(lambda: len(_dead_letters(stack.kafka_bootstrap, dlq_ref)) >= produced.bad, 60, "reference DLQ",
                    job=reference)
-        wait_until(lambda: branch_done(branch_ref), 300, "reference anomalies and model updates", job=reference,
-                   poll=2.0)
+        wait_for_branch(branch_ref, reference, None, "every anomaly and model update (uninterrupted)")
         time.sleep(5)
         report.points_uninterrupted = count_points_v1(url, db_ref, "ecg_anonymized")
     finally:

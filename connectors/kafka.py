@@ -42,8 +42,12 @@ def build_source(settings: Any) -> KafkaSource:
         .set_group_id(settings.kafka_group_id)
         .set_starting_offsets(_starting_offsets(settings.kafka_starting_offsets))
         .set_property("partition.discovery.interval.ms", "60000")
-        # Frames up to the contract's oversize limit must fit one fetch.
-        .set_property("max.partition.fetch.bytes", str(16 * 1024 * 1024))
+        # Kafka's default 1 MB per partition and fetch, so that a catch-up interleaves the partitions
+        # in small steps. With 16 MB, one fetch held a whole partition of a backlog (~3,400 frames);
+        # the reader emitted it while the other partitions waited for longer than the idle timeout,
+        # were taken for idle, and their first frames arrived late (tests/integration/
+        # test_chaos_resume.py, backlog). A record larger than this still comes through (KIP-74).
+        .set_property("max.partition.fetch.bytes", str(1024 * 1024))
     )
     # PyFlink exposes only value-only deserializers; ours keeps partition/offset for the DLQ.
     deserializer_class = get_gateway().jvm.io.ecgflinkanon.connectors.EcgRecordDeserializer
