@@ -55,6 +55,8 @@ from tests.integration.support import (
     JobProcess,
     expected_output,
     job_args,
+    rest_get,
+    running_job_id,
     wait_until,
 )
 
@@ -211,8 +213,23 @@ class DiscardingInflux:
 # --- Flink runs (a), (b), (c) ---------------------------------------------------------------------------
 
 
+def vertex_load(port: int) -> dict[str, tuple[float, float]]:
+    """Per job vertex (Flink REST): busy and backpressured ms per second, max over subtasks."""
+    jid = running_job_id(port)
+    if jid is None:
+        return {}
+    load = {}
+    for vertex in rest_get(port, f"/jobs/{jid}")["vertices"]:
+        metrics = rest_get(port, f"/jobs/{jid}/vertices/{vertex['id']}/subtasks/metrics"
+                                 "?get=busyTimeMsPerSecond,backPressuredTimeMsPerSecond&agg=max")
+        values = {m["id"]: float(m.get("max", 0.0)) for m in metrics}
+        load[vertex["name"][:60]] = (values.get("busyTimeMsPerSecond", 0.0),
+                                     values.get("backPressuredTimeMsPerSecond", 0.0))
+    return load
+
+
 def _timed_flink_run(name: str, job: JobProcess, done: Callable[[], int], expected: int, frames: int,
-                     samples: int, timeout: float) -> RunResult:
+                     samples: int, timeout: float, port: int) -> RunResult:
     """The clock starts at the first points the sink delivers (JVM, Python workers and the first window
     are not counted) and stops when all expected points are there; the rate covers the points between."""
     session = job.process.pid
@@ -221,8 +238,14 @@ def _timed_flink_run(name: str, job: JobProcess, done: Callable[[], int], expect
     started, cpu_start = time.monotonic(), session_cpu_seconds(session)
     deadline = started + timeout
     got = first
+    load: dict[str, list[tuple[float, float]]] = defaultdict(list)
     while got < expected and time.monotonic() < deadline:
         peak_rss = max(peak_rss, session_rss_mb(session))
+        try:  # what bounds the run: the vertex busy ~1000 ms/s while the ones before it are backpressured
+            for vertex, busy_backpressured in vertex_load(port).items():
+                load[vertex].append(busy_backpressured)
+        except (OSError, KeyError):
+            pass
         if not job.alive():
             raise AssertionError(f"{name}: job exited\n{job.log_text()[-3000:]}")
         time.sleep(0.1)
@@ -233,7 +256,10 @@ def _timed_flink_run(name: str, job: JobProcess, done: Callable[[], int], expect
         raise AssertionError(f"{name}: {got} of {expected} expected points after {seconds:.0f} s")
     share = (expected - first) / expected  # the part of the data set the clock saw
     return RunResult(name, seconds, round(frames * share), round(samples * share), cpu, peak_rss, got, expected,
-                     {"points_before_clock": first})
+                     {"points_before_clock": first,
+                      "busy_backpressured_ms_per_s": {vertex: [round(max(b for b, _ in values)),
+                                                               round(max(p for _, p in values))]
+                                                      for vertex, values in load.items()}})
 
 
 def run_job(stack: LocalStack, workdir: Path, topic: str, influx_url: str | None, k: int, expected: int,
@@ -253,7 +279,7 @@ def run_job(stack: LocalStack, workdir: Path, topic: str, influx_url: str | None
     job = JobProcess(args, workdir / f"job-{run}.log")
     try:
         if discard is not None:
-            return _timed_flink_run(name, job, lambda: discard.points, expected, frames, samples, timeout)
+            return _timed_flink_run(name, job, lambda: discard.points, expected, frames, samples, timeout, port)
         # Counting a large database is not free: poll it twice a second.
         last_poll = [0.0, 0]
 
@@ -262,7 +288,7 @@ def run_job(stack: LocalStack, workdir: Path, topic: str, influx_url: str | None
                 last_poll[:] = [time.monotonic(), count_points_v1(stack.influx_v1_url, db, MEASUREMENT)]
             return int(last_poll[1])
 
-        return _timed_flink_run(name, job, points, expected, frames, samples, timeout)
+        return _timed_flink_run(name, job, points, expected, frames, samples, timeout, port)
     finally:
         job.stop()
 
@@ -368,7 +394,7 @@ def ratios(results: list[RunResult]) -> list[str]:
 
 
 def plot(results: list[RunResult], path: Path, title: str) -> None:
-    import matplotlib
+    import matplotlib  # requirements-refs.txt (.venv-refs); main() falls back to that interpreter
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -450,9 +476,28 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     for line in ratios(results):
         print(line)
+    for result in results:
+        if result.notes.get("busy_backpressured_ms_per_s"):
+            print(f"{result.name}: busy / backpressured ms per s, max over the run, per vertex:")
+            for vertex, (busy, backpressured) in result.notes["busy_backpressured_ms_per_s"].items():
+                print(f"    {busy:5} {backpressured:5}  {vertex}")
     if args.png:
-        plot(results, args.png, f"{args.patients} patients x {args.duration} s, 250 Hz, k={args.k}, "
-                                f"{os.cpu_count()} cores")
+        title = f"{args.patients} patients x {args.duration} s, 250 Hz, k={args.k}, {os.cpu_count()} cores"
+        try:
+            plot(results, args.png, title)
+        except ModuleNotFoundError:  # matplotlib lives in .venv-refs (requirements-refs.txt)
+            import subprocess
+
+            data = json.dumps([[r.name, r.samples_per_s] for r in results])
+            subprocess.run([str(PROJECT_ROOT / ".venv-refs" / "bin" / "python"), "-c",
+                            "import json,sys; import matplotlib; matplotlib.use('Agg');"
+                            "import matplotlib.pyplot as plt; rows=json.loads(sys.argv[1])[::-1];"
+                            "f,a=plt.subplots(figsize=(8,3.6)); b=a.barh([r[0] for r in rows],"
+                            "[r[1]/1e6 for r in rows],color='#4c72b0');"
+                            "a.bar_label(b,labels=[f'{r[1]/1e6:.2f}' for r in rows],padding=3);"
+                            "a.set_xlabel('million ECG samples / s (higher is better)');"
+                            "a.set_title(sys.argv[3],fontsize=10); f.tight_layout(); f.savefig(sys.argv[2],dpi=110)",
+                            data, str(args.png), title], check=True)
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ | {"samples_per_s": r.samples_per_s} for r in results],
                                         indent=1))
