@@ -1,0 +1,509 @@
+"""Throughput of the whole job side by side with its ceilings, on one pre-produced data set.
+
+    .venv/bin/python -m benchmarks.throughput [--patients 200] [--duration 120] [--runs a,b,c,d,e]
+
+One topic (4 partitions) is filled once with `--patients` x `--duration` s of 1 s frames at 250 Hz plus
+end-of-stream markers; then, in this one invocation and on that same topic:
+
+  (a) job -> InfluxDB        the full job (cardio branch off) into the local influxd (v1 /write)
+  (b) job -> discard         the full job into a tiny HTTP server that counts and discards writes (204)
+  (c) Flink ceiling          not built yet (a plain PyFlink Kafka -> tumbling window -> count job)
+  (d) InfluxDB ceiling       the same class-whole requests written straight to the same influxd by as many
+                             writers as the job has sinks (1), no Flink
+  (e) single process         one kafka-python consumer applying the same privacy core (parse_frame ->
+                             to_core_frame -> anonymize_window -> class_requests) and writing the same points
+
+A Flink run's clock starts when its Kafka source has read its first record (REST offsets) and stops when
+the sink has every expected point, so JVM and Python worker start-up are not counted. CPU = user + system
+seconds of every process of the run (JVM and Python workers; for (d)/(e) the writer process). Every run
+must account for every record: the points (a, b, d, e) or frames (c) are checked exactly against the
+reference model (tests.integration.support.expected_output), otherwise the benchmark fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from connectors.config import PROJECT_ROOT
+from connectors.influxdb import InfluxV1Writer, class_requests
+from contract.frames import EcgFrame, parse_frame
+from devstack.local_stack import LocalStack, count_points_v1, create_database_v1, create_topics, free_port
+from devstack.simulator import SimConfig, SimMessage, generate_messages, produce
+from hierarchy.loader import load_hierarchy
+from privacy.intake import IntakeOptions, to_core_frame
+from privacy.kanonymity import AnonymizationConfig, KeyState, anonymize_window
+from privacy.model import Frame
+from privacy.pseudonym import suppression_token_key
+from tests.integration.support import (
+    TEST_SECRET,
+    JobProcess,
+    expected_output,
+    job_args,
+    rest_get,
+    running_job_id,
+    wait_until,
+)
+
+MEASUREMENT = "ecg_anonymized"
+PARTITIONS = 4
+WINDOW_MS = 5000
+OUT_OF_ORDERNESS_MS = 2000
+BATCH_POINTS = 20000  # INFLUX_BATCH_POINTS default
+START_MS = 1_763_812_800_000
+RUN_NAMES = {
+    "a": "(a) job -> InfluxDB",
+    "b": "(b) job -> discard",
+    "d": "(d) InfluxDB ceiling",
+    "e": "(e) single process",
+}
+
+
+@dataclass
+class RunResult:
+    name: str
+    seconds: float
+    frames: int
+    samples: int
+    cpu_seconds: float
+    peak_rss_mb: float
+    points: int = 0
+    expected: int = 0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    # A tiny data set can be delivered in one go, before the clock of a Flink run starts: rates are nan.
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.frames else float("nan")
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.samples else float("nan")
+
+    @property
+    def cpu_s_per_million_samples(self) -> float:
+        return self.cpu_seconds / (self.samples / 1e6) if self.samples else float("nan")
+
+
+# --- process accounting --------------------------------------------------------------------------------
+
+
+def _session_pids(session_id: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session_id:  # fields after the command: state ppid pgrp session ...
+                pids.append(int(entry))
+    return pids
+
+
+def session_cpu_seconds(session_id: int) -> float:
+    """user + system CPU seconds of the live processes of a session (the job's JVM and Python workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in _session_pids(session_id):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def session_rss_mb(session_id: int) -> float:
+    total = 0
+    for pid in _session_pids(session_id):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+# --- the data set and its reference ------------------------------------------------------------------
+
+
+def dataset(patients: int, duration: int, sites: int) -> tuple[SimConfig, list[SimMessage]]:
+    config = SimConfig(patients=patients, duration_s=duration, start_ms=START_MS, sites=sites, seed=11, fs=250.0,
+                       end_of_stream=True, partitions=PARTITIONS)
+    return config, list(generate_messages(config))
+
+
+def published_windows(messages: Iterable[SimMessage], k: int) -> list[list[Any]]:
+    """Per (site, window) in event-time order, the frames the job publishes: the pure core, batch."""
+    hierarchy = load_hierarchy()
+    options = IntakeOptions(TEST_SECRET.encode(), 32, hierarchy.quasi_identifiers)
+    config = AnonymizationConfig(hierarchy=hierarchy, k=k, token_key=suppression_token_key(TEST_SECRET.encode()))
+    by_site: dict[str, dict[int, list[Frame]]] = defaultdict(lambda: defaultdict(list))
+    for message in messages:
+        parsed = parse_frame(message.value, message.timestamp_ms)
+        if isinstance(parsed, EcgFrame):
+            frame, _ = to_core_frame(parsed, options)
+            assert isinstance(frame, Frame)
+            by_site[parsed.group][message.timestamp_ms - message.timestamp_ms % WINDOW_MS].append(frame)
+    windows = []
+    for by_start in by_site.values():
+        state: KeyState | None = None
+        for start in sorted(by_start):
+            result = anonymize_window(by_start[start], state, config, start)
+            state = result.state
+            windows.append(result.published)
+    return windows
+
+
+# --- (b): the discarding sink -------------------------------------------------------------------------
+
+
+class DiscardingInflux:
+    """Accepts /write and /api/v2/write, counts the lines of `measurement`, discards them, answers 204."""
+
+    def __init__(self) -> None:
+        self.points = 0
+        self.requests = 0
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path.split("?")[0] not in ("/write", "/api/v2/write"):
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                lines = body.count(b"\n" + MEASUREMENT.encode() + b",") + int(body.startswith(MEASUREMENT.encode()))
+                with lock:
+                    outer.points += lines
+                    outer.requests += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- Flink runs (a), (b), (c) ---------------------------------------------------------------------------
+
+
+def vertex_load(port: int) -> dict[str, tuple[float, float]]:
+    """Per job vertex (Flink REST): busy and backpressured ms per second, max over subtasks."""
+    jid = running_job_id(port)
+    if jid is None:
+        return {}
+    load = {}
+    for vertex in rest_get(port, f"/jobs/{jid}")["vertices"]:
+        metrics = rest_get(port, f"/jobs/{jid}/vertices/{vertex['id']}/subtasks/metrics"
+                                 "?get=busyTimeMsPerSecond,backPressuredTimeMsPerSecond&agg=max")
+        values = {m["id"]: float(m.get("max", 0.0)) for m in metrics}
+        load[vertex["name"][:60]] = (values.get("busyTimeMsPerSecond", 0.0),
+                                     values.get("backPressuredTimeMsPerSecond", 0.0))
+    return load
+
+
+def _timed_flink_run(name: str, job: JobProcess, done: Callable[[], int], expected: int, frames: int,
+                     samples: int, timeout: float, port: int) -> RunResult:
+    """The clock starts at the first points the sink delivers (JVM, Python workers and the first window
+    are not counted) and stops when all expected points are there; the rate covers the points between."""
+    session = job.process.pid
+    peak_rss = 0.0
+    first = wait_until(done, 300, f"{name}: first points", poll=0.1, job=job)
+    started, cpu_start = time.monotonic(), session_cpu_seconds(session)
+    deadline = started + timeout
+    got = first
+    load: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    while got < expected and time.monotonic() < deadline:
+        peak_rss = max(peak_rss, session_rss_mb(session))
+        try:  # what bounds the run: the vertex busy ~1000 ms/s while the ones before it are backpressured
+            for vertex, busy_backpressured in vertex_load(port).items():
+                load[vertex].append(busy_backpressured)
+        except (OSError, KeyError):
+            pass
+        if not job.alive():
+            raise AssertionError(f"{name}: job exited\n{job.log_text()[-3000:]}")
+        time.sleep(0.1)
+        got = done()
+    seconds = max(time.monotonic() - started, 1e-3)
+    cpu = session_cpu_seconds(session) - cpu_start
+    if got != expected:
+        raise AssertionError(f"{name}: {got} of {expected} expected points after {seconds:.0f} s")
+    share = (expected - first) / expected  # the part of the data set the clock saw
+    return RunResult(name, seconds, round(frames * share), round(samples * share), cpu, peak_rss, got, expected,
+                     {"points_before_clock": first,
+                      "busy_backpressured_ms_per_s": {vertex: [round(max(b for b, _ in values)),
+                                                               round(max(p for _, p in values))]
+                                                      for vertex, values in load.items()}})
+
+
+def run_job(stack: LocalStack, workdir: Path, topic: str, influx_url: str | None, k: int, expected: int,
+            frames: int, samples: int, extra: list[str], discard: DiscardingInflux | None = None,
+            timeout: float = 900) -> RunResult:
+    run = uuid.uuid4().hex[:8]
+    db = f"tp_{run}"
+    create_database_v1(stack.influx_v1_url, db)
+    port = free_port()
+    name = RUN_NAMES["b" if discard else "a"]
+    args = job_args(stack, workdir / f"checkpoints-{run}", "--influx-db", db, "--kafka-input-topic", topic,
+                    "--kafka-dlq-topic", f"tp-dlq-{run}", "--k-anonymity", str(k), "--cardio-branch", "false",
+                    "--checkpoint-interval-seconds", "5", "--web-ui-port", str(port), *extra)
+    if discard is not None:
+        args += ["--influx-url", discard.url]
+    create_topics(stack.kafka_bootstrap, {f"tp-dlq-{run}": 1})
+    job = JobProcess(args, workdir / f"job-{run}.log")
+    try:
+        if discard is not None:
+            return _timed_flink_run(name, job, lambda: discard.points, expected, frames, samples, timeout, port)
+        # Counting a large database is not free: poll it twice a second.
+        last_poll = [0.0, 0]
+
+        def points() -> int:
+            if time.monotonic() - last_poll[0] >= 0.5:
+                last_poll[:] = [time.monotonic(), count_points_v1(stack.influx_v1_url, db, MEASUREMENT)]
+            return int(last_poll[1])
+
+        return _timed_flink_run(name, job, points, expected, frames, samples, timeout, port)
+    finally:
+        job.stop()
+
+
+# --- (d), (e): no Flink, each in a fresh process (its own peak RSS and CPU) ----------------------------
+
+
+def _influx_ceiling(url: str, patients: int, duration: int, sites: int, k: int) -> dict[str, Any]:
+    _, messages = dataset(patients, duration, sites)
+    requests = [request for frames in published_windows(messages, k)
+                for request in class_requests(frames, MEASUREMENT, BATCH_POINTS, k)]
+    bodies = requests  # the writer encodes, as the job's writer does
+    db = "tp_" + uuid.uuid4().hex[:8]
+    create_database_v1(url, db)
+    writer = InfluxV1Writer(url, db)
+    del messages
+    cpu, started = time.process_time(), time.monotonic()
+    for request in bodies:
+        writer.write_lines(request)
+    seconds, cpu = time.monotonic() - started, time.process_time() - cpu
+    return {"seconds": seconds, "cpu": cpu, "points": count_points_v1(url, db, MEASUREMENT),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _single_process(url: str, bootstrap: str, topic: str, k: int, total_records: int) -> dict[str, Any]:
+    """What a user might write instead: one consumer, windows closed by the same watermark rule."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    hierarchy = load_hierarchy()
+    options = IntakeOptions(TEST_SECRET.encode(), 32, hierarchy.quasi_identifiers)
+    config = AnonymizationConfig(hierarchy=hierarchy, k=k, token_key=suppression_token_key(TEST_SECRET.encode()))
+    db = "tp_" + uuid.uuid4().hex[:8]
+    create_database_v1(url, db)
+    writer = InfluxV1Writer(url, db)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20,
+                             fetch_max_bytes=32 << 20)
+    assignment = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(assignment)
+    consumer.seek_to_beginning(*assignment)
+    pending: dict[str, dict[int, list[Frame]]] = defaultdict(lambda: defaultdict(list))
+    states: dict[str, KeyState | None] = defaultdict(lambda: None)
+    points = records = 0
+    watermark = -(1 << 62)
+
+    def close_windows(up_to: int) -> int:
+        written = 0
+        for site, by_start in pending.items():
+            for start in sorted(s for s in by_start if s + WINDOW_MS - 1 <= up_to):
+                result = anonymize_window(by_start.pop(start), states[site], config, start)
+                states[site] = result.state
+                for request in class_requests(result.published, MEASUREMENT, BATCH_POINTS, k):
+                    writer.write_lines(request)
+                    written += len(request)
+        return written
+
+    cpu, started = time.process_time(), time.monotonic()
+    while records < total_records:
+        for partition_records in consumer.poll(timeout_ms=500, max_records=2000).values():
+            for record in partition_records:
+                records += 1
+                parsed = parse_frame(record.value, record.timestamp)
+                if isinstance(parsed, EcgFrame):
+                    frame, _ = to_core_frame(parsed, options)
+                    assert isinstance(frame, Frame)
+                    pending[parsed.group][record.timestamp - record.timestamp % WINDOW_MS].append(frame)
+                watermark = max(watermark, record.timestamp - OUT_OF_ORDERNESS_MS)
+        points += close_windows(watermark)
+    points += close_windows(1 << 62)  # the end-of-stream markers close everything
+    seconds, cpu = time.monotonic() - started, time.process_time() - cpu
+    consumer.close()
+    assert count_points_v1(url, db, MEASUREMENT) == points
+    return {"seconds": seconds, "cpu": cpu, "points": points,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def in_fresh_process(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+
+def table(results: list[RunResult]) -> str:
+    rows = ["| run | seconds | frames/s | samples/s | CPU s / M samples | peak RSS MB | points (= expected) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        rows.append(f"| {r.name} | {r.seconds:.1f} | {r.frames_per_s:,.0f} | {r.samples_per_s:,.0f} | "
+                    f"{r.cpu_s_per_million_samples:.1f} | {r.peak_rss_mb:,.0f} | {r.points:,} |")
+    return "\n".join(rows)
+
+
+def ratios(results: list[RunResult]) -> list[str]:
+    by_key = {r.name[1]: r for r in results}
+    out = []
+    for top, bottom, target in (("b", "c", ">= 0.60"), ("a", "d", ">= 0.90"), ("a", "e", ">= 1.5")):
+        if top in by_key and bottom in by_key:
+            value = by_key[top].frames_per_s / by_key[bottom].frames_per_s
+            out.append(f"({top})/({bottom}) frames/s = {value:.2f} (target {target})")
+    if "b" in by_key:
+        out.append(f"(b) samples/s = {by_key['b'].samples_per_s:,.0f} (target >= 1,000,000)")
+    return out
+
+
+def plot(results: list[RunResult], path: Path, title: str) -> None:
+    import matplotlib  # requirements-refs.txt (.venv-refs); main() falls back to that interpreter
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 3.6))
+    names = [r.name for r in results][::-1]
+    values = [r.samples_per_s / 1e6 for r in results][::-1]
+    bars = axis.barh(names, values, color="#4c72b0")
+    axis.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3)
+    axis.set_xlabel("million ECG samples / s (higher is better)")
+    axis.set_title(title, fontsize=10)
+    axis.set_xlim(0, max(values) * 1.2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=200)
+    parser.add_argument("--duration", type=int, default=120, help="seconds of 1 s frames per patient")
+    parser.add_argument("--sites", type=int, default=4)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--runs", default="a,b,d,e", help="which runs, comma-separated (a, b, d, e)")
+    parser.add_argument("--job-args", default="", help="extra flags for runs (a) and (b), e.g. settings to try")
+    parser.add_argument("--png", type=Path, default=None, help="write the plot here (e.g. docs/throughput.png)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    runs = [run.strip() for run in args.runs.split(",") if run.strip()]
+
+    config, messages = dataset(args.patients, args.duration, args.sites)
+    frames = sum(1 for m in messages if m.valid)
+    samples = frames * config.samples_per_frame
+    expected = expected_output(messages, k=args.k).points
+    print(f"data set: {args.patients} patients x {args.duration} s, {frames:,} frames, {samples:,} samples, "
+          f"{args.sites} sites, k={args.k}; expected points {expected:,}", flush=True)
+    results: list[RunResult] = []
+    with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
+        workdir = Path(tmp)
+        stack = LocalStack(workdir / "stack")
+        stack.start(victoria_metrics=False)
+        try:
+            topic = f"tp-raw-{uuid.uuid4().hex[:8]}"
+            create_topics(stack.kafka_bootstrap, {topic: PARTITIONS})
+            report = produce(messages, stack.kafka_bootstrap, topic)
+            assert report.errors == 0, report.error_samples
+            print(f"produced {report.valid + report.control:,} records in {report.seconds:.1f} s", flush=True)
+            total_records = len(messages)
+            del messages
+            extra = args.job_args.split()
+            for run in runs:
+                if run in ("a", "b"):
+                    discard = DiscardingInflux() if run == "b" else None
+                    try:
+                        result = run_job(stack, workdir, topic, None, args.k, expected, frames, samples, extra,
+                                         discard)
+                    finally:
+                        if discard:
+                            discard.close()
+                elif run in ("d", "e"):
+                    if run == "d":
+                        out = in_fresh_process(_influx_ceiling, stack.influx_v1_url, args.patients, args.duration,
+                                               args.sites, args.k)
+                    else:
+                        out = in_fresh_process(_single_process, stack.influx_v1_url, stack.kafka_bootstrap, topic,
+                                               args.k, total_records)
+                    result = RunResult(RUN_NAMES[run], out["seconds"], frames, samples, out["cpu"],
+                                       out["peak_rss_mb"], out["points"], expected)
+                    if result.points != expected:
+                        raise AssertionError(f"{result.name}: {result.points} points, expected {expected}")
+                else:
+                    parser.error(f"unknown run {run!r}")
+                results.append(result)
+                print(f"{result.name}: {result.seconds:.1f} s, {result.samples_per_s:,.0f} samples/s, "
+                      f"points {result.points:,}/{result.expected:,}", flush=True)
+        finally:
+            stack.stop()
+    print()
+    print(table(results))
+    for line in ratios(results):
+        print(line)
+    for result in results:
+        if result.notes.get("busy_backpressured_ms_per_s"):
+            print(f"{result.name}: busy / backpressured ms per s, max over the run, per vertex:")
+            for vertex, (busy, backpressured) in result.notes["busy_backpressured_ms_per_s"].items():
+                print(f"    {busy:5} {backpressured:5}  {vertex}")
+    if args.png:
+        title = f"{args.patients} patients x {args.duration} s, 250 Hz, k={args.k}, {os.cpu_count()} cores"
+        try:
+            plot(results, args.png, title)
+        except ModuleNotFoundError:  # matplotlib lives in .venv-refs (requirements-refs.txt)
+            import subprocess
+
+            data = json.dumps([[r.name, r.samples_per_s] for r in results])
+            subprocess.run([str(PROJECT_ROOT / ".venv-refs" / "bin" / "python"), "-c",
+                            "import json,sys; import matplotlib; matplotlib.use('Agg');"
+                            "import matplotlib.pyplot as plt; rows=json.loads(sys.argv[1])[::-1];"
+                            "f,a=plt.subplots(figsize=(8,3.6)); b=a.barh([r[0] for r in rows],"
+                            "[r[1]/1e6 for r in rows],color='#4c72b0');"
+                            "a.bar_label(b,labels=[f'{r[1]/1e6:.2f}' for r in rows],padding=3);"
+                            "a.set_xlabel('million ECG samples / s (higher is better)');"
+                            "a.set_title(sys.argv[3],fontsize=10); f.tight_layout(); f.savefig(sys.argv[2],dpi=110)",
+                            data, str(args.png), title], check=True)
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ | {"samples_per_s": r.samples_per_s} for r in results],
+                                        indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(PROJECT_ROOT))
+    raise SystemExit(main())
