@@ -7,7 +7,9 @@ end-of-stream markers; then, in this one invocation and on that same topic:
 
   (a) job -> InfluxDB        the full job (cardio branch off) into the local influxd (v1 /write)
   (b) job -> discard         the full job into a tiny HTTP server that counts and discards writes (204)
-  (c) Flink ceiling          not built yet (a plain PyFlink Kafka -> tumbling window -> count job)
+  (c) Flink ceiling          a plain PyFlink job on the same topic: the job's Kafka source, watermarks and
+                             checkpoints, one Python step, 5 s event-time tumbling windows, a count per
+                             partition and window (benchmarks/plain_window_count_job.py)
   (d) InfluxDB ceiling       the same class-whole requests written straight to the same influxd by as many
                              writers as the job has sinks (1), no Flink
   (e) single process         one kafka-python consumer applying the same privacy core (parse_frame ->
@@ -69,6 +71,7 @@ START_MS = 1_763_812_800_000
 RUN_NAMES = {
     "a": "(a) job -> InfluxDB",
     "b": "(b) job -> discard",
+    "c": "(c) PyFlink window count",
     "d": "(d) InfluxDB ceiling",
     "e": "(e) single process",
 }
@@ -181,12 +184,19 @@ class DiscardingInflux:
     def __init__(self) -> None:
         self.points = 0
         self.requests = 0
+        self.frames_counted = 0  # run (c): POST /count with a window's frame count
         lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path == "/count":
+                    with lock:
+                        outer.frames_counted += int(body)
+                    self.send_response(204)
+                    self.end_headers()
+                    return
                 if self.path.split("?")[0] not in ("/write", "/api/v2/write"):
                     self.send_response(404)
                     self.end_headers()
@@ -291,6 +301,24 @@ def run_job(stack: LocalStack, workdir: Path, topic: str, influx_url: str | None
         return _timed_flink_run(name, job, points, expected, frames, samples, timeout, port)
     finally:
         job.stop()
+
+
+def run_plain_count(stack: LocalStack, workdir: Path, topic: str, frames: int, samples: int,
+                    last_window_start: int, timeout: float = 900) -> RunResult:
+    """(c): the framework's ceiling; its "points" are the frames it counted (must equal the frames sent)."""
+    run = uuid.uuid4().hex[:8]
+    port = free_port()
+    collector = DiscardingInflux()
+    args = [*job_args(stack, workdir / f"checkpoints-{run}", "--kafka-input-topic", topic,
+                      "--checkpoint-interval-seconds", "5", "--web-ui-port", str(port)),
+            "--collector", f"{collector.url}/count", "--last-window-start", str(last_window_start)]
+    job = JobProcess(args, workdir / f"job-{run}.log", module="benchmarks.plain_window_count_job")
+    try:
+        return _timed_flink_run(RUN_NAMES["c"], job, lambda: collector.frames_counted, frames, frames, samples,
+                                timeout, port)
+    finally:
+        job.stop()
+        collector.close()
 
 
 # --- (d), (e): no Flink, each in a fresh process (its own peak RSS and CPU) ----------------------------
@@ -418,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=120, help="seconds of 1 s frames per patient")
     parser.add_argument("--sites", type=int, default=4)
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--runs", default="a,b,d,e", help="which runs, comma-separated (a, b, d, e)")
+    parser.add_argument("--runs", default="a,b,c,d,e", help="which runs, comma-separated (a, b, c, d, e)")
     parser.add_argument("--job-args", default="", help="extra flags for runs (a) and (b), e.g. settings to try")
     parser.add_argument("--png", type=Path, default=None, help="write the plot here (e.g. docs/throughput.png)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -454,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
                     finally:
                         if discard:
                             discard.close()
+                elif run == "c":
+                    last_window_start = START_MS + (args.duration * 1000 - 1) // WINDOW_MS * WINDOW_MS
+                    result = run_plain_count(stack, workdir, topic, frames, samples, last_window_start)
                 elif run in ("d", "e"):
                     if run == "d":
                         out = in_fresh_process(_influx_ceiling, stack.influx_v1_url, args.patients, args.duration,

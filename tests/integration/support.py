@@ -101,7 +101,8 @@ def expected_output(
 class JobProcess:
     """The anonymization job in an embedded mini cluster, in its own process group."""
 
-    def __init__(self, args: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
+                 module: str = "flink_jobs.ecg_anonymization_job") -> None:
         self.log_path = log_path
         environment = dict(os.environ if env is None else env)
         environment.setdefault("PSEUDONYM_SECRET", TEST_SECRET)
@@ -110,7 +111,7 @@ class JobProcess:
         environment["FLINK_LOG_DIR"] = str(self.flink_log_dir)
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flink_jobs.ecg_anonymization_job", *args],
+            [sys.executable, "-m", module, *args],
             cwd=PROJECT_ROOT,
             env=environment,
             stdout=self._log,
