@@ -372,7 +372,7 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
         """Until the branch has published every id of the model; on a timeout, say what is missing
         (and the branch's metrics) instead of failing here: the comparison then reports it."""
         try:
-            wait_until(lambda: branch_done(topics), 300, what, job=job, poll=2.0)
+            wait_until(lambda: branch_done(topics), 150, what, job=job, poll=2.0)
         except AssertionError as error:
             log(f"BRANCH INCOMPLETE: {error}")
             for line in missing_branch_ids(stack.kafka_bootstrap, topics, branch_model):
