@@ -17,20 +17,13 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.throughput import published_windows
 from connectors.influxdb import InfluxV1Writer, class_requests, window_lines
-from contract.frames import EcgFrame, parse_frame
 from devstack.local_stack import LocalStack, count_points_v1, create_database_v1
 from devstack.simulator import SimConfig, generate_messages
-from hierarchy.loader import load_hierarchy
-from privacy.intake import IntakeOptions, to_core_frame
-from privacy.kanonymity import AnonymizationConfig, KeyState, anonymize_window
-from privacy.model import Frame
-from privacy.pseudonym import suppression_token_key
-from tests.integration.support import TEST_SECRET
 
 MEASUREMENT = "ecg_anonymized"
 START_MS = 1_763_812_800_000
@@ -38,25 +31,9 @@ START_MS = 1_763_812_800_000
 
 def anonymized_windows(patients: int, seconds: int, sites: int, k: int) -> list[list[Any]]:
     """The published frames of every (ward, window), as the job would write them."""
-    hierarchy = load_hierarchy()
-    options = IntakeOptions(TEST_SECRET.encode(), 32, hierarchy.quasi_identifiers)
-    config = AnonymizationConfig(hierarchy=hierarchy, k=k, token_key=suppression_token_key(TEST_SECRET.encode()))
-    by_key: dict[str, dict[int, list[Frame]]] = defaultdict(lambda: defaultdict(list))
-    for message in generate_messages(SimConfig(patients=patients, duration_s=seconds, start_ms=START_MS,
-                                               sites=sites, seed=13)):
-        parsed = parse_frame(message.value, message.timestamp_ms)
-        if isinstance(parsed, EcgFrame):
-            frame, _ = to_core_frame(parsed, options)
-            assert isinstance(frame, Frame)
-            by_key[parsed.group][message.timestamp_ms - message.timestamp_ms % 5000].append(frame)
-    windows = []
-    for frames_by_start in by_key.values():
-        state: KeyState | None = None
-        for start in sorted(frames_by_start):
-            result = anonymize_window(frames_by_start[start], state, config, start)
-            state = result.state
-            windows.append(result.published)
-    return windows
+    messages = generate_messages(SimConfig(patients=patients, duration_s=seconds, start_ms=START_MS, sites=sites,
+                                           seed=13))
+    return published_windows(messages, k)
 
 
 def sliced(frames: list[Any], batch: int, _k: int) -> list[list[str]]:
