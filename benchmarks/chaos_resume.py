@@ -45,6 +45,7 @@ from tests.integration.support import (
     last_offsets_of,
     read_topic,
     source_drained,
+    vertex_watermarks,
     wait_until,
 )
 
@@ -208,6 +209,18 @@ def missing_branch_ids(bootstrap: str, topics: tuple[str, str], model: Any) -> l
         lines.append(f"missing {len(missing)} of {len(wanted[index])} {id_field}s: kinds {dict(kinds)}, "
                      f"{len(pids)} pids (most: {pids.most_common(3)}), ts {times[0]}..{times[-1]}")
     return lines
+
+
+def log_job_state(rest_port: int, prefixes: tuple[str, ...], log: Any = print) -> None:
+    """On a stall: the job's metrics with these prefixes and each vertex's input watermark."""
+    try:
+        metrics = job_metrics(rest_port)
+        log("  metrics: " + ", ".join(f"{name}={metrics[name]:g}" for name in sorted(metrics)
+                                      if name.startswith(prefixes)))
+        for vertex, watermark in vertex_watermarks(rest_port).items():
+            log(f"  watermark {watermark} at {vertex}")
+    except (OSError, ValueError, AssertionError) as error:  # diagnostics only: never hide the stall itself
+        log(f"  (job state unavailable: {error!r})")
 
 
 def _branch_topics(stack: LocalStack, run_id: str, name: str) -> tuple[str, str]:
@@ -378,10 +391,16 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
             for line in missing_branch_ids(stack.kafka_bootstrap, topics, branch_model):
                 log("  " + line)
             if rest_port is not None:
-                metrics = job_metrics(rest_port)
-                log("  branch metrics: " + ", ".join(
-                    f"{name}={metrics[name]:g}" for name in sorted(metrics)
-                    if name.startswith(("cardio_", "model_", "devices_", "anomalies_"))))
+                log_job_state(rest_port, ("cardio_", "model_", "devices_", "anomalies_"), log)
+
+    def wait_for_points(db: str, job: Any, rest_port: int | None, what: str) -> None:
+        try:
+            wait_until(lambda: count_points_v1(url, db, "ecg_anonymized") >= model.points, 300, what, job=job)
+        except AssertionError:
+            log(f"POINTS INCOMPLETE: {count_points_v1(url, db, 'ecg_anonymized')} of {model.points} ({what})")
+            if rest_port is not None:
+                log_job_state(rest_port, ("records_", "frames_", "late_", "dead_", "windows", "accounting_"), log)
+            raise
     producer = threading.Thread(
         target=lambda: produced.__dict__.update(produce(messages, stack.kafka_bootstrap, raw_topic, rate).__dict__),
         daemon=True,
@@ -427,8 +446,7 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
             report.resume_seconds.append(time.monotonic() - resumed_at)
         if not backlog:
             producer.join(timeout=600)
-        wait_until(lambda: count_points_v1(url, db_chaos, "ecg_anonymized") >= model.points, 300,
-                   "all points after the last resume", job=target.job)
+        wait_for_points(db_chaos, target.job, target.rest_port, "all points after the last resume")
         wait_for_branch(branch_chaos, target.job, target.rest_port, "every anomaly and model update (chaos)")
         time.sleep(5)
         report.points_chaos = count_points_v1(url, db_chaos, "ecg_anonymized")

@@ -144,7 +144,8 @@ class AggregateModels(KeyedProcessFunction):
         metrics = runtime_context.get_metrics_group().add_group("ecg")
         self._late = metrics.counter("model_updates_late")
         self._late.inc(0)
-        for name in ("model_round", "model_clients", "model_pending_devices"):
+        for name in ("model_round", "model_clients", "model_pending_devices", "model_open_rounds",
+                     "model_closed_through", "model_aggregator_watermark_s"):
             metrics.gauge(name, lambda name=name: self._last.get(name, 0))
 
     def _run(self, signal: ModelSignal | None, watermark: int, ctx: Any) -> list[LocalUpdate | GlobalUpdate]:
@@ -162,6 +163,11 @@ class AggregateModels(KeyedProcessFunction):
                 self._last["model_round"] = max(self._last.get("model_round", 0), update.round)
                 self._last["model_clients"] = update.clients
         self._last["model_pending_devices"] = len(state.pending)
+        # Rounds waiting to close, the newest closed one and the event time the aggregator has seen
+        # (seconds: a gauge of epoch milliseconds would not fit a float metric exactly).
+        self._last["model_open_rounds"] = len(state.activity_rounds())
+        self._last["model_closed_through"] = -1 if state.closed_through is None else state.closed_through
+        self._last["model_aggregator_watermark_s"] = max(watermark, 0) // 1000
         self._state.update(state)
         return out
 

@@ -268,6 +268,20 @@ def job_metrics(port: int) -> dict[str, float]:
     return totals
 
 
+def vertex_watermarks(port: int) -> dict[str, int | None]:
+    """Per vertex of the running job: the lowest input watermark over its subtasks (epoch ms; None
+    before any watermark), from the REST API, to see where event time stops."""
+    jid = running_job_id(port)
+    assert jid is not None, "no RUNNING job"
+    result: dict[str, int | None] = {}
+    for vertex in rest_get(port, f"/jobs/{jid}")["vertices"]:
+        items = rest_get(port, f"/jobs/{jid}/vertices/{vertex['id']}/watermarks")
+        values = [int(float(item["value"])) for item in items]
+        lowest = min(values) if values else None
+        result[vertex["name"]] = None if lowest is None or lowest == -(2**63) else lowest
+    return result
+
+
 def accounting_errors(metrics: dict[str, float]) -> list[str]:
     """The accounting invariant over the job's metrics; empty when every record is accounted for:
     input = control + dead-lettered + valid; valid = windowed + late; windowed = anonymized + pending;

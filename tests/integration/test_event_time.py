@@ -7,6 +7,8 @@ Hostile stream shapes, each with exact points (or exact accounting for late fram
 - wards that go silent (and devices that come and go) while another ward keeps streaming: every
   buffered frame is published or suppressed, nothing stays pending;
 - a burst after an idle stretch, one hour later in event time;
+- a quiet stretch in the middle of federated rounds: the rounds after it still publish their global
+  updates (the model stream read back must never stand in for the idle data's event time);
 - one device far behind the others (out of order by far more than the bound): its frames are late,
   dead-lettered with reason "late" and counted, everything else exact.
 
@@ -33,6 +35,7 @@ from tests.integration.support import (
     IsolatedRun,
     JobProcess,
     accounting_errors,
+    expected_branch,
     expected_output,
     job_metrics,
     last_offsets_of,
@@ -175,6 +178,47 @@ def test_burst_after_an_idle_hour(isolated_run: IsolatedRun, tmp_path: Path) -> 
         assert_stays(run, everything.points)
         assert run.points_by_level() == everything.points_by_level
         assert_all_accounted(port, job)
+    finally:
+        job.stop()
+
+
+def test_federated_rounds_go_on_after_a_quiet_stretch(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    """35 s of data, then nothing for longer than the idle timeout (every input partition idle), then
+    the rest of the same devices' stream: anomalies and model updates equal the reference model's, so
+    the rounds after the quiet stretch are aggregated and published. (Before the model stream was marked
+    idle, its "no constraint" watermark became the detector's event time while the data was idle, the
+    aggregator took every round for closed and never published a global update again.)"""
+    run = isolated_run
+    messages = list(generate_messages(SimConfig(patients=8, duration_s=80, start_ms=START_MS, sites=1, seed=25)))
+    before = [m for m in messages if m.timestamp_ms < START_MS + 35_000]
+    after = [m for m in messages if m.timestamp_ms >= START_MS + 35_000] + end_of_stream_messages(4)
+    rounds = ("--model-update-seconds", "20", "--model-grace-seconds", "5")
+    model = expected_branch(messages, run.job_args("--k-anonymity", str(K), *rounds))
+    expected_updates = {u.update_id: json.loads(u.to_json()) for u in [*model.local_updates, *model.global_updates]}
+    expected_anomalies = {e.event_id: json.loads(e.to_json()) for e in model.anomalies}
+    assert sum(g.ts_ms > START_MS + 35_000 for g in model.global_updates) >= 2, "rounds after the quiet stretch"
+    expected = expected_output(messages + end_of_stream_messages(4), k=K)
+
+    produce(before, run.stack.kafka_bootstrap, run.raw_topic)
+    job, port = start_job(run, tmp_path, *rounds)
+    try:
+        closed = expected_output(before, k=K, watermark_ms=max(m.timestamp_ms for m in before) - BOUND_MS - 1)
+        wait_until(lambda: run.points() >= closed.points, 90, "points before the quiet stretch", job=job)
+        time.sleep(IDLE_SECONDS + 3)  # every partition idle: the detector's input is idle
+        produce(after, run.stack.kafka_bootstrap, run.raw_topic)
+        wait_until(lambda: run.points() >= expected.points, 90, "all points", job=job)
+        try:
+            wait_until(lambda: {u["update_id"] for u in run.model_updates()} >= expected_updates.keys(), 90,
+                       "every model update of the reference model", job=job, poll=2.0)
+        except AssertionError as error:
+            published = {u["update_id"] for u in run.model_updates()}
+            missing = sorted((u["kind"], u["round"]) for i, u in expected_updates.items() if i not in published)
+            raise AssertionError(f"{error}; missing (kind, round): {missing}; metrics {job_metrics(port)}") from None
+        time.sleep(3)
+        assert {u["update_id"]: u for u in run.model_updates()} == expected_updates
+        assert {a["event_id"]: a for a in run.anomalies()} == expected_anomalies
+        assert run.points_by_level() == expected.points_by_level
+        assert job_metrics(port).get("model_updates_late", 0) == 0
     finally:
         job.stop()
 
