@@ -19,7 +19,7 @@ import time
 import urllib.parse
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from contract.frames import EcgFrame, parse_frame
 from devstack.simulator import SimMessage
 from hierarchy.loader import load_hierarchy
 from privacy.intake import IntakeOptions, to_core_frame
-from privacy.kanonymity import AnonymizationConfig, KeyState, anonymize_window
+from privacy.kanonymity import AnonymizationConfig, KeyState, WindowResult, anonymize_window
 from privacy.model import Frame
 from privacy.pseudonym import suppression_token_key
 
@@ -59,7 +59,7 @@ def core_frames(messages: Iterable[SimMessage], options: IntakeOptions) -> Itera
         yield message, parsed.group, frame
 
 
-def expected_output(
+def anonymized_windows(
     messages: Iterable[SimMessage],
     *,
     k: int,
@@ -67,9 +67,9 @@ def expected_output(
     secret: str = TEST_SECRET,
     hierarchy_path: Path = PROJECT_ROOT / "hierarchy" / "ecg_hierarchy.csv",
     watermark_ms: int | None = None,
-) -> ExpectedOutput:
-    """What the job publishes for these messages. ``watermark_ms``: only the windows that event time
-    up to that watermark closes (a stream without end-of-stream marker)."""
+) -> Iterator[tuple[str, int, WindowResult]]:
+    """The job's windows as the pure core computes them, per group in event-time order: (group, window
+    start, result). ``watermark_ms``: only the windows event time up to that watermark closes."""
     hierarchy = load_hierarchy(hierarchy_path)
     options = IntakeOptions(secret.encode(), 32, hierarchy.quasi_identifiers)
     config = AnonymizationConfig(hierarchy=hierarchy, k=k, token_key=suppression_token_key(secret.encode()))
@@ -78,23 +78,30 @@ def expected_output(
     for message, group, frame in core_frames(messages, options):
         # The job assigns windows by the Kafka record timestamp.
         windows[group][message.timestamp_ms - message.timestamp_ms % window_ms].append(frame)
-    expected = ExpectedOutput()
-    for by_start in windows.values():
+    for group, by_start in windows.items():
         state: KeyState | None = None
         for start in sorted(by_start):
             if watermark_ms is not None and start + window_ms - 1 > watermark_ms:
                 break
             result = anonymize_window(by_start[start], state, config, start)
             state = result.state
-            expected.windows += 1
-            for published in result.published:
-                count = int(np.isfinite(published.ecg_mv).sum())
-                expected.points += count
-                expected.points_by_level[published.level] += count
-                expected.imputed_points += count if published.imputed else 0
-                expected.pids.add(published.pid)
-        if state is not None:
-            expected.anchors += len(state.anchors)
+            yield group, start, result
+
+
+def expected_output(messages: Iterable[SimMessage], *, k: int, **options: Any) -> ExpectedOutput:
+    """What the job publishes for these messages (options: those of `anonymized_windows`)."""
+    expected = ExpectedOutput()
+    final_states: dict[str, KeyState] = {}
+    for group, _, result in anonymized_windows(messages, k=k, **options):
+        final_states[group] = result.state
+        expected.windows += 1
+        for published in result.published:
+            count = int(np.isfinite(published.ecg_mv).sum())
+            expected.points += count
+            expected.points_by_level[published.level] += count
+            expected.imputed_points += count if published.imputed else 0
+            expected.pids.add(published.pid)
+    expected.anchors = sum(len(state.anchors) for state in final_states.values())
     return expected
 
 
