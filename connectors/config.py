@@ -192,6 +192,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "points per write request (whole classes; a larger class gets its own)",
     ),
+    Setting(
+        "INFLUX_WRITE_QUEUE",
+        "16",
+        _non_negative_int,
+        "requests a background thread may have pending while the next windows are anonymized "
+        "(drained before every checkpoint; 0 = write synchronously)",
+    ),
     Setting("CSV_OUTPUT_DIR", "", _text, "optional: one CSV per window in this folder"),
     # Flink runtime
     Setting("PARALLELISM", "1", _positive_int, "job parallelism"),
