@@ -210,6 +210,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FROM_CHECKPOINT", "", _text, "resume from PATH or 'latest' (under CHECKPOINT_DIR)"),
     Setting("WEB_UI_PORT", "", _text, "embedded mini cluster only: serve the Flink web UI on this port"),
     Setting("PYTHON_EXECUTABLE", "", _text, "Python of the Flink workers (default: the one running the job)"),
+    Setting(
+        "PYTHON_WORKERS",
+        "process",
+        _choice("process", "loopback"),
+        "embedded mini cluster: 'process' = a Python worker process per Python operator (uses every core); "
+        "'loopback' = all of them as threads of the job's own process (one GIL)",
+    ),
     Setting("JOB_NAME", "ecg-anonymization", _non_empty, "Flink job name"),
 )
 

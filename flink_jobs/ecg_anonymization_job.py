@@ -7,6 +7,7 @@ Submit to a cluster:  flink run -py flink_jobs/ecg_anonymization_job.py -pyexec 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -139,6 +140,10 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
 
 
 def create_environment(settings: Settings) -> StreamExecutionEnvironment:
+    # PyFlink's own switch, read when the job is submitted: in an embedded mini cluster it otherwise runs
+    # every Python worker in this process ("loopback"), so all Python operators share one GIL. A cluster
+    # always starts worker processes.
+    os.environ["_python_worker_execution_mode"] = settings.python_workers
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(settings))
     # add_jars (not only `pipeline.jars` in the configuration) also puts the connector jars on the
     # client's class loader; with the configuration alone, resolving KafkaSource in the client failed
