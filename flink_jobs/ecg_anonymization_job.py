@@ -68,6 +68,10 @@ def flink_configuration(settings: Settings) -> Configuration:
         "restart-strategy.exponential-delay.attempts-before-reset-backoff": str(settings.restart_attempts),
     }.items():
         config.set_string(key, value)
+    if settings.python_workers == "process":
+        # Python operators in one slot share one worker process (one GIL) when their memory is managed
+        # by Flink (the default); unmanaged, each gets its own process (PYTHON_WORKERS).
+        config.set_string("python.fn-execution.memory.managed", "false")
     if settings.web_ui_port:
         config.set_string("rest.bind-address", "127.0.0.1")
         config.set_string("rest.address", "127.0.0.1")

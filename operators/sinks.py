@@ -195,7 +195,8 @@ class WriteWindows(ProcessFunction):
             # The group value is not a published field: name the file by a digest of it.
             write_window_csv(Path(self._csv_dir), f"window-{value.window_start_ms}-{group_digest(value.group)}",
                              value.published)
-        yield value
+        # No output: nothing consumes it, and PyFlink would pickle the whole window back to Java.
+        return iter(())
 
     def _record(self, metrics: Any) -> None:
         for name, attribute in WINDOW_COUNTERS.items():
