@@ -210,12 +210,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FROM_CHECKPOINT", "", _text, "resume from PATH or 'latest' (under CHECKPOINT_DIR)"),
     Setting("WEB_UI_PORT", "", _text, "embedded mini cluster only: serve the Flink web UI on this port"),
     Setting("PYTHON_EXECUTABLE", "", _text, "Python of the Flink workers (default: the one running the job)"),
+    Setting("PYTHON_BUNDLE_SIZE", "100000", _positive_int,
+            "elements per Python bundle (a bundle ends, and the sink's writes drain, at this count or time)"),
+    Setting("PYTHON_BUNDLE_TIME_MS", "1000", _positive_int, "milliseconds per Python bundle at most"),
     Setting(
         "PYTHON_WORKERS",
         "process",
         _choice("process", "loopback"),
-        "embedded mini cluster: 'process' = a Python worker process per Python operator (uses every core); "
-        "'loopback' = all of them as threads of the job's own process (one GIL)",
+        "embedded mini cluster: 'process' = a Python worker process per Python operator (uses every core, "
+        "Python memory not managed by Flink); 'loopback' = all of them as threads of the job's process (one GIL)",
     ),
     Setting("JOB_NAME", "ecg-anonymization", _non_empty, "Flink job name"),
 )

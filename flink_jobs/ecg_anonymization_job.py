@@ -17,6 +17,7 @@ if __package__ in (None, ""):
 
 from pyflink.common import Configuration, Types
 from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.util.java_utils import get_j_env_configuration, is_local_deployment
 
 from connectors.checkpoints import resolve_recovery_path
 from connectors.config import PROJECT_ROOT, ConfigError, Settings, load_settings
@@ -59,6 +60,8 @@ def flink_configuration(settings: Settings) -> Configuration:
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "3",
         "execution.checkpointing.tolerable-failed-checkpoints": "3",
+        "python.fn-execution.bundle.size": str(settings.python_bundle_size),
+        "python.fn-execution.bundle.time": str(settings.python_bundle_time_ms),
         "restart-strategy.type": "exponential-delay",
         "restart-strategy.exponential-delay.initial-backoff": "1 s",
         "restart-strategy.exponential-delay.max-backoff": f"{int(settings.restart_max_backoff_seconds)} s",
@@ -68,10 +71,6 @@ def flink_configuration(settings: Settings) -> Configuration:
         "restart-strategy.exponential-delay.attempts-before-reset-backoff": str(settings.restart_attempts),
     }.items():
         config.set_string(key, value)
-    if settings.python_workers == "process":
-        # Python operators in one slot share one worker process (one GIL) when their memory is managed
-        # by Flink (the default); unmanaged, each gets its own process (PYTHON_WORKERS).
-        config.set_string("python.fn-execution.memory.managed", "false")
     if settings.web_ui_port:
         config.set_string("rest.bind-address", "127.0.0.1")
         config.set_string("rest.address", "127.0.0.1")
@@ -149,6 +148,11 @@ def create_environment(settings: Settings) -> StreamExecutionEnvironment:
     # always starts worker processes.
     os.environ["_python_worker_execution_mode"] = settings.python_workers
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(settings))
+    j_config = get_j_env_configuration(env._j_stream_execution_environment)
+    if settings.python_workers == "process" and is_local_deployment(j_config):
+        # Python operators in one slot also share one worker process (one GIL) while Flink manages their
+        # memory; unmanaged, each gets its own. Embedded only: a cluster keeps the memory accounting.
+        j_config.setString("python.fn-execution.memory.managed", "false")
     # add_jars (not only `pipeline.jars` in the configuration) also puts the connector jars on the
     # client's class loader; with the configuration alone, resolving KafkaSource in the client failed
     # once in ~60 starts here.
