@@ -194,10 +194,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "INFLUX_WRITE_QUEUE",
-        "16",
+        "0",
         _non_negative_int,
-        "requests a background thread may have pending while the next windows are anonymized "
-        "(drained before every checkpoint; 0 = write synchronously)",
+        "N > 0: a background thread writes, up to N requests pending while the next windows are anonymized "
+        "(drained at every Python bundle end, so before every checkpoint); 0 = write synchronously",
     ),
     Setting("CSV_OUTPUT_DIR", "", _text, "optional: one CSV per window in this folder"),
     # Flink runtime

@@ -2,7 +2,7 @@
 
 A completed checkpoint never has unwritten points. With ``INFLUX_WRITE_QUEUE`` = 0 every request is
 written before ``process_element`` returns, and Flink takes the checkpoint barrier only after the
-element is processed. With ``INFLUX_WRITE_QUEUE`` = N > 0 (the default) one background thread writes
+element is processed (the default). With ``INFLUX_WRITE_QUEUE`` = N > 0 one background thread writes
 the requests, in order, while the function anonymizes the next windows (at most N requests waiting);
 every Python bundle drains it before the bundle finishes (``_BundleHook``), and PyFlink finishes the
 bundle before a checkpoint barrier passes (Java ``prepareSnapshotPreBarrier`` -> ``invokeFinishBundle``),
