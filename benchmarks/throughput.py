@@ -410,7 +410,7 @@ def table(results: list[RunResult]) -> str:
 
 
 def ratios(results: list[RunResult]) -> list[str]:
-    by_key = {r.name[1]: r for r in results}
+    by_key = {r.name[1]: r for r in results if not r.name.endswith("]")}  # not the --variant runs
     out = []
     for top, bottom, target in (("b", "c", ">= 0.60"), ("a", "d", ">= 0.90"), ("a", "e", ">= 1.5")):
         if top in by_key and bottom in by_key:
@@ -448,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--runs", default="a,b,c,d,e", help="which runs, comma-separated (a, b, c, d, e)")
     parser.add_argument("--job-args", default="", help="extra flags for runs (a) and (b), e.g. settings to try")
+    parser.add_argument("--variant", action="append", default=[], metavar="RUN:NAME=FLAGS",
+                        help="one more run (a) or (b) with extra job flags, in the same invocation, e.g. "
+                             "'a:sync=--influx-write-queue 0' (repeatable; runs after --runs)")
     parser.add_argument("--png", type=Path, default=None, help="write the plot here (e.g. docs/throughput.png)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
@@ -473,15 +476,24 @@ def main(argv: list[str] | None = None) -> int:
             total_records = len(messages)
             del messages
             extra = args.job_args.split()
-            for run in runs:
+            variants = []
+            for spec in args.variant:
+                head, _, flags = spec.partition("=")
+                run, _, label = head.partition(":")
+                if run not in ("a", "b") or not label:
+                    parser.error(f"--variant {spec!r}: expected a:NAME=FLAGS or b:NAME=FLAGS")
+                variants.append((run, label, flags.split()))
+            for run, label, flags in [(run, "", []) for run in runs] + variants:
                 if run in ("a", "b"):
                     discard = DiscardingInflux() if run == "b" else None
                     try:
-                        result = run_job(stack, workdir, topic, None, args.k, expected, frames, samples, extra,
-                                         discard)
+                        result = run_job(stack, workdir, topic, None, args.k, expected, frames, samples,
+                                         extra + flags, discard)
                     finally:
                         if discard:
                             discard.close()
+                    if label:
+                        result.name = f"{result.name} [{label}]"
                 elif run == "c":
                     last_window_start = START_MS + (args.duration * 1000 - 1) // WINDOW_MS * WINDOW_MS
                     result = run_plain_count(stack, workdir, topic, frames, samples, last_window_start)

@@ -287,9 +287,15 @@ class BeatDetector:
     def _finish(self, st: DetectorState) -> list[Beat]:
         return self._consume(st, np.zeros(0), final=True)
 
-    def _consume(self, st: DetectorState, x: np.ndarray, final: bool) -> list[Beat]:
+    def _consume(
+        self, st: DetectorState, x: np.ndarray, final: bool, filtered: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> list[Beat]:
+        """``filtered``: (slope, MWI) of ``x`` already computed from this state (``detect_beats_batch``;
+        the filter states in ``st`` are then set by the caller)."""
         d = _design(st.fs, self.config)
-        if x.size:
+        if filtered is not None:
+            slope, mwi = filtered
+        elif x.size:
             band, st.bandpass_zi = sps.sosfilt(d.sos, x, zi=st.bandpass_zi)
             slope, st.derivative_zi = sps.lfilter(d.derivative, [1.0], band, zi=st.derivative_zi)
             mwi, st.integration_zi = sps.lfilter(d.integration, [1.0], slope * slope, zi=st.integration_zi)
@@ -437,6 +443,33 @@ def detect_beats(
     state, beats = detector.process(None, ts_ms, fs, samples)
     _, rest = detector.flush(state)
     return beats + rest
+
+
+def detect_beats_batch(
+    signals: np.ndarray, fs: float, config: DetectorConfig | None = None
+) -> list[list[Beat]]:
+    """``detect_beats`` (ts 0) of each row of ``signals`` (m x n, one rate), the same beats: the filters run
+    on all rows in one call each (the per-row filtering was a third of the detector's time)."""
+    x = np.atleast_2d(np.asarray(signals, dtype=np.float64))
+    fs = float(fs)
+    detector = BeatDetector(config)
+    if x.ndim != 2 or x.size == 0 or not math.isfinite(fs) or fs < MIN_FS_HZ or not np.all(np.isfinite(x)):
+        return [detect_beats(row, fs, config=config) for row in x.reshape(x.shape[0], -1)]
+    d = _design(fs, detector.config)
+    rows = x.shape[0]
+    band, band_zf = sps.sosfilt(d.sos, x, axis=-1, zi=d.sos_zi[:, np.newaxis, :] * x[np.newaxis, :, :1])
+    slope, slope_zf = sps.lfilter(d.derivative, [1.0], band, axis=-1, zi=np.zeros((rows, d.derivative.size - 1)))
+    mwi, mwi_zf = sps.lfilter(d.integration, [1.0], slope * slope, axis=-1,
+                              zi=np.zeros((rows, d.integration.size - 1)))
+    out = []
+    for i in range(rows):
+        # What process(None, 0, fs, row) and flush() do, with the row's filter outputs precomputed.
+        st = detector._start(DetectorState(), 0.0, fs, x[i, 0])
+        beats = detector._consume(st, x[i], final=False, filtered=(slope[i], mwi[i]))
+        st.bandpass_zi, st.derivative_zi, st.integration_zi = band_zf[:, i, :], slope_zf[i], mwi_zf[i]
+        beats.extend(detector._finish(st))
+        out.append(beats)
+    return out
 
 
 def window_heart_rate(beats: list[Beat], start_ms: float, end_ms: float) -> float:

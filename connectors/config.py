@@ -192,6 +192,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "points per write request (whole classes; a larger class gets its own)",
     ),
+    Setting(
+        "INFLUX_WRITE_QUEUE",
+        "0",
+        _non_negative_int,
+        "N > 0: a background thread writes, up to N requests pending while the next windows are anonymized "
+        "(drained at every Python bundle end, so before every checkpoint); 0 = write synchronously",
+    ),
     Setting("CSV_OUTPUT_DIR", "", _text, "optional: one CSV per window in this folder"),
     # Flink runtime
     Setting("PARALLELISM", "1", _positive_int, "job parallelism"),
@@ -203,6 +210,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FROM_CHECKPOINT", "", _text, "resume from PATH or 'latest' (under CHECKPOINT_DIR)"),
     Setting("WEB_UI_PORT", "", _text, "embedded mini cluster only: serve the Flink web UI on this port"),
     Setting("PYTHON_EXECUTABLE", "", _text, "Python of the Flink workers (default: the one running the job)"),
+    Setting("PYTHON_BUNDLE_SIZE", "100000", _positive_int,
+            "elements per Python bundle (a bundle ends, and the sink's writes drain, at this count or time)"),
+    Setting("PYTHON_BUNDLE_TIME_MS", "1000", _positive_int, "milliseconds per Python bundle at most"),
+    Setting(
+        "PYTHON_WORKERS",
+        "process",
+        _choice("process", "loopback"),
+        "embedded mini cluster: 'process' = a Python worker process per Python operator (uses every core, "
+        "Python memory not managed by Flink); 'loopback' = all of them as threads of the job's process (one GIL)",
+    ),
     Setting("JOB_NAME", "ecg-anonymization", _non_empty, "Flink job name"),
 )
 

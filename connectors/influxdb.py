@@ -14,11 +14,13 @@ import csv
 import hashlib
 import logging
 import math
+import struct
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,6 +72,42 @@ def frame_tags(frame: Any) -> dict[str, str]:
     return tags
 
 
+class _FloatTexts(dict[int, str]):
+    """``_float_text`` of a float64 keyed by its bit pattern (so 0.0 and -0.0 stay apart), filled on demand.
+
+    Published samples are rounded to the level's precision, so a window has a few thousand distinct
+    values: a dict hit is ~3x cheaper than ``repr`` + strip. Cleared when it grows past ``limit``
+    (a hierarchy that keeps raw precision just gets fewer hits)."""
+
+    limit = 200_000
+
+    def __missing__(self, bits: int) -> str:
+        text = _float_text(struct.unpack("<d", struct.pack("<q", bits))[0])
+        if len(self) >= self.limit:
+            self.clear()
+        self[bits] = text
+        return text
+
+
+_FLOAT_TEXTS = _FloatTexts()
+
+
+@lru_cache(maxsize=4096)
+def _stamp_runs(phase_ns: int, fs: float, count: int) -> tuple[tuple[int, int, int, tuple[str, ...]], ...]:
+    """Timestamps ``phase_ns + sample offset`` split into whole seconds and 9-digit nanosecond texts:
+    runs of (seconds carried, first, end, nanosecond texts), so a frame's stamps are text joins."""
+    offsets = sample_timestamps_ns(0, fs, count) + np.int64(phase_ns)
+    carries = (offsets // 1_000_000_000).tolist()
+    texts = [f"{low:09d}" for low in (offsets % 1_000_000_000).tolist()]
+    runs = []
+    first = 0
+    for index in range(1, count + 1):
+        if index == count or carries[index] != carries[first]:
+            runs.append((int(carries[first]), first, index, tuple(texts[first:index])))
+            first = index
+    return tuple(runs)
+
+
 def frame_lines(frame: Any, measurement: str) -> list[str]:
     """Line protocol, one line per sample, identical to influxdb_client.Point's encoding."""
     tags = frame_tags(frame)
@@ -79,13 +117,28 @@ def frame_lines(frame: Any, measurement: str) -> list[str]:
     hr_bpm = float(frame.hr_bpm)
     hr_part = f",hr_bpm={_float_text(hr_bpm)}" if math.isfinite(hr_bpm) else ""
     tail = f"{hr_part},imputed={'true' if frame.imputed else 'false'} "
-    values = np.asarray(frame.ecg_mv, dtype=np.float64)
-    stamps = sample_timestamps_ns(frame.ts_ms, frame.fs, len(values)).tolist()
-    return [
-        f"{prefix} ecg_mv={_float_text(value)}{tail}{stamp}"
-        for value, stamp in zip(values.tolist(), stamps, strict=True)
-        if math.isfinite(value)
-    ]
+    values = np.ascontiguousarray(frame.ecg_mv, dtype=np.float64)
+    ts_ms = int(frame.ts_ms)
+    if ts_ms < 1000 or values.ndim != 1:  # no whole seconds to prefix: the plain (slower) encoding
+        stamps = sample_timestamps_ns(ts_ms, frame.fs, len(values)).tolist()
+        return [
+            f"{prefix} ecg_mv={_float_text(value)}{tail}{stamp}"
+            for value, stamp in zip(values.tolist(), stamps, strict=True)
+            if math.isfinite(value)
+        ]
+    # Same text, built from cached pieces: value texts by bit pattern, stamps as seconds + 9 digits.
+    head = f"{prefix} ecg_mv="
+    texts = _FLOAT_TEXTS
+    bits = values.view(np.int64).tolist()
+    seconds, phase_ms = divmod(ts_ms, 1000)
+    lines: list[str] = []
+    for carry, first, end, nanos in _stamp_runs(phase_ms * 1_000_000, float(frame.fs), len(bits)):
+        middle = f"{tail}{seconds + carry}"
+        lines += [f"{head}{texts[b]}{middle}{n}" for b, n in zip(bits[first:end], nanos, strict=True)]
+    finite = np.isfinite(values)
+    if not finite.all():
+        lines = [line for line, ok in zip(lines, finite.tolist(), strict=True) if ok]
+    return lines
 
 
 def window_lines(frames: Iterable[Any], measurement: str) -> list[str]:

@@ -7,6 +7,7 @@ Submit to a cluster:  flink run -py flink_jobs/ecg_anonymization_job.py -pyexec 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ if __package__ in (None, ""):
 
 from pyflink.common import Configuration, Types
 from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.util.java_utils import get_j_env_configuration, is_local_deployment
 
 from connectors.checkpoints import resolve_recovery_path
 from connectors.config import PROJECT_ROOT, ConfigError, Settings, load_settings
@@ -39,6 +41,7 @@ MAX_PARALLELISM = 128
 INFLUX_OPTION_NAMES = (
     "influx_transport", "influx_url", "influx_token", "influx_org", "influx_bucket", "influx_db", "influx_rp",
     "influx_username", "influx_password", "influx_measurement", "influx_batch_points",
+    "influx_write_queue",
 )
 
 
@@ -57,6 +60,8 @@ def flink_configuration(settings: Settings) -> Configuration:
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "3",
         "execution.checkpointing.tolerable-failed-checkpoints": "3",
+        "python.fn-execution.bundle.size": str(settings.python_bundle_size),
+        "python.fn-execution.bundle.time": str(settings.python_bundle_time_ms),
         "restart-strategy.type": "exponential-delay",
         "restart-strategy.exponential-delay.initial-backoff": "1 s",
         "restart-strategy.exponential-delay.max-backoff": f"{int(settings.restart_max_backoff_seconds)} s",
@@ -138,7 +143,16 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
 
 
 def create_environment(settings: Settings) -> StreamExecutionEnvironment:
+    # PyFlink's own switch, read when the job is submitted: in an embedded mini cluster it otherwise runs
+    # every Python worker in this process ("loopback"), so all Python operators share one GIL. A cluster
+    # always starts worker processes.
+    os.environ["_python_worker_execution_mode"] = settings.python_workers
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(settings))
+    j_config = get_j_env_configuration(env._j_stream_execution_environment)
+    if settings.python_workers == "process" and is_local_deployment(j_config):
+        # Python operators in one slot also share one worker process (one GIL) while Flink manages their
+        # memory; unmanaged, each gets its own. Embedded only: a cluster keeps the memory accounting.
+        j_config.setString("python.fn-execution.memory.managed", "false")
     # add_jars (not only `pipeline.jars` in the configuration) also puts the connector jars on the
     # client's class loader; with the configuration alone, resolving KafkaSource in the client failed
     # once in ~60 starts here.

@@ -1,20 +1,30 @@
-"""Synchronous InfluxDB (and optional CSV) writes, one window at a time.
+"""InfluxDB (and optional CSV) writes of anonymized windows, exactly-once through idempotent replays.
 
-Points of a window are written before this function returns, and Flink takes the checkpoint barrier
-only after the element is processed: a completed checkpoint never has unwritten points. Replays
-rewrite identical points (idempotent), which makes InfluxDB output effectively exactly-once.
+A completed checkpoint never has unwritten points. With ``INFLUX_WRITE_QUEUE`` = 0 every request is
+written before ``process_element`` returns, and Flink takes the checkpoint barrier only after the
+element is processed (the default). With ``INFLUX_WRITE_QUEUE`` = N > 0 one background thread writes
+the requests, in order, while the function anonymizes the next windows (at most N requests waiting);
+every Python bundle drains it before the bundle finishes (``_BundleHook``), and PyFlink finishes the
+bundle before a checkpoint barrier passes (Java ``prepareSnapshotPreBarrier`` -> ``invokeFinishBundle``),
+so the guarantee is the same. A failed write fails the next element or the bundle (the job restarts
+from the last checkpoint and replays); the requests queued after it are not written. Replays rewrite
+identical points (idempotent), which makes InfluxDB output effectively exactly-once.
 
-Requests never split an equivalence class (connectors.influxdb.class_requests): if the sink fails in
-the middle of a window (InfluxDB down longer than the retries, a crash), readers see some classes of
-that window whole and the others not at all, never a class with fewer than k pseudonyms.
+Requests never split an equivalence class (connectors.influxdb.class_requests) and are written in
+order, the window's statistics line last: if the sink fails in the middle of a window (InfluxDB down
+longer than the retries, a crash), readers see some classes of that window whole and the others not
+at all, never a class with fewer than k pseudonyms.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
@@ -47,17 +57,102 @@ WINDOW_COUNTERS = {
 }
 
 
+class _BundleHook:
+    """Callbacks run when PyFlink finishes a Python bundle, before the bundle's results (and the
+    checkpoint barrier that may follow) pass on; an exception there fails the bundle.
+
+    PyFlink has no user-function callback at bundle finish; its operation classes (process mode,
+    ``pyflink.fn_execution.datastream.process.operations.Operation.finish``: gauges, state commit)
+    get one wrapper that runs the callbacks first. Callers must not rely on the wrapper before they
+    have seen it run (``seen``): thread mode and other runtimes do not call it.
+    """
+
+    callbacks: ClassVar[list[Callable[[], None]]] = []
+    seen = False
+    _lock = threading.Lock()
+
+    @classmethod
+    def install(cls) -> bool:
+        try:
+            from pyflink.fn_execution.datastream.process import operations
+        except ImportError:  # pragma: no cover - not a PyFlink process-mode worker
+            return False
+        with cls._lock:
+            original = operations.Operation.finish
+            if getattr(original, "_ecg_bundle_hook", False):
+                return True
+
+            def finish(operation: Any) -> None:
+                cls.seen = True
+                for callback in list(cls.callbacks):
+                    callback()
+                original(operation)
+
+            finish._ecg_bundle_hook = True  # type: ignore[attr-defined]
+            operations.Operation.finish = finish  # type: ignore[method-assign]
+        return True
+
+
+class BackgroundWriter:
+    """One thread that writes requests in submission order; at most ``max_pending`` wait.
+
+    The first error stops it: later requests are not written (never out of order, never a window's
+    statistics without its classes) and the error is raised by the next ``submit`` or ``drain``."""
+
+    def __init__(self, writer: LineWriter, max_pending: int) -> None:
+        self._writer = writer
+        self._queue: queue.Queue[Sequence[str] | None] = queue.Queue(maxsize=max_pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            lines = self._queue.get()
+            try:
+                if lines is None:
+                    return
+                if self._error is None:
+                    self._writer.write_lines(lines)
+            except BaseException as error:  # noqa: BLE001 - handed to the Flink thread, never dropped
+                self._error = error
+            finally:
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, lines: Sequence[str]) -> None:
+        self._raise()
+        self._queue.put(lines)
+
+    def drain(self) -> None:
+        """Return when every submitted request is written; raise the first write error."""
+        self._queue.join()
+        self._raise()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
 class WriteWindows(ProcessFunction):
     def __init__(self, influx_options: dict[str, Any], k: int, csv_dir: str = "") -> None:
         self._options = influx_options
         self._k = k
         self._csv_dir = csv_dir
         self._writer: LineWriter | None = None
+        self._background: BackgroundWriter | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from types import SimpleNamespace
 
         self._writer = make_writer(SimpleNamespace(**self._options))
+        queue_size = int(self._options.get("influx_write_queue", 0))
+        if queue_size > 0 and _BundleHook.install():
+            self._background = BackgroundWriter(self._writer, queue_size)
+            _BundleHook.callbacks.append(self._background.drain)
         metrics = runtime_context.get_metrics_group().add_group("ecg")
         self._points_written = metrics.counter("influx_points_written")
         self._accounting = {name: metrics.counter(name) for name in WINDOW_COUNTERS}
@@ -65,26 +160,43 @@ class WriteWindows(ProcessFunction):
         self._frames_by_level = {level: metrics.counter(f"frames_level_{level}") for level in range(1, 10)}
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        try:
+            if self._background is not None:
+                _BundleHook.callbacks.remove(self._background.drain)
+                try:
+                    self._background.drain()
+                finally:
+                    self._background.close()
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+
+    def _write(self, lines: Sequence[str]) -> None:
+        assert self._writer is not None
+        # In the background only once a bundle finish has been seen to drain it (see _BundleHook).
+        if self._background is not None and _BundleHook.seen:
+            self._background.submit(lines)
+        else:
+            if self._background is not None:
+                self._background.drain()
+            self._writer.write_lines(lines)
 
     def process_element(self, value: WindowOutput, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
-        assert self._writer is not None
         written = 0
         for request in class_requests(value.published, self._options["influx_measurement"],
                                       int(self._options["influx_batch_points"]), self._k):
-            self._writer.write_lines(request)
+            self._write(request)
             written += len(request)
         self._points_written.inc(written)
         # Last, so a reader who sees a window's statistics sees all of its classes.
-        self._writer.write_lines([window_stats_line(WINDOW_STATS_MEASUREMENT, value.group, value.window_start_ms,
-                                                    value.metrics)])
+        self._write([window_stats_line(WINDOW_STATS_MEASUREMENT, value.group, value.window_start_ms, value.metrics)])
         self._record(value.metrics)
         if self._csv_dir:
             # The group value is not a published field: name the file by a digest of it.
             write_window_csv(Path(self._csv_dir), f"window-{value.window_start_ms}-{group_digest(value.group)}",
                              value.published)
-        yield value
+        # No output: nothing consumes it, and PyFlink would pickle the whole window back to Java.
+        return iter(())
 
     def _record(self, metrics: Any) -> None:
         for name, attribute in WINDOW_COUNTERS.items():

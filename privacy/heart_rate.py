@@ -18,10 +18,14 @@ import math
 
 import numpy as np
 
-from cardio.detector import detect_beats
+from cardio.detector import Beat, detect_beats, detect_beats_batch
 
 MIN_BPM = 20.0
 MAX_BPM = 300.0
+
+
+def _peaks(beats: list[Beat], fs: float) -> np.ndarray:
+    return np.array([round(b.time_ms * fs / 1000.0) for b in beats], dtype=np.intp)
 
 
 def detect_r_peaks(samples: np.ndarray, fs: float) -> np.ndarray:
@@ -29,14 +33,19 @@ def detect_r_peaks(samples: np.ndarray, fs: float) -> np.ndarray:
     x = np.asarray(samples, dtype=np.float64).ravel()
     if x.size == 0 or not math.isfinite(fs) or fs <= 0:
         return np.empty(0, dtype=np.intp)
-    beats = detect_beats(x, fs)
-    return np.array([round(b.time_ms * fs / 1000.0) for b in beats], dtype=np.intp)
+    return _peaks(detect_beats(x, fs), fs)
+
+
+def _peaks_batch(signals: np.ndarray, fs: float) -> list[np.ndarray]:
+    x = np.atleast_2d(np.asarray(signals, dtype=np.float64))
+    if x.ndim != 2 or x.shape[1] == 0 or not math.isfinite(fs) or fs <= 0:
+        return [detect_r_peaks(row, fs) for row in x]
+    return [_peaks(beats, fs) for beats in detect_beats_batch(x, fs)]
 
 
 def detect_r_peaks_batch(signals: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     """R-peaks of each row of ``signals`` (m x n, one sampling rate): ``(rows, cols)`` sorted."""
-    x = np.atleast_2d(np.asarray(signals, dtype=np.float64))
-    peaks = [detect_r_peaks(row, fs) for row in x]
+    peaks = _peaks_batch(signals, fs)
     rows = np.concatenate([np.full(p.size, i, dtype=np.intp) for i, p in enumerate(peaks)] or [np.empty(0, np.intp)])
     cols = np.concatenate(peaks or [np.empty(0, np.intp)]).astype(np.intp)
     return rows, cols
@@ -51,8 +60,7 @@ def _hr_from_peaks(peaks: np.ndarray, fs: float) -> float:
 
 def derive_hr_bpm_batch(signals: np.ndarray, fs: float) -> np.ndarray:
     """Heart rate (bpm) per row of ``signals`` (m x n); ``nan`` where not derivable."""
-    x = np.atleast_2d(np.asarray(signals, dtype=np.float64))
-    return np.array([_hr_from_peaks(detect_r_peaks(row, fs), fs) for row in x], dtype=np.float64)
+    return np.array([_hr_from_peaks(peaks, fs) for peaks in _peaks_batch(signals, fs)], dtype=np.float64)
 
 
 def derive_hr_bpm(samples: np.ndarray, fs: float) -> float:

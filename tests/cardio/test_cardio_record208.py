@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cardio.detector import detect_beats
+from cardio.detector import detect_beats, detect_beats_batch
 from cardio.evaluation import agreement
 from connectors.jars import sha256_file
 from devstack.ecg_data import ensure_ecg_dat, load_mitbih_208
@@ -62,3 +62,16 @@ def test_fixture_matches_a_fresh_reference_run() -> None:
     stored = json.loads(FIXTURE.read_text(encoding="utf-8"))
     for key in ("neurokit2", "xqrs", "consensus", "disputed"):
         assert fresh[key] == stored[key], f"{key} changed: regenerate with python -m benchmarks.reference_fixture"
+
+
+@pytest.mark.parametrize("fs", [360.0, 250.0, 40.0])
+def test_batch_detection_gives_the_same_beats_as_one_signal_at_a_time(record: np.ndarray, fs: float) -> None:
+    """detect_beats_batch (the filters on all rows at once; HR fill of published frames) = detect_beats per row,
+    on ECG, flat lines and noise (below 50 Hz and with non-finite samples it falls back to the row path)."""
+    rng = np.random.default_rng(int(fs))
+    rows = [record[start : start + 1800] * scale for start, scale in ((0, 1.0), (50_000, 2.5), (90_000, 0.3))]
+    rows += [np.full(1800, 0.4), rng.normal(0, 0.3, 1800)]
+    signals = np.stack(rows)
+    assert detect_beats_batch(signals, fs) == [detect_beats(row, fs) for row in signals]
+    signals[1, 7] = np.nan
+    assert detect_beats_batch(signals, fs) == [detect_beats(row, fs) for row in signals]

@@ -101,3 +101,24 @@ def test_csv_window_file_is_rewritten_identically(tmp_path) -> None:  # type: ig
     assert first == second and first.count(b"\n") == 11
     header = first.split(b"\n", 1)[0].decode().strip()
     assert header == "time_ns,age,lead,level,pid,sex,zip,ecg_mv,hr_bpm,imputed"  # the point's tags and fields
+
+
+def test_fast_encoding_equals_point_line_for_awkward_values_and_timestamps() -> None:
+    """frame_lines builds lines from cached pieces (value texts by bit pattern, stamps as seconds + 9 digits):
+    the bytes must equal the plain per-point encoding, for -0.0, tiny/huge values, non-finite samples
+    (left out), timestamps before 1 s, just before a second boundary, and rates whose offsets round."""
+    from connectors.influxdb import point_line
+
+    values = np.array([0.0, -0.0, 1e-7, -2.5e-5, 1e16, 123456789.125, np.nan, np.inf, -np.inf, 0.015, 5e-324, -1.0])
+    for ts_ms in (0, 999, 1_000, 1_763_812_800_999, 1_763_812_801_000):
+        for fs in (250.0, 360.0, 97.3):
+            frame = _frame(n=len(values))
+            object.__setattr__(frame, "ecg_mv", values)
+            object.__setattr__(frame, "ts_ms", ts_ms)
+            object.__setattr__(frame, "fs", fs)
+            stamps = sample_timestamps_ns(ts_ms, fs, len(values)).tolist()
+            tags = {"pid": frame.pid, "lead": frame.lead, "level": "2", **frame.qi}
+            expected = [point_line("m", tags, {"ecg_mv": value, "hr_bpm": 71.5, "imputed": False}, stamp)
+                        for value, stamp in zip(values.tolist(), stamps, strict=True) if math.isfinite(value)]
+            assert frame_lines(frame, "m") == expected
+            assert frame_lines(frame, "m") == expected  # cached pieces on the second call
