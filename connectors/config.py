@@ -215,7 +215,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PYTHON_BUNDLE_TIME_MS", "1000", _positive_int, "milliseconds per Python bundle at most"),
     Setting(
         "PYTHON_WORKERS",
-        "process",
+        "loopback",
         _choice("process", "loopback"),
         "embedded mini cluster: 'process' = a Python worker process per Python operator (uses every core, "
         "Python memory not managed by Flink); 'loopback' = all of them as threads of the job's process (one GIL)",

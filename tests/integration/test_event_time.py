@@ -28,6 +28,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import pytest
+
 from connectors.checkpoints import latest_checkpoint
 from devstack.local_stack import free_port
 from devstack.simulator import SimConfig, SimMessage, end_of_stream_messages, generate_messages, produce
@@ -292,6 +294,48 @@ def test_restore_with_nothing_left_to_read_still_fires_the_restored_windows(isol
         assert run.points_by_level() == expected.points_by_level
         metrics = job_metrics(port)
         assert metrics.get("records_in", 0) == 0, "the restored source had nothing left to read"
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="known open bug (issue 9): after a restore with nothing left to read, the "
+                   "FedAvg aggregator never sees event time move, so devices waiting for their prior stay waiting")
+def test_devices_waiting_for_their_prior_at_a_restore_are_released(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    """Partition 3 gets no data, so event time stays at its start until it counts as idle (30 s here):
+    the global round the devices wait for cannot close, and the checkpoint taken after the source has
+    read everything holds every device waiting for its prior, all its frames buffered. Kill -9 then,
+    resume: no frame will ever arrive again, so only the detector's own polling can release the
+    devices once the round is published. Every local model update of the reference model must come."""
+    run = isolated_run
+    messages = on_partitions(generate_messages(SimConfig(patients=8, duration_s=80, start_ms=START_MS, sites=1,
+                                                         seed=26)), (0, 1, 2))
+    rounds = ("--model-update-seconds", "20", "--model-grace-seconds", "5")
+    model = expected_branch(messages, run.job_args("--k-anonymity", str(K), *rounds))
+    expected_locals = {u.update_id for u in model.local_updates}
+    assert len(expected_locals) >= 8
+
+    produce(messages, run.stack.kafka_bootstrap, run.raw_topic)
+    last_offsets = last_offsets_of(run.stack.kafka_bootstrap, run.raw_topic)
+    first, port = start_job(run, tmp_path, *rounds, idle_seconds=30, log_name="job-1.log")
+    second: JobProcess | None = None
+    try:
+        wait_until(lambda: source_drained(port, last_offsets), 120, "the source at the end", job=first, poll=0.5)
+        seen = latest_checkpoint(run.checkpoint_dir)
+        wait_until(lambda: latest_checkpoint(run.checkpoint_dir) != seen, 30, "a checkpoint after the drain",
+                   job=first)
+        waiting = job_metrics(port).get("devices_waiting_for_prior", 0)
+        first.kill_hard()
+        assert not [u for u in run.model_updates() if u["kind"] == "local"], "devices must still wait at the kill"
+
+        second, port = start_job(run, tmp_path, *rounds, "--from-checkpoint", "latest", idle_seconds=30,
+                                 log_name="job-2.log")
+        try:
+            wait_until(lambda: {u["update_id"] for u in run.model_updates() if u["kind"] == "local"}
+                       >= expected_locals, 150, "every local update after the restore", job=second, poll=2.0)
+        except AssertionError as error:
+            raise AssertionError(f"{error} (waiting at the kill: {waiting}); {job_metrics(port)}") from None
     finally:
         first.stop()
         if second is not None:
