@@ -145,8 +145,10 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
 def create_environment(settings: Settings) -> StreamExecutionEnvironment:
     # PyFlink's own switch, read when the job is submitted: in an embedded mini cluster it otherwise runs
     # every Python worker in this process ("loopback"), so all Python operators share one GIL. A cluster
-    # always starts worker processes.
-    os.environ["_python_worker_execution_mode"] = settings.python_workers
+    # always starts worker processes; "loopback" leaves PyFlink's own choice (set anywhere else, PyFlink
+    # refuses to submit to a cluster).
+    if settings.python_workers == "process":
+        os.environ["_python_worker_execution_mode"] = "process"
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(settings))
     j_config = get_j_env_configuration(env._j_stream_execution_environment)
     if settings.python_workers == "process" and is_local_deployment(j_config):
