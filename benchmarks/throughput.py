@@ -55,6 +55,7 @@ from privacy.pseudonym import suppression_token_key
 from tests.integration.support import (
     TEST_SECRET,
     JobProcess,
+    anonymized_windows,
     expected_output,
     job_args,
     rest_get,
@@ -155,24 +156,7 @@ def dataset(patients: int, duration: int, sites: int) -> tuple[SimConfig, list[S
 
 def published_windows(messages: Iterable[SimMessage], k: int) -> list[list[Any]]:
     """Per (site, window) in event-time order, the frames the job publishes: the pure core, batch."""
-    hierarchy = load_hierarchy()
-    options = IntakeOptions(TEST_SECRET.encode(), 32, hierarchy.quasi_identifiers)
-    config = AnonymizationConfig(hierarchy=hierarchy, k=k, token_key=suppression_token_key(TEST_SECRET.encode()))
-    by_site: dict[str, dict[int, list[Frame]]] = defaultdict(lambda: defaultdict(list))
-    for message in messages:
-        parsed = parse_frame(message.value, message.timestamp_ms)
-        if isinstance(parsed, EcgFrame):
-            frame, _ = to_core_frame(parsed, options)
-            assert isinstance(frame, Frame)
-            by_site[parsed.group][message.timestamp_ms - message.timestamp_ms % WINDOW_MS].append(frame)
-    windows = []
-    for by_start in by_site.values():
-        state: KeyState | None = None
-        for start in sorted(by_start):
-            result = anonymize_window(by_start[start], state, config, start)
-            state = result.state
-            windows.append(result.published)
-    return windows
+    return [result.published for _, _, result in anonymized_windows(messages, k=k, window_seconds=WINDOW_MS // 1000)]
 
 
 # --- (b): the discarding sink -------------------------------------------------------------------------

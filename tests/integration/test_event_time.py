@@ -301,7 +301,8 @@ def test_restore_with_nothing_left_to_read_still_fires_the_restored_windows(isol
 
 
 @pytest.mark.xfail(strict=True, reason="known open bug (issue 9): after a restore with nothing left to read, the "
-                   "FedAvg aggregator never sees event time move, so devices waiting for their prior stay waiting")
+                   "devices waiting for their prior are not released (seen both: the restored poll timers never "
+                   "fire, or they fire but the aggregator never sees event time move)")
 def test_devices_waiting_for_their_prior_at_a_restore_are_released(isolated_run: IsolatedRun, tmp_path: Path) -> None:
     """Partition 3 gets no data, so event time stays at its start until it counts as idle (30 s here):
     the global round the devices wait for cannot close, and the checkpoint taken after the source has
