@@ -74,6 +74,14 @@ def start_job(run: IsolatedRun, tmp_path: Path, *extra: str, idle_seconds: float
     return job, port
 
 
+def wait_for_drain_and_a_checkpoint(run: IsolatedRun, port: int, last_offsets: dict[int, int],
+                                    job: JobProcess) -> None:
+    """Until the job's source has read every partition to the end and a checkpoint completed after that."""
+    wait_until(lambda: source_drained(port, last_offsets), 120, "the source at the end", job=job, poll=0.5)
+    seen = latest_checkpoint(run.checkpoint_dir)
+    wait_until(lambda: latest_checkpoint(run.checkpoint_dir) != seen, 30, "a checkpoint after the drain", job=job)
+
+
 def assert_stays(run: IsolatedRun, points: int, seconds: float = 4.0) -> None:
     time.sleep(seconds)  # more checkpoint intervals and idle timeouts: nothing more may arrive
     assert run.points() == points
@@ -279,10 +287,7 @@ def test_restore_with_nothing_left_to_read_still_fires_the_restored_windows(isol
     first, port = start_job(run, tmp_path, idle_seconds=30, log_name="job-1.log")
     second: JobProcess | None = None
     try:
-        wait_until(lambda: source_drained(port, last_offsets), 120, "the source at the end", job=first, poll=0.5)
-        seen = latest_checkpoint(run.checkpoint_dir)
-        wait_until(lambda: latest_checkpoint(run.checkpoint_dir) != seen, 30, "a checkpoint after the drain",
-                   job=first)
+        wait_for_drain_and_a_checkpoint(run, port, last_offsets, first)
         first.kill_hard()
         assert run.points() <= stalled.points, "partition 3 must still hold event time back at the kill"
 
@@ -322,10 +327,7 @@ def test_devices_waiting_for_their_prior_at_a_restore_are_released(isolated_run:
     first, port = start_job(run, tmp_path, *rounds, idle_seconds=30, log_name="job-1.log")
     second: JobProcess | None = None
     try:
-        wait_until(lambda: source_drained(port, last_offsets), 120, "the source at the end", job=first, poll=0.5)
-        seen = latest_checkpoint(run.checkpoint_dir)
-        wait_until(lambda: latest_checkpoint(run.checkpoint_dir) != seen, 30, "a checkpoint after the drain",
-                   job=first)
+        wait_for_drain_and_a_checkpoint(run, port, last_offsets, first)
         waiting = job_metrics(port).get("devices_waiting_for_prior", 0)
         first.kill_hard()
         assert not [u for u in run.model_updates() if u["kind"] == "local"], "devices must still wait at the kill"
