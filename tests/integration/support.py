@@ -88,11 +88,21 @@ def anonymized_windows(
             yield group, start, result
 
 
-def expected_output(messages: Iterable[SimMessage], *, k: int, **options: Any) -> ExpectedOutput:
-    """What the job publishes for these messages (options: those of `anonymized_windows`)."""
+def expected_output(
+    messages: Iterable[SimMessage],
+    *,
+    k: int,
+    window_seconds: int = 5,
+    secret: str = TEST_SECRET,
+    hierarchy_path: Path = PROJECT_ROOT / "hierarchy" / "ecg_hierarchy.csv",
+    watermark_ms: int | None = None,
+) -> ExpectedOutput:
+    """What the job publishes for these messages (the windows of `anonymized_windows`, summed)."""
     expected = ExpectedOutput()
     final_states: dict[str, KeyState] = {}
-    for group, _, result in anonymized_windows(messages, k=k, **options):
+    windows = anonymized_windows(messages, k=k, window_seconds=window_seconds, secret=secret,
+                                 hierarchy_path=hierarchy_path, watermark_ms=watermark_ms)
+    for group, _, result in windows:
         final_states[group] = result.state
         expected.windows += 1
         for published in result.published:
