@@ -3,17 +3,23 @@
 
     build_cardio_branch(env, settings, parsed)
 
-    parsed (KeyedFrame) --key_by(pid)--+
-                                        +--> DetectAnomalies (KeyedBroadcastProcessFunction, uid cardio-detector)
-    ecg-model-updates (global) --------+         | AnomalyEvent             | LocalUpdate / Join / Ready
-      ModelStreamWatermarks, broadcast           v                          v key_by(constant)
+    parsed (KeyedFrame) ------------------------------------+ union, key_by(pid)
+    parse side output (pid, ts) -key_by(pid)-> RequestPriors |
+        PriorRequest -key_by(round)-> MatchPriors -> PriorNotice +
+    ecg-model-updates (global) --+--key_by(round)--^           |
+      ModelStreamWatermarks      +--broadcast--------------+   v
+                                                   DetectAnomalies (KeyedBroadcastProcessFunction, uid cardio-detector)
+                                                     | AnomalyEvent             | LocalUpdate / Join / Ready
+                                                     v                          v key_by(constant)
                                         PublishBranch -> ecg-anomalies   AggregateModels (FedAvg, uid fedavg)
                                         + InfluxDB ecg_anomaly_stats      v LocalUpdate / GlobalUpdate
                                                                          PublishBranch -> ecg-model-updates
                                                                          + InfluxDB ecg_model_stats
 
 The global updates travel through Kafka and back as the broadcast input, so the detectors see what
-every consumer of the topic sees. CARDIO_BRANCH=false leaves the branch out; a checkpoint of the
+every consumer of the topic sees. A joining device waits for the global round of its first frame;
+MatchPriors hands it that round as a record keyed by its pid (federated.priors), so its release
+never depends on a timer. CARDIO_BRANCH=false leaves the branch out; a checkpoint of the
 job without it restores into the job with it (the branch's operators are new uids with no state).
 """
 
@@ -31,8 +37,17 @@ from anomaly.events import AnomalyEvent
 from connectors.config import PROJECT_ROOT, Settings
 from connectors.kafka import build_model_source, build_string_sink, model_watermark_strategy
 from federated.messages import parse_global
+from federated.priors import PriorNotice
 from federated.rounds import RoundClock
-from operators.anomaly_models import GLOBAL_MODELS, AggregateModels, DetectAnomalies, PublishBranch
+from operators.anomaly_models import (
+    GLOBAL_MODELS,
+    AggregateModels,
+    DetectAnomalies,
+    MatchPriors,
+    PublishBranch,
+    RequestPriors,
+)
+from operators.parse import FRAME_HEADS
 
 BRANCH_PACKAGES = ("anomaly", "federated", "cardio")
 INFLUX_OPTION_NAMES = (
@@ -76,6 +91,21 @@ def _is_global(text: str) -> bool:
     return parse_global(text) is not None
 
 
+def _round_of_global(text: str) -> int:
+    update = parse_global(text)
+    assert update is not None  # filtered by _is_global
+    return update.round
+
+
+def _device_of(record: Any) -> str:
+    return str(record.pid) if isinstance(record, PriorNotice) else str(record.frame.pid)
+
+
+def needs_frame_heads(settings: Settings) -> bool:
+    """Devices wait for a prior only with the branch and MODEL_GLOBAL_PRIOR on."""
+    return settings.cardio_branch and settings.model_global_prior
+
+
 def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, parsed: DataStream) -> None:
     if not settings.cardio_branch:
         return
@@ -89,11 +119,24 @@ def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, par
                         "kafka: " + settings.kafka_model_topic + " (global models back)")
         .uid("cardio-model-source")
         .filter(_is_global).name("global updates only").uid("cardio-model-filter")
-        .broadcast(GLOBAL_MODELS)
     )
+    device_input = parsed
+    if needs_frame_heads(settings):
+        clock = round_clock(settings)
+        notices = (
+            parsed.get_side_output(FRAME_HEADS)
+            .key_by(lambda head: head[0], key_type=Types.STRING())
+            .process(RequestPriors(clock), Types.PICKLED_BYTE_ARRAY())
+            .name("prior requests (first frame per pid)").uid("cardio-prior-requests")
+            .key_by(lambda request: request.round, key_type=Types.LONG())
+            .connect(globals_back.key_by(_round_of_global, key_type=Types.LONG()))
+            .process(MatchPriors(), Types.PICKLED_BYTE_ARRAY())
+            .name("prior notices (requests x global updates, per round)").uid("cardio-prior-match")
+        )
+        device_input = parsed.union(notices)
     branch = (
-        parsed.key_by(lambda record: record.frame.pid, key_type=Types.STRING())
-        .connect(globals_back)
+        device_input.key_by(_device_of, key_type=Types.STRING())
+        .connect(globals_back.broadcast(GLOBAL_MODELS))
         .process(DetectAnomalies(device_config(settings), CardioBeats()), Types.PICKLED_BYTE_ARRAY())
         .name("beats + anomalies + local models (per pid)").uid("cardio-detector")
     )

@@ -23,7 +23,7 @@ from connectors.checkpoints import resolve_recovery_path
 from connectors.config import PROJECT_ROOT, ConfigError, Settings, load_settings
 from connectors.jars import JarsError, pipeline_jars
 from connectors.kafka import build_source, build_string_sink, watermark_strategy, with_event_time_progress
-from flink_jobs.cardio_branch import build_cardio_branch
+from flink_jobs.cardio_branch import build_cardio_branch, needs_frame_heads
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
 from operators.k_anonymity import LATE_FRAMES, KAnonymityWindows
 from operators.parse import DEAD_LETTER, ParseFrames
@@ -108,6 +108,7 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
                 intake_options(settings, hierarchy),
                 group_field=settings.group_field,
                 ts_tolerance_ms=settings.ts_tolerance_seconds * 1000,
+                frame_heads=needs_frame_heads(settings),
             )
         )
         .uid("parse")

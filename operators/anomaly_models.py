@@ -8,8 +8,15 @@ from types import SimpleNamespace
 from typing import Any
 
 from pyflink.common import Types
-from pyflink.datastream import KeyedBroadcastProcessFunction, KeyedProcessFunction, ProcessFunction, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.common.time import Time
+from pyflink.datastream import (
+    KeyedBroadcastProcessFunction,
+    KeyedCoProcessFunction,
+    KeyedProcessFunction,
+    ProcessFunction,
+    RuntimeContext,
+)
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from anomaly.beats import BeatSource
 from anomaly.device import WAITING, DeviceConfig, DeviceOutput, DeviceProcessor, DeviceState, FrameInput
@@ -17,6 +24,7 @@ from anomaly.events import KINDS, AnomalyEvent
 from connectors.influxdb import LineWriter, make_writer, point_line
 from federated.aggregator import Aggregator, AggregatorState
 from federated.messages import GlobalUpdate, LocalUpdate, ModelSignal, parse_global
+from federated.priors import PriorNotice, PriorRequest, RoundPriors, on_global, on_request
 from federated.rounds import RoundClock
 from operators.records import KeyedFrame
 
@@ -25,6 +33,8 @@ log = logging.getLogger("ecg.cardio")
 # Broadcast state: global round -> the update's JSON text, as read from ecg-model-updates.
 GLOBAL_MODELS = MapStateDescriptor("global-models", Types.LONG(), Types.STRING())
 GLOBAL_HISTORY_ROUNDS = 1440  # a day of rounds at 60 s; a device waits for a round near its join time
+# A round's prior is asked for by devices joining near its close; a day later nobody asks any more.
+PRIOR_RETENTION = Time.days(1)
 ANOMALY_MEASUREMENT = "ecg_anomaly_stats"
 MODEL_MEASUREMENT = "ecg_model_stats"
 
@@ -45,6 +55,7 @@ class DetectAnomalies(KeyedBroadcastProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self._processor = DeviceProcessor(self._config, self._beat_source)
         self._state = runtime_context.get_state(ValueStateDescriptor("cardio-device", Types.PICKLED_BYTE_ARRAY()))
+        self._notice = runtime_context.get_state(ValueStateDescriptor("cardio-early-prior", Types.STRING()))
         metrics = runtime_context.get_metrics_group().add_group("ecg")
         self._frames_in = metrics.counter("cardio_frames_in")
         self._frames_out_of_order = metrics.counter("cardio_frames_out_of_order")
@@ -56,10 +67,16 @@ class DetectAnomalies(KeyedBroadcastProcessFunction):
         metrics.gauge("model_update_lag_ms", lambda: self._lag_ms)
         metrics.gauge("devices_waiting_for_prior", lambda: len(self._waiting))
 
-    def _lookup(self, ctx: Any) -> Any:
+    def _lookup(self, ctx: Any, notice_text: str | None = None) -> Any:
+        """Round -> its global update: from a prior notice's text if it is that round, else from the
+        broadcast state."""
         models = ctx.get_broadcast_state(GLOBAL_MODELS)
 
         def lookup(round_number: int) -> GlobalUpdate | None:
+            if notice_text is not None:
+                update = parse_global(notice_text)
+                if update is not None and update.round == round_number:
+                    return update
             if not models.contains(round_number):
                 return None
             text = models.get(round_number)
@@ -71,14 +88,24 @@ class DetectAnomalies(KeyedBroadcastProcessFunction):
 
         return lookup
 
-    def process_element(self, value: KeyedFrame, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[no-untyped-def]
+    def process_element(self, value: KeyedFrame | PriorNotice,  # type: ignore[no-untyped-def]
+                        ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
+        if isinstance(value, PriorNotice):
+            yield from self._on_notice(value, ctx)
+            return
         self._frames_in.inc()
         frame = value.frame
         state: DeviceState | None = self._state.value()
         is_new = state is None
         out_of_order = 0 if state is None else state.frames_out_of_order
+        lookup = self._lookup(ctx)
+        if is_new:
+            early = self._notice.value()  # the notice may overtake the first frame
+            if early is not None:
+                lookup = self._lookup(ctx, early)
+                self._notice.clear()
         state, outputs = self._processor.on_frame(
-            state, FrameInput(frame.pid, frame.ts_ms, frame.fs, frame.samples), self._lookup(ctx))
+            state, FrameInput(frame.pid, frame.ts_ms, frame.fs, frame.samples), lookup)
         self._frames_out_of_order.inc(state.frames_out_of_order - out_of_order)
         if state.phase == WAITING:
             self._waiting.add(state.pid)
@@ -90,17 +117,32 @@ class DetectAnomalies(KeyedBroadcastProcessFunction):
         self._state.update(state)
         yield from self._emit(outputs)
 
+    def _on_notice(self, notice: PriorNotice, ctx: Any):  # type: ignore[no-untyped-def]
+        """The device's prior, handed to it by round (federated.priors): released without any timer."""
+        state: DeviceState | None = self._state.value()
+        if state is None:
+            self._notice.update(notice.text)
+            return
+        if state.phase != WAITING or state.wanted_round != notice.round:
+            return
+        yield from self._poll(state, self._lookup(ctx, notice.text), 0)
+
     def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
+        # Best effort: PyFlink may lose a timer registered just before a checkpoint; the prior notices
+        # release the devices, these polls only count the wait and time it out.
         state: DeviceState | None = self._state.value()
         if state is None or state.phase != WAITING:
             return
-        outputs = self._processor.on_poll(state, self._lookup(ctx), self._poll_ms)
+        yield from self._poll(state, self._lookup(ctx), self._poll_ms)
         if state.phase == WAITING:
             ctx.timer_service().register_processing_time_timer(timestamp + self._poll_ms)
             if state.waited_ms % 10_000 < self._poll_ms:
                 log.warning("device %s has waited %d ms for global round %s", state.pid, state.waited_ms,
                             state.wanted_round)
-        else:
+
+    def _poll(self, state: DeviceState, lookup: Any, waited_ms: int):  # type: ignore[no-untyped-def]
+        outputs = self._processor.on_poll(state, lookup, waited_ms)
+        if state.phase != WAITING:
             self._waiting.discard(state.pid)
             if state.prior_timed_out:
                 self._prior_timeouts.inc()
@@ -129,6 +171,52 @@ class DetectAnomalies(KeyedBroadcastProcessFunction):
             if isinstance(output, AnomalyEvent):
                 self._anomalies[output.kind].inc()
             yield output
+
+
+class RequestPriors(KeyedProcessFunction):
+    """Keyed by pid, on (pid, event time) of every valid frame: the first one of a device becomes a
+    PriorRequest for the round the device will wait for (the same rule as anomaly.device)."""
+
+    def __init__(self, clock: RoundClock) -> None:
+        self._clock = clock
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._seen = runtime_context.get_state(ValueStateDescriptor("cardio-prior-requested", Types.BOOLEAN()))
+
+    def process_element(self, value: tuple[str, int], ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        if self._seen.value():
+            return
+        self._seen.update(True)
+        yield PriorRequest(value[0], self._clock.prior_round(value[1]))
+
+
+class MatchPriors(KeyedCoProcessFunction):
+    """Keyed by round: PriorRequests (input 1) meet the round's global update read back from the topic
+    (input 2, its JSON text); each match is a PriorNotice for the device (federated.priors)."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        descriptor = ValueStateDescriptor("cardio-round-priors", Types.PICKLED_BYTE_ARRAY())
+        descriptor.enable_time_to_live(StateTtlConfig.new_builder(PRIOR_RETENTION).build())
+        self._state = runtime_context.get_state(descriptor)
+        metrics = runtime_context.get_metrics_group().add_group("ecg")
+        self._notices = metrics.counter("model_prior_notices")
+        self._notices.inc(0)
+
+    def _answer(self, notices: list[PriorNotice], state: RoundPriors):  # type: ignore[no-untyped-def]
+        self._state.update(state)
+        self._notices.inc(len(notices))
+        yield from notices
+
+    def process_element1(self, value: PriorRequest, ctx: KeyedCoProcessFunction.Context):  # type: ignore[no-untyped-def]
+        state: RoundPriors = self._state.value() or RoundPriors()
+        yield from self._answer(on_request(state, value), state)
+
+    def process_element2(self, value: str, ctx: KeyedCoProcessFunction.Context):  # type: ignore[no-untyped-def]
+        update = parse_global(value)
+        if update is None:
+            return
+        state: RoundPriors = self._state.value() or RoundPriors()
+        yield from self._answer(on_global(state, update.round, value), state)
 
 
 class AggregateModels(KeyedProcessFunction):

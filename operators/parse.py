@@ -16,6 +16,8 @@ from privacy.intake import IntakeOptions, to_core_frame
 log = logging.getLogger("ecg.parse")
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
+# (pid, event time) of every valid frame, for the cardio branch's prior requests (federated.priors).
+FRAME_HEADS = OutputTag("frame-heads", Types.TUPLE([Types.STRING(), Types.LONG()]))
 
 
 class ParseFrames(ProcessFunction):
@@ -25,10 +27,12 @@ class ParseFrames(ProcessFunction):
     later operator, state or checkpoint holds it; patient_name and PHI-looking extras are dropped.
     """
 
-    def __init__(self, intake: IntakeOptions, group_field: str = "site", ts_tolerance_ms: int = 60_000) -> None:
+    def __init__(self, intake: IntakeOptions, group_field: str = "site", ts_tolerance_ms: int = 60_000,
+                 frame_heads: bool = False) -> None:
         self._intake = intake
         self._group_field = group_field
         self._ts_tolerance_ms = ts_tolerance_ms
+        self._frame_heads = frame_heads
 
     def open(self, runtime_context: RuntimeContext) -> None:
         metrics = runtime_context.get_metrics_group().add_group("ecg")
@@ -68,6 +72,8 @@ class ParseFrames(ProcessFunction):
             yield DEAD_LETTER, self._dead_letter(raw, Rejection("internal_error", type(error).__name__), position)
             return
         self._frames_valid.inc()
+        if self._frame_heads:
+            yield FRAME_HEADS, (frame.pid, frame.ts_ms)
         yield KeyedFrame(parsed.group, frame, position)
 
 

@@ -13,16 +13,15 @@ from benchmarks.chaos_resume import run_chaos
 from tests.integration.support import visible_classes_below_k
 
 
-def _check(report, *, branch: bool = True) -> None:  # type: ignore[no-untyped-def]
+def _check(report) -> None:  # type: ignore[no-untyped-def]
     print(report.summary())
     assert report.points_chaos == report.points_uninterrupted == report.points_model, "points lost or duplicated"
     assert report.fingerprints_compared > 0 and report.fingerprints_differing == 0
     assert report.dead_letters_distinct == report.dead_letters_uninterrupted
     assert report.dead_letters_not_exact_replays == 0
-    if branch:
-        # The cardio branch: the same anomaly event ids and model update ids, repeats only exact replays.
-        assert report.branch is not None and report.branch.ok, report.branch
-        assert report.ok
+    # The cardio branch: the same anomaly event ids and model update ids, repeats only exact replays.
+    assert report.branch is not None and report.branch.ok, report.branch
+    assert report.ok
 
 
 def test_five_kills(local_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -54,14 +53,7 @@ def test_backlog_kills_during_catch_up(local_stack, tmp_path: Path) -> None:  # 
                        after_kill=reader_check)
     assert report.kills == 3 and len(checked) == 3
     assert sum("after all points were written" in note for note in report.notes) <= 1, "kills during the catch-up"
-    _check(report, branch=False)
-    # Known open bug (issue 9): after restores during a catch-up, devices that wait for their global prior
-    # and have no frame left to read can stay waiting (seen: the 31 or 45 devices of one drained partition;
-    # then the last global rounds and some local updates are missing). Reported as an expected failure
-    # until fixed, never hidden: the check runs and passes once the bug is gone.
-    assert report.branch is not None and report.branch.anomalies_differing == 0, report.branch
-    if not report.branch.ok:
-        pytest.xfail(f"known: devices left waiting for their prior after restores during a catch-up: {report.branch}")
+    _check(report)
 
 
 def _read(path: Path) -> bytes:

@@ -28,8 +28,6 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import pytest
-
 from connectors.checkpoints import latest_checkpoint
 from devstack.local_stack import free_port
 from devstack.simulator import SimConfig, SimMessage, end_of_stream_messages, generate_messages, produce
@@ -305,15 +303,14 @@ def test_restore_with_nothing_left_to_read_still_fires_the_restored_windows(isol
             second.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="known open bug (issue 9): after a restore with nothing left to read, the "
-                   "devices waiting for their prior are not released (seen both: the restored poll timers never "
-                   "fire, or they fire but the aggregator never sees event time move)")
 def test_devices_waiting_for_their_prior_at_a_restore_are_released(isolated_run: IsolatedRun, tmp_path: Path) -> None:
     """Partition 3 gets no data, so event time stays at its start until it counts as idle (30 s here):
     the global round the devices wait for cannot close, and the checkpoint taken after the source has
     read everything holds every device waiting for its prior, all its frames buffered. Kill -9 then,
-    resume: no frame will ever arrive again, so only the detector's own polling can release the
-    devices once the round is published. Every local model update of the reference model must come."""
+    resume: no frame will ever arrive again, and the poll timers PyFlink had not yet handed to the JVM
+    are not in the checkpoint, so only the prior notices (federated.priors) can release the devices
+    once the round is published. Every local model update of the reference model must come (this
+    failed before the notices: not one came)."""
     run = isolated_run
     messages = on_partitions(generate_messages(SimConfig(patients=8, duration_s=80, start_ms=START_MS, sites=1,
                                                          seed=26)), (0, 1, 2))
