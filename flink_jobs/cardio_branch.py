@@ -3,11 +3,11 @@
 
     build_cardio_branch(env, settings, parsed)
 
-    parsed (KeyedFrame) ------------------------------------+ union, key_by(pid)
-    parse side output (pid, ts) -key_by(pid)-> RequestPriors |
-        PriorRequest -key_by(round)-> MatchPriors -> PriorNotice +
-    ecg-model-updates (global) --+--key_by(round)--^           |
-      ModelStreamWatermarks      +--broadcast--------------+   v
+    parse side output (pid, ts) --key_by(pid)--> RequestPriors --key_by(round)--> MatchPriors
+    ecg-model-updates, global only (ModelStreamWatermarks) --+--key_by(round)-------^   | PriorNotice
+                                                             |                          v
+    parsed (KeyedFrame) -------------------------------------|---------------------> union, key_by(pid)
+                                                             +--broadcast--------------> |
                                                    DetectAnomalies (KeyedBroadcastProcessFunction, uid cardio-detector)
                                                      | AnomalyEvent             | LocalUpdate / Join / Ready
                                                      v                          v key_by(constant)
