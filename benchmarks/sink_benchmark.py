@@ -29,7 +29,7 @@ MEASUREMENT = "ecg_anonymized"
 START_MS = 1_763_812_800_000
 
 
-def anonymized_windows(patients: int, seconds: int, sites: int, k: int) -> list[list[Any]]:
+def published_frames_per_window(patients: int, seconds: int, sites: int, k: int) -> list[list[Any]]:
     """The published frames of every (ward, window), as the job would write them."""
     messages = generate_messages(SimConfig(patients=patients, duration_s=seconds, start_ms=START_MS, sites=sites,
                                            seed=13))
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-points", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    windows = anonymized_windows(args.patients, args.seconds, args.sites, args.k)
+    windows = published_frames_per_window(args.patients, args.seconds, args.sites, args.k)
     print(f"{len(windows)} windows, {sum(len(w) for w in windows)} published frames, k={args.k}, "
           f"INFLUX_BATCH_POINTS={args.batch_points}")
     rates: dict[str, list[float]] = {"before (slices)": [], "after (whole classes)": []}
