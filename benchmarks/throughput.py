@@ -514,7 +514,7 @@ def run_paced(stack: LocalStack, workdir: Path, name: str, target_samples_per_s:
         with get_context("spawn").Pool(1) as pool:  # leaving the block terminates the producer, also on errors
             producer = pool.apply_async(_produce_in_real_time, (stack.kafka_bootstrap, topic, config))
             complete_at = poll_window_completion(stack.influx_v1_url, db, expected, set(expected),
-                                                 start_ms / 1000 + seconds + 120, on_poll=sample_rss)
+                                                 start_ms / 1000 + seconds + 300, on_poll=sample_rss)
             produced = producer.get(timeout=120)
         checkpoints = completed_checkpoint_stats(name, port, job)
     finally:
