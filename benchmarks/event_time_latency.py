@@ -62,16 +62,20 @@ def window_point_counts(influx_url: str, db: str, since_ms: int) -> dict[int, in
 
 
 def poll_window_completion(influx_url: str, db: str, expected: Counter[int], until_complete: set[int],
-                           deadline: float, on_poll: Callable[[], None] | None = None) -> dict[int, float]:
+                           deadline: float, on_poll: Callable[[], None] | None = None,
+                           first_point_at: dict[int, float] | None = None) -> dict[int, float]:
     """Wall-clock time at which each window first had all its expected points, polled every 0.2 s until
     the windows `until_complete` are all there or `deadline` (time.time()). Only windows not yet complete
-    are queried, so a long run does not count its whole history at every poll."""
+    are queried, so a long run does not count its whole history at every poll. `first_point_at`, if
+    given, gets the time each window's first points were seen (its anonymization had begun writing)."""
     complete_at: dict[int, float] = {}
     while time.time() < deadline and not until_complete <= set(complete_at):
         since = min((w for w in expected if w not in complete_at), default=max(expected))
         counts = window_point_counts(influx_url, db, since)
         now = time.time()
         for window, count in counts.items():
+            if first_point_at is not None and count:
+                first_point_at.setdefault(window, now)
             if window not in complete_at and count >= expected.get(window, 1 << 60):
                 complete_at[window] = now
         if on_poll is not None:

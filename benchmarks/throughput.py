@@ -145,16 +145,23 @@ def session_cpu_seconds(session_id: int) -> float:
     return total / ticks
 
 
-def session_rss_mb(session_id: int) -> float:
-    total = 0
+def session_rss_mb_by_command(session_id: int) -> dict[str, float]:
+    """RSS of the live processes of a session summed per command name (java: the Flink JVM; python: the
+    job's client and the Python workers)."""
+    by_command: dict[str, float] = defaultdict(float)
     for pid in _session_pids(session_id):
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
         except OSError:
             continue
-    return total / 1024
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+        if "VmRSS" in fields:
+            by_command[fields["Name"].strip()] += int(fields["VmRSS"].split()[0]) / 1024
+    return dict(by_command)
+
+
+def session_rss_mb(session_id: int) -> float:
+    return sum(session_rss_mb_by_command(session_id).values())
 
 
 # --- the data set and its reference ------------------------------------------------------------------
@@ -446,9 +453,11 @@ class PacedResult:
     devices: int
     seconds: int  # of signal per device, streamed in real time
     latency: dict[str, Any]  # benchmarks.event_time_latency.latency_summary: windows, p50, p99, max, first (s)
+    first_point_p50_s: float  # window end -> its first points queryable (median): the rest of the latency is writing
     points: int
     expected: int
     rss_mb: list[tuple[float, float]]  # (seconds since the stream's first frame, the job's RSS)
+    jvm_rss_mb: list[tuple[float, float]]  # the same, the Flink JVM alone (the rest: Python processes)
     checkpoints: dict[str, float]
     producer_max_lag_s: float  # how late the producer sent a frame after its last sample was due
 
@@ -457,9 +466,9 @@ class PacedResult:
         """First / last minute; a third of the run when it is shorter than 3 minutes."""
         return min(60.0, self.seconds / 3)
 
-    def rss_median(self, first: bool) -> float:
+    def rss_median(self, first: bool, jvm_only: bool = False) -> float:
         span = self.rss_span_s
-        chosen = [mb for t, mb in self.rss_mb
+        chosen = [mb for t, mb in (self.jvm_rss_mb if jvm_only else self.rss_mb)
                   if (0 <= t < span if first else self.seconds - span <= t <= self.seconds)]
         return statistics.median(chosen) if chosen else float("nan")
 
@@ -503,18 +512,23 @@ def run_paced(stack: LocalStack, workdir: Path, name: str, target_samples_per_s:
         # Windows the data itself closes (the rest is closed by the end-of-stream markers): latency counts these.
         closable = {w for w in expected if w + WINDOW_MS <= max(expected) - OUT_OF_ORDERNESS_MS}
         rss: list[tuple[float, float]] = []
+        jvm_rss: list[tuple[float, float]] = []
+        first_point_at: dict[int, float] = {}
 
         def sample_rss() -> None:
             if not job.alive():
                 raise AssertionError(f"{name}: job exited\n{job.log_text()[-3000:]}")
             now = time.time()
             if not rss or now - start_ms / 1000 - rss[-1][0] >= RSS_SAMPLE_SECONDS:
-                rss.append((now - start_ms / 1000, session_rss_mb(session)))
+                by_command = session_rss_mb_by_command(session)
+                rss.append((now - start_ms / 1000, sum(by_command.values())))
+                jvm_rss.append((now - start_ms / 1000, by_command.get("java", 0.0)))
 
         with get_context("spawn").Pool(1) as pool:  # leaving the block terminates the producer, also on errors
             producer = pool.apply_async(_produce_in_real_time, (stack.kafka_bootstrap, topic, config))
             complete_at = poll_window_completion(stack.influx_v1_url, db, expected, set(expected),
-                                                 start_ms / 1000 + seconds + 300, on_poll=sample_rss)
+                                                 start_ms / 1000 + seconds + 300, on_poll=sample_rss,
+                                                 first_point_at=first_point_at)
             produced = producer.get(timeout=120)
         checkpoints = completed_checkpoint_stats(name, port, job)
     finally:
@@ -525,8 +539,10 @@ def run_paced(stack: LocalStack, workdir: Path, name: str, target_samples_per_s:
         wrong = {w: (counts.get(w, 0), expected.get(w, 0)) for w in set(counts) | set(expected)
                  if counts.get(w, 0) != expected.get(w, 0)}
         raise AssertionError(f"{name}: (points, expected) per window differ: {sorted(wrong.items())[:10]}")
+    first_point_latencies = [first_point_at[w] - (w + WINDOW_MS) / 1000 for w in closable if w in first_point_at]
     return PacedResult(name, target_samples_per_s, devices, seconds, latency_summary(complete_at, closable),
-                       sum(counts.values()), sum(expected.values()), rss, checkpoints, produced["max_lag_s"])
+                       statistics.median(first_point_latencies) if first_point_latencies else float("nan"),
+                       sum(counts.values()), sum(expected.values()), rss, jvm_rss, checkpoints, produced["max_lag_s"])
 
 
 # --- report ----------------------------------------------------------------------------------------------
@@ -552,16 +568,18 @@ def table(results: list[RunResult]) -> str:
 
 
 def paced_table(results: list[PacedResult]) -> str:
-    rows = ["| paced run | samples/s | devices | windows | p50 s | p99 s | max s | first s | RSS MB first / last "
-            "minute | checkpoint ms (avg / max) | checkpoint size MB | producer max lag s | points (= expected) |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = ["| paced run | samples/s | devices | windows | p50 s | p99 s | max s | first s | first point p50 s "
+            "| RSS MB first / last minute | checkpoint ms (avg / max) | checkpoint size MB | producer max lag s "
+            "| points (= expected) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         latency = r.latency
         duration, size = checkpoint_cells(r.checkpoints)
         cells = (f"{latency['p50']:.1f} | {latency['p99']:.1f} | {latency['max']:.1f} | {latency['first']:.1f}"
                  if latency["windows"] else "- | - | - | -")
         rows.append(f"| {r.name} | {r.devices * SAMPLES_PER_DEVICE_PER_S:,} | {r.devices} | {latency['windows']} | "
-                    f"{cells} | {r.rss_median(first=True):,.0f} / {r.rss_median(first=False):,.0f} | {duration} | "
+                    f"{cells} | {r.first_point_p50_s:.1f} | "
+                    f"{r.rss_median(first=True):,.0f} / {r.rss_median(first=False):,.0f} | {duration} | "
                     f"{size} | {r.producer_max_lag_s:.1f} | {r.points:,} |")
     return "\n".join(rows)
 
@@ -694,7 +712,9 @@ def main(argv: list[str] | None = None) -> int:
                                          args.sites, extra)
                 paced.append(paced_result)
                 print(f"{name}: {paced_result.devices} devices, latency {paced_result.latency}, RSS MB first / "
-                      f"last {paced_result.rss_median(True):,.0f} / {paced_result.rss_median(False):,.0f}, "
+                      f"last {paced_result.rss_median(True):,.0f} / {paced_result.rss_median(False):,.0f} (JVM "
+                      f"{paced_result.rss_median(True, jvm_only=True):,.0f} / "
+                      f"{paced_result.rss_median(False, jvm_only=True):,.0f}), "
                       f"checkpoints {paced_result.checkpoints}, producer max lag "
                       f"{paced_result.producer_max_lag_s:.1f} s", flush=True)
         finally:

@@ -29,3 +29,6 @@ def test_every_run_accounts_for_every_point(tmp_path: Path) -> None:
     assert paced["expected"] == 6 * 15 * 250 and paced["points"] == paced["expected"], paced
     assert paced["latency"]["windows"] >= 1 and paced["latency"]["missing"] == 0, paced
     assert paced["rss_mb"] and paced["checkpoints"]["completed"] >= 1, paced
+    jvm_and_total = zip(paced["jvm_rss_mb"], paced["rss_mb"], strict=True)
+    assert all(0 < jvm <= total for (_, jvm), (_, total) in jvm_and_total), paced
+    assert paced["first_point_p50_s"] <= paced["latency"]["p50"], paced
