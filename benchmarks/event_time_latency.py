@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,50 @@ def points_per_window(messages: list[SimMessage], samples_per_frame: int) -> Cou
     return counts
 
 
+def window_point_counts(influx_url: str, db: str, since_ms: int) -> dict[int, int]:
+    """Points of ecg_anonymized per 5 s window (start in ms) from `since_ms` on."""
+    rows = query_v1(influx_url, f'SELECT count("ecg_mv") FROM "ecg_anonymized" WHERE time >= {since_ms}ms '
+                                'GROUP BY time(5s) fill(none)', db)
+    return {int(row["time"]) // 1_000_000: int(row["count"]) for row in rows}
+
+
+def poll_window_completion(influx_url: str, db: str, expected: Counter[int], until_complete: set[int],
+                           deadline: float, on_poll: Callable[[], None] | None = None,
+                           first_point_at: dict[int, float] | None = None) -> dict[int, float]:
+    """Wall-clock time at which each window first had all its expected points, polled every 0.2 s until
+    the windows `until_complete` are all there or `deadline` (time.time()). Only windows not yet complete
+    are queried, so a long run does not count its whole history at every poll. `first_point_at`, if
+    given, gets the time each window's first points were seen (its anonymization had begun writing)."""
+    complete_at: dict[int, float] = {}
+    while time.time() < deadline and not until_complete <= set(complete_at):
+        since = min((w for w in expected if w not in complete_at), default=max(expected))
+        counts = window_point_counts(influx_url, db, since)
+        now = time.time()
+        for window, count in counts.items():
+            if first_point_at is not None and count:
+                first_point_at.setdefault(window, now)
+            if window not in complete_at and count >= expected.get(window, 1 << 60):
+                complete_at[window] = now
+        if on_poll is not None:
+            on_poll()
+        time.sleep(0.2)
+    return complete_at
+
+
+def latency_summary(complete_at: dict[int, float], closable: set[int]) -> dict[str, Any]:
+    """Window end -> last point queryable (s) over the windows the data itself closes: p50 / p99 / max and
+    the first window's (what a job start or a quiet partition adds once)."""
+    latencies = {w: complete_at[w] - (w + WINDOW_MS) / 1000 for w in sorted(complete_at) if w in closable}
+    values = sorted(latencies.values())
+    if not values:
+        return {"windows": 0, "missing": len(closable)}
+    return {
+        "windows": len(values), "missing": len(closable - set(complete_at)),
+        "first": latencies[min(latencies)], "p50": statistics.median(values),
+        "p99": values[min(len(values) - 1, round(0.99 * (len(values) - 1)))], "max": values[-1],
+    }
+
+
 def measure(stack: LocalStack, workdir: Path, shape: str, seconds: int, idle_timeout: float) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     topic, dlq, db = f"lat-raw-{run}", f"lat-dlq-{run}", f"lat_{run}"
@@ -73,29 +118,11 @@ def measure(stack: LocalStack, workdir: Path, shape: str, seconds: int, idle_tim
         producer = threading.Thread(target=produce, args=(messages, stack.kafka_bootstrap, topic),
                                     kwargs={"realtime_frame_ms": config.frame_ms}, daemon=True)
         producer.start()
-        complete_at: dict[int, float] = {}
         # Windows closed by the data itself: up to the last frame minus the out-of-orderness bound.
         closable = {w for w in expected if w + WINDOW_MS <= max(expected) - 2000}
-        deadline = time.time() + seconds + 60
-        while time.time() < deadline and not closable <= set(complete_at):
-            rows = query_v1(stack.influx_v1_url, f'SELECT count("ecg_mv") FROM "ecg_anonymized" WHERE time >= '
-                                                 f'{start_ms}ms GROUP BY time(5s) fill(none)', db)
-            now = time.time()
-            for row in rows:
-                window = int(row["time"]) // 1_000_000
-                if window not in complete_at and int(row["count"]) >= expected.get(window, 1 << 60):
-                    complete_at[window] = now
-            time.sleep(0.2)
+        complete_at = poll_window_completion(stack.influx_v1_url, db, expected, closable, time.time() + seconds + 60)
         producer.join(timeout=10)
-        latencies = {w: complete_at[w] - (w + WINDOW_MS) / 1000 for w in sorted(complete_at)}
-        values = sorted(latencies.values())
-        if not values:
-            return {"shape": shape, "windows": 0, "missing": len(closable)}
-        return {
-            "shape": shape, "windows": len(values), "missing": len(closable - set(complete_at)),
-            "first": latencies[min(latencies)], "p50": statistics.median(values),
-            "p99": values[min(len(values) - 1, round(0.99 * (len(values) - 1)))], "max": values[-1],
-        }
+        return {"shape": shape, **latency_summary(complete_at, closable)}
     finally:
         job.stop()
 

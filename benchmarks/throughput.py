@@ -1,6 +1,7 @@
 """Throughput of the whole job side by side with its ceilings, on one pre-produced data set.
 
     .venv/bin/python -m benchmarks.throughput [--patients 200] [--duration 120] [--runs a,b,c,d,e]
+        [--latency [--latency-loads 25,50,90] [--latency-seconds 60] [--max-rate SAMPLES_PER_S]] [--minutes N]
 
 One topic (4 partitions) is filled once with `--patients` x `--duration` s of 1 s frames at 250 Hz plus
 end-of-stream markers; then, in this one invocation and on that same topic:
@@ -19,7 +20,15 @@ A Flink run's clock starts when its Kafka source has read its first record (REST
 the sink has every expected point, so JVM and Python worker start-up are not counted. CPU = user + system
 seconds of every process of the run (JVM and Python workers; for (d)/(e) the writer process). Every run
 must account for every record: the points (a, b, d, e) or frames (c) are checked exactly against the
-reference model (tests.integration.support.expected_output), otherwise the benchmark fails.
+reference model (tests.integration.support.expected_output), otherwise the benchmark fails. Before a Flink
+run's job is stopped, its checkpoint statistics are read from the REST API (/jobs/<id>/checkpoints).
+
+--latency (paced runs, after the runs above): the full job (a) into the local influxd while devices stream
+in real time (frames stamped with the wall clock, sent when their last sample is due), as many devices as
+make 25 / 50 / 90 % of (a)'s samples/s of this invocation (or of --max-rate). Per load: window end -> last
+point queryable in InfluxDB (benchmarks.event_time_latency) p50 / p99 / max, the job's RSS every 5 s
+(first vs last minute) and its checkpoints. --minutes N adds one such run of N minutes at --memory-load %.
+End-of-stream markers close the last windows; every window must then hold exactly its frames' samples.
 """
 
 from __future__ import annotations
@@ -28,12 +37,13 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +52,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from benchmarks.event_time_latency import latency_summary, poll_window_completion, window_point_counts
 from connectors.config import PROJECT_ROOT
 from connectors.influxdb import InfluxV1Writer, class_requests
 from contract.frames import EcgFrame, parse_frame
@@ -88,6 +99,7 @@ class RunResult:
     peak_rss_mb: float
     points: int = 0
     expected: int = 0
+    checkpoints: dict[str, float] = field(default_factory=dict)  # checkpoint_stats() at the end of a Flink run
     notes: dict[str, Any] = field(default_factory=dict)
 
     # A tiny data set can be delivered in one go, before the clock of a Flink run starts: rates are nan.
@@ -133,16 +145,23 @@ def session_cpu_seconds(session_id: int) -> float:
     return total / ticks
 
 
-def session_rss_mb(session_id: int) -> float:
-    total = 0
+def session_rss_mb_by_command(session_id: int) -> dict[str, float]:
+    """RSS of the live processes of a session summed per command name (java: the Flink JVM; python: the
+    job's client and the Python workers)."""
+    by_command: dict[str, float] = defaultdict(float)
     for pid in _session_pids(session_id):
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
         except OSError:
             continue
-    return total / 1024
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+        if "VmRSS" in fields:
+            by_command[fields["Name"].strip()] += int(fields["VmRSS"].split()[0]) / 1024
+    return dict(by_command)
+
+
+def session_rss_mb(session_id: int) -> float:
+    return sum(session_rss_mb_by_command(session_id).values())
 
 
 # --- the data set and its reference ------------------------------------------------------------------
@@ -222,6 +241,38 @@ def vertex_load(port: int) -> dict[str, tuple[float, float]]:
     return load
 
 
+def checkpoint_stats(port: int) -> dict[str, float]:
+    """The running job's completed checkpoints so far (Flink REST /jobs/<id>/checkpoints): how many (and
+    failed), end-to-end duration avg / max / latest in ms, full state size max / latest and the latest
+    checkpointed (incremental) size in MB. {} while the REST API or the job is not up."""
+    try:
+        jid = running_job_id(port)
+        if jid is None:
+            return {}
+        stats = rest_get(port, f"/jobs/{jid}/checkpoints")
+    except OSError:
+        return {}
+    completed = int(stats["counts"]["completed"])
+    result: dict[str, float] = {"completed": completed, "failed": int(stats["counts"]["failed"])}
+    if completed:
+        summary, latest = stats["summary"], stats["latest"]["completed"]
+        megabytes = 1 / (1 << 20)
+        result |= {"avg_ms": float(summary["end_to_end_duration"]["avg"]),
+                   "max_ms": float(summary["end_to_end_duration"]["max"]),
+                   "latest_ms": float(latest["end_to_end_duration"]),
+                   "max_state_mb": summary["state_size"]["max"] * megabytes,
+                   "latest_state_mb": latest["state_size"] * megabytes,
+                   "latest_checkpointed_mb": latest["checkpointed_size"] * megabytes}
+    return result
+
+
+def completed_checkpoint_stats(name: str, port: int, job: JobProcess) -> dict[str, float]:
+    """checkpoint_stats once the job has completed at least one checkpoint (a short run may end before
+    its first; waiting for it is not on the run's clock)."""
+    return dict(wait_until(lambda: (stats := checkpoint_stats(port)).get("completed") and stats, 120,
+                           f"{name}: a completed checkpoint", poll=0.5, job=job))
+
+
 def _timed_flink_run(name: str, job: JobProcess, done: Callable[[], int], expected: int, frames: int,
                      samples: int, timeout: float, port: int) -> RunResult:
     """The clock starts at the first points the sink delivers (JVM, Python workers and the first window
@@ -248,29 +299,37 @@ def _timed_flink_run(name: str, job: JobProcess, done: Callable[[], int], expect
     cpu = session_cpu_seconds(session) - cpu_start
     if got != expected:
         raise AssertionError(f"{name}: {got} of {expected} expected points after {seconds:.0f} s")
+    checkpoints = completed_checkpoint_stats(name, port, job)
     share = (expected - first) / expected  # the part of the data set the clock saw
     return RunResult(name, seconds, round(frames * share), round(samples * share), cpu, peak_rss, got, expected,
+                     checkpoints,
                      {"points_before_clock": first,
                       "busy_backpressured_ms_per_s": {vertex: [round(max(b for b, _ in values)),
                                                                round(max(p for _, p in values))]
                                                       for vertex, values in load.items()}})
 
 
-def run_job(stack: LocalStack, workdir: Path, topic: str, influx_url: str | None, k: int, expected: int,
-            frames: int, samples: int, extra: list[str], discard: DiscardingInflux | None = None,
-            timeout: float = 900) -> RunResult:
+def start_job(stack: LocalStack, workdir: Path, topic: str, k: int, extra: list[str],
+              discard: DiscardingInflux | None = None) -> tuple[JobProcess, int, str]:
+    """The full job (cardio branch off, checkpoints every 5 s) on `topic` into a fresh database of the local
+    influxd (or into `discard`); returns the job, its REST port and the database."""
     run = uuid.uuid4().hex[:8]
     db = f"tp_{run}"
     create_database_v1(stack.influx_v1_url, db)
     port = free_port()
-    name = RUN_NAMES["b" if discard else "a"]
     args = job_args(stack, workdir / f"checkpoints-{run}", "--influx-db", db, "--kafka-input-topic", topic,
                     "--kafka-dlq-topic", f"tp-dlq-{run}", "--k-anonymity", str(k), "--cardio-branch", "false",
                     "--checkpoint-interval-seconds", "5", "--web-ui-port", str(port), *extra)
     if discard is not None:
         args += ["--influx-url", discard.url]
     create_topics(stack.kafka_bootstrap, {f"tp-dlq-{run}": 1})
-    job = JobProcess(args, workdir / f"job-{run}.log")
+    return JobProcess(args, workdir / f"job-{run}.log"), port, db
+
+
+def run_job(stack: LocalStack, workdir: Path, topic: str, k: int, expected: int, frames: int, samples: int,
+            extra: list[str], discard: DiscardingInflux | None = None, timeout: float = 900) -> RunResult:
+    name = RUN_NAMES["b" if discard else "a"]
+    job, port, db = start_job(stack, workdir, topic, k, extra, discard)
     try:
         if discard is not None:
             return _timed_flink_run(name, job, lambda: discard.points, expected, frames, samples, timeout, port)
@@ -381,15 +440,147 @@ def in_fresh_process(function: Callable[..., dict[str, Any]], *args: Any) -> dic
         return pool.submit(function, *args).result()
 
 
+# --- paced runs: latency and memory at a fixed input rate ------------------------------------------------
+
+SAMPLES_PER_DEVICE_PER_S = 250  # a device streaming 1 s frames at 250 Hz in real time
+RSS_SAMPLE_SECONDS = 5.0
+
+
+@dataclass
+class PacedResult:
+    name: str
+    target_samples_per_s: float
+    devices: int
+    seconds: int  # of signal per device, streamed in real time
+    latency: dict[str, Any]  # benchmarks.event_time_latency.latency_summary: windows, p50, p99, max, first (s)
+    first_point_p50_s: float  # window end -> its first points queryable (median): the rest of the latency is writing
+    points: int
+    expected: int
+    rss_mb: list[tuple[float, float]]  # (seconds since the stream's first frame, the job's RSS)
+    jvm_rss_mb: list[tuple[float, float]]  # the same, the Flink JVM alone (the rest: Python processes)
+    checkpoints: dict[str, float]
+    producer_max_lag_s: float  # how late the producer sent a frame after its last sample was due
+
+    @property
+    def rss_span_s(self) -> float:
+        """First / last minute; a third of the run when it is shorter than 3 minutes."""
+        return min(60.0, self.seconds / 3)
+
+    def rss_median(self, first: bool, jvm_only: bool = False) -> float:
+        span = self.rss_span_s
+        chosen = [mb for t, mb in (self.jvm_rss_mb if jvm_only else self.rss_mb)
+                  if (0 <= t < span if first else self.seconds - span <= t <= self.seconds)]
+        return statistics.median(chosen) if chosen else float("nan")
+
+
+def _produce_in_real_time(bootstrap: str, topic: str, config: SimConfig) -> dict[str, Any]:
+    """Runs in a process of its own (not under the benchmark's GIL): each frame is sent when its last sample
+    is due on the wall clock; returns the produce report and the largest lag behind that moment."""
+    lag = [0.0]
+    due = [float("inf")]
+
+    def measured(messages: Iterable[SimMessage]) -> Iterable[SimMessage]:
+        for message in messages:
+            # produce() sends the previous message before asking for this one: its lag is known now.
+            lag[0] = max(lag[0], time.time() - due[0])
+            due[0] = (message.timestamp_ms + config.frame_ms) / 1000 if message.valid else float("inf")
+            yield message
+
+    report = produce(measured(generate_messages(config)), bootstrap, topic, realtime_frame_ms=config.frame_ms)
+    return {"valid": report.valid, "control": report.control, "errors": report.errors,
+            "error_samples": report.error_samples, "max_lag_s": lag[0]}
+
+
+def run_paced(stack: LocalStack, workdir: Path, name: str, target_samples_per_s: float, seconds: int, k: int,
+              sites: int, extra: list[str]) -> PacedResult:
+    """The full job into influxd while devices stream in real time at `target_samples_per_s`."""
+    devices = max(1, round(target_samples_per_s / SAMPLES_PER_DEVICE_PER_S))
+    topic = f"paced-raw-{uuid.uuid4().hex[:8]}"
+    create_topics(stack.kafka_bootstrap, {topic: PARTITIONS})
+    job, port, db = start_job(stack, workdir, topic, k, extra)
+    session = job.process.pid
+    try:
+        wait_until(lambda: checkpoint_stats(port).get("completed"), 300, f"{name}: job running", job=job)
+        # The first frame is due 3-8 s from now, on a window boundary: time for the producer process to start.
+        start_ms = (int(time.time() * 1000) + 3000 + WINDOW_MS - 1) // WINDOW_MS * WINDOW_MS
+        config = SimConfig(patients=devices, duration_s=seconds, start_ms=start_ms, sites=sites, seed=12, fs=250.0,
+                           end_of_stream=True, partitions=PARTITIONS)
+        # No churn: every device sends every frame, so each window holds devices x frames x samples points.
+        expected: Counter[int] = Counter()
+        for frame in range(seconds):
+            expected[start_ms + frame * 1000 // WINDOW_MS * WINDOW_MS] += devices * config.samples_per_frame
+        # Windows the data itself closes (the rest is closed by the end-of-stream markers): latency counts these.
+        closable = {w for w in expected if w + WINDOW_MS <= max(expected) - OUT_OF_ORDERNESS_MS}
+        rss: list[tuple[float, float]] = []
+        jvm_rss: list[tuple[float, float]] = []
+        first_point_at: dict[int, float] = {}
+
+        def sample_rss() -> None:
+            if not job.alive():
+                raise AssertionError(f"{name}: job exited\n{job.log_text()[-3000:]}")
+            now = time.time()
+            if not rss or now - start_ms / 1000 - rss[-1][0] >= RSS_SAMPLE_SECONDS:
+                by_command = session_rss_mb_by_command(session)
+                rss.append((now - start_ms / 1000, sum(by_command.values())))
+                jvm_rss.append((now - start_ms / 1000, by_command.get("java", 0.0)))
+
+        with get_context("spawn").Pool(1) as pool:  # leaving the block terminates the producer, also on errors
+            producer = pool.apply_async(_produce_in_real_time, (stack.kafka_bootstrap, topic, config))
+            complete_at = poll_window_completion(stack.influx_v1_url, db, expected, set(expected),
+                                                 start_ms / 1000 + seconds + 300, on_poll=sample_rss,
+                                                 first_point_at=first_point_at)
+            produced = producer.get(timeout=120)
+        checkpoints = completed_checkpoint_stats(name, port, job)
+    finally:
+        job.stop()
+    assert produced["errors"] == 0, produced["error_samples"]
+    counts = window_point_counts(stack.influx_v1_url, db, start_ms)
+    if counts != dict(expected):  # every frame's samples, in its own window, once
+        wrong = {w: (counts.get(w, 0), expected.get(w, 0)) for w in set(counts) | set(expected)
+                 if counts.get(w, 0) != expected.get(w, 0)}
+        raise AssertionError(f"{name}: (points, expected) per window differ: {sorted(wrong.items())[:10]}")
+    first_point_latencies = [first_point_at[w] - (w + WINDOW_MS) / 1000 for w in closable if w in first_point_at]
+    return PacedResult(name, target_samples_per_s, devices, seconds, latency_summary(complete_at, closable),
+                       statistics.median(first_point_latencies) if first_point_latencies else float("nan"),
+                       sum(counts.values()), sum(expected.values()), rss, jvm_rss, checkpoints, produced["max_lag_s"])
+
+
 # --- report ----------------------------------------------------------------------------------------------
 
 
+def checkpoint_cells(checkpoints: dict[str, float]) -> tuple[str, str]:
+    """("avg / max ms", "max state MB") of a run's completed checkpoints; "-" for runs without Flink."""
+    if not checkpoints.get("completed"):
+        return "-", "-"
+    return (f"{checkpoints['avg_ms']:,.0f} / {checkpoints['max_ms']:,.0f}",
+            f"{checkpoints['max_state_mb']:,.2f}")
+
+
 def table(results: list[RunResult]) -> str:
-    rows = ["| run | seconds | frames/s | samples/s | CPU s / M samples | peak RSS MB | points (= expected) |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = ["| run | seconds | frames/s | samples/s | CPU s / M samples | peak RSS MB | checkpoint ms (avg / max) "
+            "| checkpoint size MB | points (= expected) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
+        duration, size = checkpoint_cells(r.checkpoints)
         rows.append(f"| {r.name} | {r.seconds:.1f} | {r.frames_per_s:,.0f} | {r.samples_per_s:,.0f} | "
-                    f"{r.cpu_s_per_million_samples:.1f} | {r.peak_rss_mb:,.0f} | {r.points:,} |")
+                    f"{r.cpu_s_per_million_samples:.1f} | {r.peak_rss_mb:,.0f} | {duration} | {size} | {r.points:,} |")
+    return "\n".join(rows)
+
+
+def paced_table(results: list[PacedResult]) -> str:
+    rows = ["| paced run | samples/s | devices | windows | p50 s | p99 s | max s | first s | first point p50 s "
+            "| RSS MB first / last minute | checkpoint ms (avg / max) | checkpoint size MB | producer max lag s "
+            "| points (= expected) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        latency = r.latency
+        duration, size = checkpoint_cells(r.checkpoints)
+        cells = (f"{latency['p50']:.1f} | {latency['p99']:.1f} | {latency['max']:.1f} | {latency['first']:.1f}"
+                 if latency["windows"] else "- | - | - | -")
+        rows.append(f"| {r.name} | {r.devices * SAMPLES_PER_DEVICE_PER_S:,} | {r.devices} | {latency['windows']} | "
+                    f"{cells} | {r.first_point_p50_s:.1f} | "
+                    f"{r.rss_median(first=True):,.0f} / {r.rss_median(first=False):,.0f} | {duration} | "
+                    f"{size} | {r.producer_max_lag_s:.1f} | {r.points:,} |")
     return "\n".join(rows)
 
 
@@ -437,8 +628,25 @@ def main(argv: list[str] | None = None) -> int:
                              "'a:sync=--influx-write-queue 0' (repeatable; runs after --runs)")
     parser.add_argument("--png", type=Path, default=None, help="write the plot here (e.g. docs/throughput.png)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--latency", action="store_true",
+                        help="paced runs of the full job into influxd at --latency-loads %% of the maximum rate")
+    parser.add_argument("--latency-loads", default="25,50,90", help="percent of the maximum rate, comma-separated")
+    parser.add_argument("--latency-seconds", type=int, default=60, help="seconds streamed in real time per load")
+    parser.add_argument("--max-rate", type=float, default=None,
+                        help="samples/s that count as 100 %% (default: run (a)'s samples/s of this invocation)")
+    parser.add_argument("--minutes", type=float, default=0,
+                        help="one more paced run this long (memory over time), at --memory-load %%")
+    parser.add_argument("--memory-load", type=float, default=50)
     args = parser.parse_args(argv)
     runs = [run.strip() for run in args.runs.split(",") if run.strip()]
+    # (percent of the maximum rate, seconds streamed, run name) of each paced run
+    paced_runs = [(float(load), args.latency_seconds, f"{float(load):g} % load, {args.latency_seconds} s")
+                  for load in args.latency_loads.split(",") if load.strip()] if args.latency else []
+    if args.minutes > 0:
+        paced_runs.append((args.memory_load, round(args.minutes * 60),
+                           f"{args.memory_load:g} % load, {args.minutes:g} min (memory)"))
+    if paced_runs and args.max_rate is None and "a" not in runs:
+        parser.error("--latency / --minutes need run (a) in --runs or --max-rate")
 
     config, messages = dataset(args.patients, args.duration, args.sites)
     frames = sum(1 for m in messages if m.valid)
@@ -447,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data set: {args.patients} patients x {args.duration} s, {frames:,} frames, {samples:,} samples, "
           f"{args.sites} sites, k={args.k}; expected points {expected:,}", flush=True)
     results: list[RunResult] = []
+    paced: list[PacedResult] = []
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         workdir = Path(tmp)
         stack = LocalStack(workdir / "stack")
@@ -471,8 +680,8 @@ def main(argv: list[str] | None = None) -> int:
                 if run in ("a", "b"):
                     discard = DiscardingInflux() if run == "b" else None
                     try:
-                        result = run_job(stack, workdir, topic, None, args.k, expected, frames, samples,
-                                         extra + flags, discard)
+                        result = run_job(stack, workdir, topic, args.k, expected, frames, samples, extra + flags,
+                                         discard)
                     finally:
                         if discard:
                             discard.close()
@@ -496,13 +705,28 @@ def main(argv: list[str] | None = None) -> int:
                     parser.error(f"unknown run {run!r}")
                 results.append(result)
                 print(f"{result.name}: {result.seconds:.1f} s, {result.samples_per_s:,.0f} samples/s, "
-                      f"points {result.points:,}/{result.expected:,}", flush=True)
+                      f"points {result.points:,}/{result.expected:,}, checkpoints {result.checkpoints}", flush=True)
+            max_rate = args.max_rate or next((r.samples_per_s for r in results if r.name == RUN_NAMES["a"]), 0.0)
+            for load, seconds, name in paced_runs:
+                paced_result = run_paced(stack, workdir, name, max_rate * load / 100, seconds, args.k,
+                                         args.sites, extra)
+                paced.append(paced_result)
+                print(f"{name}: {paced_result.devices} devices, latency {paced_result.latency}, RSS MB first / "
+                      f"last {paced_result.rss_median(True):,.0f} / {paced_result.rss_median(False):,.0f} (JVM "
+                      f"{paced_result.rss_median(True, jvm_only=True):,.0f} / "
+                      f"{paced_result.rss_median(False, jvm_only=True):,.0f}), "
+                      f"checkpoints {paced_result.checkpoints}, producer max lag "
+                      f"{paced_result.producer_max_lag_s:.1f} s", flush=True)
         finally:
             stack.stop()
     print()
     print(table(results))
     for line in ratios(results):
         print(line)
+    if paced:
+        print()
+        print(f"paced runs (100 % = {max_rate:,.0f} samples/s), window end -> last point queryable:")
+        print(paced_table(paced))
     for result in results:
         if result.notes.get("busy_backpressured_ms_per_s"):
             print(f"{result.name}: busy / backpressured ms per s, max over the run, per vertex:")
@@ -526,8 +750,10 @@ def main(argv: list[str] | None = None) -> int:
                             "a.set_title(sys.argv[3],fontsize=10); f.tight_layout(); f.savefig(sys.argv[2],dpi=110)",
                             data, str(args.png), title], check=True)
     if args.json:
-        args.json.write_text(json.dumps([r.__dict__ | {"samples_per_s": r.samples_per_s} for r in results],
-                                        indent=1))
+        args.json.write_text(json.dumps(
+            {"runs": [r.__dict__ | {"samples_per_s": r.samples_per_s} for r in results],
+             "paced": [r.__dict__ | {"rss_first_mb": r.rss_median(first=True), "rss_last_mb": r.rss_median(first=False),
+                                     "rss_span_s": r.rss_span_s} for r in paced]}, indent=1))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Smoke variant of `python -m benchmarks.throughput`: seconds of data, every run (job -> InfluxDB, job ->
-discarding sink, InfluxDB ceiling, single-process consumer) must deliver exactly the reference model's
-points. Speed is not checked here; the benchmark prints it."""
+discarding sink, PyFlink window count, InfluxDB ceiling, single-process consumer, and one paced run with
+devices streaming in real time) must deliver exactly the reference model's points, and the Flink runs
+report their checkpoints. Speed and latency are not checked here; the benchmark prints them."""
 
 from __future__ import annotations
 
@@ -12,9 +13,22 @@ from benchmarks.throughput import RUN_NAMES, main
 
 def test_every_run_accounts_for_every_point(tmp_path: Path) -> None:
     results_path = tmp_path / "results.json"
-    assert main(["--patients", "6", "--duration", "10", "--json", str(results_path)]) == 0
+    # --max-rate: the paced run does not depend on how fast run (a) happened to be; 50 % = 6 devices.
+    assert main(["--patients", "6", "--duration", "10", "--json", str(results_path),
+                 "--latency", "--latency-loads", "50", "--latency-seconds", "15", "--max-rate", "3000"]) == 0
     results = json.loads(results_path.read_text())
-    assert [r["name"] for r in results] == list(RUN_NAMES.values())
-    for result in results:
+    assert [r["name"] for r in results["runs"]] == list(RUN_NAMES.values())
+    for result in results["runs"]:
         assert result["expected"] > 0, result
         assert result["points"] == result["expected"], result
+        if result["name"] in (RUN_NAMES["a"], RUN_NAMES["b"], RUN_NAMES["c"]):
+            assert result["checkpoints"]["completed"] >= 1, result
+            assert result["checkpoints"]["max_state_mb"] > 0, result
+    [paced] = results["paced"]
+    assert paced["devices"] == 6, paced
+    assert paced["expected"] == 6 * 15 * 250 and paced["points"] == paced["expected"], paced
+    assert paced["latency"]["windows"] >= 1 and paced["latency"]["missing"] == 0, paced
+    assert paced["rss_mb"] and paced["checkpoints"]["completed"] >= 1, paced
+    jvm_and_total = zip(paced["jvm_rss_mb"], paced["rss_mb"], strict=True)
+    assert all(0 < jvm <= total for (_, jvm), (_, total) in jvm_and_total), paced
+    assert paced["first_point_p50_s"] <= paced["latency"]["p50"], paced
