@@ -41,7 +41,8 @@ MODEL_MEASUREMENT = "ecg_model_stats"
 
 class DetectAnomalies(KeyedBroadcastProcessFunction):
     """Keyed by pid: one anomaly.device.DeviceState per device in keyed state; the global models in
-    broadcast state. Emits AnomalyEvent, LocalUpdate, JoinSignal and ReadySignal objects."""
+    broadcast state. The keyed input carries the device's frames and its PriorNotice (federated.priors),
+    which releases a waiting device. Emits AnomalyEvent, LocalUpdate, JoinSignal and ReadySignal objects."""
 
     def __init__(self, config: DeviceConfig, beat_source: BeatSource, poll_ms: int = 200) -> None:
         self._config = config
