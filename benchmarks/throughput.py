@@ -1,7 +1,8 @@
 """Throughput of the whole job side by side with its ceilings, on one pre-produced data set.
 
-    .venv/bin/python -m benchmarks.throughput [--patients 200] [--duration 120] [--runs a,b,c,d,e]
-        [--latency [--latency-loads 25,50,90] [--latency-seconds 60] [--max-rate SAMPLES_PER_S]] [--minutes N]
+    .venv/bin/python -m benchmarks.throughput [--patients 200] [--duration 120] [--runs a,b,c,d,e,f]
+        [--variant RUN:NAME=FLAGS ...] [--latency [--latency-loads 25,50,90] [--latency-seconds 60]
+        [--max-rate SAMPLES_PER_S]] [--minutes N] [--paced-variant LOAD:NAME=FLAGS ...]
 
 One topic (4 partitions) is filled once with `--patients` x `--duration` s of 1 s frames at 250 Hz plus
 end-of-stream markers; then, in this one invocation and on that same topic:
@@ -15,10 +16,15 @@ end-of-stream markers; then, in this one invocation and on that same topic:
                              writers as the job has sinks (1), no Flink
   (e) single process         one kafka-python consumer applying the same privacy core (parse_frame ->
                              to_core_frame -> anonymize_window -> class_requests) and writing the same points
+  (f) standalone cluster     run (a) submitted with `flink run` to a standalone session cluster (1 JobManager,
+                             1 TaskManager with 2 slots) started for this run
 
-A Flink run's clock starts when its Kafka source has read its first record (REST offsets) and stops when
-the sink has every expected point, so JVM and Python worker start-up are not counted. CPU = user + system
-seconds of every process of the run (JVM and Python workers; for (d)/(e) the writer process). Every run
+--variant repeats (a), (b) or (f) with more job flags (e.g. 'f:p2=--parallelism 2'), or (d) with
+'--writers N' (concurrent writers) / '--gzip LEVEL' (gzip request bodies), in the same invocation.
+
+A Flink run's clock starts when the sink has delivered its first points and stops when it has every
+expected point, so JVM and Python worker start-up are not counted. CPU = user + system seconds of every
+process of the run (JVM(s) and Python workers; for (d)/(e) the writer process). Every run
 must account for every record: the points (a, b, d, e) or frames (c) are checked exactly against the
 reference model (tests.integration.support.expected_output), otherwise the benchmark fails. Before a Flink
 run's job is stopped, its checkpoint statistics are read from the REST API (/jobs/<id>/checkpoints).
@@ -29,11 +35,13 @@ make 25 / 50 / 90 % of (a)'s samples/s of this invocation (or of --max-rate). Pe
 point queryable in InfluxDB (benchmarks.event_time_latency) p50 / p99 / max, the job's RSS every 5 s
 (first vs last minute) and its checkpoints. --minutes N adds one such run of N minutes at --memory-load %.
 End-of-stream markers close the last windows; every window must then hold exactly its frames' samples.
+--paced-variant repeats one paced run with more job flags (e.g. '50:ooo 1 s=--max-out-of-orderness-seconds 1').
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import resource
@@ -45,7 +53,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing import get_context
@@ -56,6 +64,7 @@ from benchmarks.event_time_latency import latency_summary, poll_window_completio
 from connectors.config import PROJECT_ROOT
 from connectors.influxdb import InfluxV1Writer, class_requests
 from contract.frames import EcgFrame, parse_frame
+from devstack.flink_cluster import FlinkCluster
 from devstack.local_stack import LocalStack, count_points_v1, create_database_v1, create_topics, free_port
 from devstack.simulator import SimConfig, SimMessage, generate_messages, produce
 from hierarchy.loader import load_hierarchy
@@ -86,7 +95,9 @@ RUN_NAMES = {
     "c": "(c) PyFlink window count",
     "d": "(d) InfluxDB ceiling",
     "e": "(e) single process",
+    "f": "(f) job -> InfluxDB, standalone cluster",
 }
+JOB_FILE = PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py"
 
 
 @dataclass
@@ -119,7 +130,7 @@ class RunResult:
 # --- process accounting --------------------------------------------------------------------------------
 
 
-def _session_pids(session_id: int) -> list[int]:
+def session_pids(session_id: int) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -132,11 +143,11 @@ def _session_pids(session_id: int) -> list[int]:
     return pids
 
 
-def session_cpu_seconds(session_id: int) -> float:
-    """user + system CPU seconds of the live processes of a session (the job's JVM and Python workers)."""
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """user + system CPU seconds of the live processes `pids` (the job's JVM and Python workers)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
-    for pid in _session_pids(session_id):
+    for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -145,23 +156,60 @@ def session_cpu_seconds(session_id: int) -> float:
     return total / ticks
 
 
-def session_rss_mb_by_command(session_id: int) -> dict[str, float]:
-    """RSS of the live processes of a session summed per command name (java: the Flink JVM; python: the
-    job's client and the Python workers)."""
-    by_command: dict[str, float] = defaultdict(float)
-    for pid in _session_pids(session_id):
+def rss_mb_by_process(pids: Iterable[int]) -> dict[str, float]:
+    """RSS of each live process of `pids`, named "<name> <pid> <end of its command line>" (java: a Flink
+    JVM; python: the job's client and the Python workers), to see which one grows."""
+    by_process: dict[str, float] = {}
+    for pid in pids:
         try:
-            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+            status = Path(f"/proc/{pid}/status").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        fields = dict(line.split(":", 1) for line in status if ":" in line)
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         if "VmRSS" in fields:
-            by_command[fields["Name"].strip()] += int(fields["VmRSS"].split()[0]) / 1024
-    return dict(by_command)
+            name = f"{fields['Name'].strip()} {pid} {command.strip()[-60:]}"
+            by_process[name] = int(fields["VmRSS"].split()[0]) / 1024
+    return by_process
 
 
-def session_rss_mb(session_id: int) -> float:
-    return sum(session_rss_mb_by_command(session_id).values())
+def rss_mb(pids: Iterable[int]) -> float:
+    return sum(rss_mb_by_process(pids).values())
+
+
+@dataclass
+class Watched:
+    """What a Flink run is watched through: whether its job still runs, its log, and its processes."""
+
+    alive: Callable[[], bool]
+    log_tail: Callable[[], str]
+    pids: Callable[[], list[int]]
+
+    def until(self, condition: Callable[[], Any], timeout: float, what: str, poll: float = 1.0) -> Any:
+        """wait_until `condition`, failing at once (with the log) if the job stops running."""
+
+        def checked() -> Any:
+            if not self.alive():
+                raise AssertionError(f"job stopped while waiting for {what}:\n{self.log_tail()}")
+            return condition()
+
+        return wait_until(checked, timeout, what, poll=poll)
+
+
+def embedded(job: JobProcess) -> Watched:
+    """An embedded mini cluster: the job's process session (JVM, client, Python workers)."""
+    return Watched(job.alive, lambda: job.log_text()[-3000:], lambda: session_pids(job.process.pid))
+
+
+def on_cluster(cluster: FlinkCluster, job_id: str) -> Watched:
+    """A job on a standalone cluster: the JobManager, the TaskManagers and their Python workers."""
+
+    def log_tail() -> str:
+        return "\n".join(f"--- {log.name}\n" + log.read_text(errors="replace")[-1500:]
+                         for log in sorted(cluster.log_dir.glob("*.log")))
+
+    return Watched(lambda: cluster.job_state(job_id) in ("CREATED", "INITIALIZING", "RUNNING"), log_tail,
+                   cluster.process_tree)
 
 
 # --- the data set and its reference ------------------------------------------------------------------
@@ -266,40 +314,41 @@ def checkpoint_stats(port: int) -> dict[str, float]:
     return result
 
 
-def completed_checkpoint_stats(name: str, port: int, job: JobProcess) -> dict[str, float]:
+def completed_checkpoint_stats(name: str, port: int, watched: Watched) -> dict[str, float]:
     """checkpoint_stats once the job has completed at least one checkpoint (a short run may end before
     its first; waiting for it is not on the run's clock)."""
-    return dict(wait_until(lambda: (stats := checkpoint_stats(port)).get("completed") and stats, 120,
-                           f"{name}: a completed checkpoint", poll=0.5, job=job))
+    return dict(watched.until(lambda: (stats := checkpoint_stats(port)).get("completed") and stats, 120,
+                              f"{name}: a completed checkpoint", poll=0.5))
 
 
-def _timed_flink_run(name: str, job: JobProcess, done: Callable[[], int], expected: int, frames: int,
+def _timed_flink_run(name: str, watched: Watched, done: Callable[[], int], expected: int, frames: int,
                      samples: int, timeout: float, port: int) -> RunResult:
     """The clock starts at the first points the sink delivers (JVM, Python workers and the first window
-    are not counted) and stops when all expected points are there; the rate covers the points between."""
-    session = job.process.pid
+    are not counted) and stops when all expected points are there; the rate covers the points between.
+    CPU: of the processes alive at both ends (the job's are)."""
     peak_rss = 0.0
-    first = wait_until(done, 300, f"{name}: first points", poll=0.1, job=job)
-    started, cpu_start = time.monotonic(), session_cpu_seconds(session)
+    first = watched.until(done, 300, f"{name}: first points", poll=0.1)
+    pids = watched.pids()
+    started, cpu_start = time.monotonic(), cpu_seconds(pids)
     deadline = started + timeout
     got = first
     load: dict[str, list[tuple[float, float]]] = defaultdict(list)
     while got < expected and time.monotonic() < deadline:
-        peak_rss = max(peak_rss, session_rss_mb(session))
+        peak_rss = max(peak_rss, rss_mb(watched.pids()))
         try:  # what bounds the run: the vertex busy ~1000 ms/s while the ones before it are backpressured
             for vertex, busy_backpressured in vertex_load(port).items():
                 load[vertex].append(busy_backpressured)
         except (OSError, KeyError):
             pass
-        if not job.alive():
-            raise AssertionError(f"{name}: job exited\n{job.log_text()[-3000:]}")
+        if not watched.alive():
+            raise AssertionError(f"{name}: job stopped\n{watched.log_tail()}")
         time.sleep(0.1)
         got = done()
     seconds = max(time.monotonic() - started, 1e-3)
-    cpu = session_cpu_seconds(session) - cpu_start
+    cpu = cpu_seconds(pids) - cpu_start
     if got != expected:
         raise AssertionError(f"{name}: {got} of {expected} expected points after {seconds:.0f} s")
-    checkpoints = completed_checkpoint_stats(name, port, job)
+    checkpoints = completed_checkpoint_stats(name, port, watched)
     share = (expected - first) / expected  # the part of the data set the clock saw
     return RunResult(name, seconds, round(frames * share), round(samples * share), cpu, peak_rss, got, expected,
                      checkpoints,
@@ -313,17 +362,38 @@ def start_job(stack: LocalStack, workdir: Path, topic: str, k: int, extra: list[
               discard: DiscardingInflux | None = None) -> tuple[JobProcess, int, str]:
     """The full job (cardio branch off, checkpoints every 5 s) on `topic` into a fresh database of the local
     influxd (or into `discard`); returns the job, its REST port and the database."""
+    run, db, args = fresh_job_args(stack, workdir, topic, k, extra)
+    port = free_port()
+    args += ["--web-ui-port", str(port)]
+    if discard is not None:
+        args += ["--influx-url", discard.url]
+    return JobProcess(args, workdir / f"job-{run}.log"), port, db
+
+
+def fresh_job_args(stack: LocalStack, workdir: Path, topic: str, k: int,
+                   extra: list[str]) -> tuple[str, str, list[str]]:
+    """(run id, database, flags) of one full-job run: a fresh database and dead-letter topic, cardio branch
+    off, checkpoints every 5 s."""
     run = uuid.uuid4().hex[:8]
     db = f"tp_{run}"
     create_database_v1(stack.influx_v1_url, db)
-    port = free_port()
+    create_topics(stack.kafka_bootstrap, {f"tp-dlq-{run}": 1})
     args = job_args(stack, workdir / f"checkpoints-{run}", "--influx-db", db, "--kafka-input-topic", topic,
                     "--kafka-dlq-topic", f"tp-dlq-{run}", "--k-anonymity", str(k), "--cardio-branch", "false",
-                    "--checkpoint-interval-seconds", "5", "--web-ui-port", str(port), *extra)
-    if discard is not None:
-        args += ["--influx-url", discard.url]
-    create_topics(stack.kafka_bootstrap, {f"tp-dlq-{run}": 1})
-    return JobProcess(args, workdir / f"job-{run}.log"), port, db
+                    "--checkpoint-interval-seconds", "5", *extra)
+    return run, db, args
+
+
+def influx_points(stack: LocalStack, db: str) -> Callable[[], int]:
+    """The points of `db` so far; counting a large database is not free: at most twice a second."""
+    last_poll = [0.0, 0]
+
+    def points() -> int:
+        if time.monotonic() - last_poll[0] >= 0.5:
+            last_poll[:] = [time.monotonic(), count_points_v1(stack.influx_v1_url, db, MEASUREMENT)]
+        return int(last_poll[1])
+
+    return points
 
 
 def run_job(stack: LocalStack, workdir: Path, topic: str, k: int, expected: int, frames: int, samples: int,
@@ -332,16 +402,10 @@ def run_job(stack: LocalStack, workdir: Path, topic: str, k: int, expected: int,
     job, port, db = start_job(stack, workdir, topic, k, extra, discard)
     try:
         if discard is not None:
-            return _timed_flink_run(name, job, lambda: discard.points, expected, frames, samples, timeout, port)
-        # Counting a large database is not free: poll it twice a second.
-        last_poll = [0.0, 0]
-
-        def points() -> int:
-            if time.monotonic() - last_poll[0] >= 0.5:
-                last_poll[:] = [time.monotonic(), count_points_v1(stack.influx_v1_url, db, MEASUREMENT)]
-            return int(last_poll[1])
-
-        return _timed_flink_run(name, job, points, expected, frames, samples, timeout, port)
+            return _timed_flink_run(name, embedded(job), lambda: discard.points, expected, frames, samples, timeout,
+                                    port)
+        return _timed_flink_run(name, embedded(job), influx_points(stack, db), expected, frames, samples, timeout,
+                                port)
     finally:
         job.stop()
 
@@ -357,28 +421,71 @@ def run_plain_count(stack: LocalStack, workdir: Path, topic: str, frames: int, s
             "--collector", f"{collector.url}/count", "--last-window-start", str(last_window_start)]
     job = JobProcess(args, workdir / f"job-{run}.log", module="benchmarks.plain_window_count_job")
     try:
-        return _timed_flink_run(RUN_NAMES["c"], job, lambda: collector.frames_counted, frames, frames, samples,
-                                timeout, port)
+        return _timed_flink_run(RUN_NAMES["c"], embedded(job), lambda: collector.frames_counted, frames, frames,
+                                samples, timeout, port)
     finally:
         job.stop()
         collector.close()
 
 
+def run_on_cluster(stack: LocalStack, workdir: Path, topic: str, k: int, expected: int, frames: int, samples: int,
+                   extra: list[str], timeout: float = 900) -> RunResult:
+    """(f): run (a) submitted with `flink run` to a standalone session cluster (1 JobManager, 1 TaskManager
+    with 2 slots, devstack.flink_cluster defaults); CPU and RSS of the JobManager, the TaskManager and its
+    Python workers. The cluster starts (and stops) for this run alone."""
+    run, db, args = fresh_job_args(stack, workdir, topic, k, extra)
+    os.environ.setdefault("PSEUDONYM_SECRET", TEST_SECRET)  # the job's client reads it at `flink run`
+    cluster = FlinkCluster(workdir / f"flink-{run}", rest_port=0, parallelism=1)
+    cluster.start()
+    try:
+        job_id = cluster.submit(JOB_FILE, args)
+        return _timed_flink_run(RUN_NAMES["f"], on_cluster(cluster, job_id), influx_points(stack, db), expected,
+                                frames, samples, timeout, cluster.rest_port)
+    finally:
+        cluster.stop()
+
+
 # --- (d), (e): no Flink, each in a fresh process (its own peak RSS and CPU) ----------------------------
 
 
-def _influx_ceiling(url: str, patients: int, duration: int, sites: int, k: int) -> dict[str, Any]:
+class GzipV1Writer(InfluxV1Writer):
+    """InfluxV1Writer with gzip request bodies (influxd accepts `Content-Encoding: gzip` on /write)."""
+
+    def __init__(self, url: str, db: str, level: int) -> None:
+        super().__init__(url, db)
+        self._headers["Content-Encoding"] = "gzip"
+        self._level = level
+
+    def _post(self, body: bytes) -> None:
+        super()._post(gzip.compress(body, self._level))
+
+
+def ceiling_options(flags: list[str]) -> dict[str, int]:
+    """Options of a (d) --variant: --writers N (concurrent writers, threads), --gzip LEVEL (1-9)."""
+    parser = argparse.ArgumentParser(prog="(d) variant", add_help=False, exit_on_error=False)
+    parser.add_argument("--writers", type=int, default=1)
+    parser.add_argument("--gzip", type=int, default=0, dest="gzip_level")
+    return dict(vars(parser.parse_args(flags)))
+
+
+def _influx_ceiling(url: str, patients: int, duration: int, sites: int, k: int, writers: int = 1,
+                    gzip_level: int = 0) -> dict[str, Any]:
+    """The job's requests written straight to influxd: by `writers` threads at once (1 = in order, as the
+    job's sink), with gzip bodies at `gzip_level` (0 = plain)."""
     _, messages = dataset(patients, duration, sites)
     requests = [request for frames in published_windows(messages, k)
                 for request in class_requests(frames, MEASUREMENT, BATCH_POINTS, k)]
-    bodies = requests  # the writer encodes, as the job's writer does
     db = "tp_" + uuid.uuid4().hex[:8]
     create_database_v1(url, db)
-    writer = InfluxV1Writer(url, db)
+    writer = GzipV1Writer(url, db, gzip_level) if gzip_level else InfluxV1Writer(url, db)
     del messages
-    cpu, started = time.process_time(), time.monotonic()
-    for request in bodies:
-        writer.write_lines(request)
+    cpu, started = time.process_time(), time.monotonic()  # the writer encodes, as the job's writer does
+    if writers == 1:
+        for request in requests:
+            writer.write_lines(request)
+    else:
+        with ThreadPoolExecutor(writers) as pool:
+            list(pool.map(writer.write_lines, requests))
     seconds, cpu = time.monotonic() - started, time.process_time() - cpu
     return {"seconds": seconds, "cpu": cpu, "points": count_points_v1(url, db, MEASUREMENT),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -458,6 +565,7 @@ class PacedResult:
     expected: int
     rss_mb: list[tuple[float, float]]  # (seconds since the stream's first frame, the job's RSS)
     jvm_rss_mb: list[tuple[float, float]]  # the same, the Flink JVM alone (the rest: Python processes)
+    rss_mb_by_process: list[tuple[float, dict[str, float]]]  # the same, per process (JSON only)
     checkpoints: dict[str, float]
     producer_max_lag_s: float  # how late the producer sent a frame after its last sample was due
 
@@ -498,9 +606,9 @@ def run_paced(stack: LocalStack, workdir: Path, name: str, target_samples_per_s:
     topic = f"paced-raw-{uuid.uuid4().hex[:8]}"
     create_topics(stack.kafka_bootstrap, {topic: PARTITIONS})
     job, port, db = start_job(stack, workdir, topic, k, extra)
-    session = job.process.pid
+    watched = embedded(job)
     try:
-        wait_until(lambda: checkpoint_stats(port).get("completed"), 300, f"{name}: job running", job=job)
+        watched.until(lambda: checkpoint_stats(port).get("completed"), 300, f"{name}: job running")
         # The first frame is due 3-8 s from now, on a window boundary: time for the producer process to start.
         start_ms = (int(time.time() * 1000) + 3000 + WINDOW_MS - 1) // WINDOW_MS * WINDOW_MS
         config = SimConfig(patients=devices, duration_s=seconds, start_ms=start_ms, sites=sites, seed=12, fs=250.0,
@@ -513,6 +621,7 @@ def run_paced(stack: LocalStack, workdir: Path, name: str, target_samples_per_s:
         closable = {w for w in expected if w + WINDOW_MS <= max(expected) - OUT_OF_ORDERNESS_MS}
         rss: list[tuple[float, float]] = []
         jvm_rss: list[tuple[float, float]] = []
+        rss_by_process: list[tuple[float, dict[str, float]]] = []
         first_point_at: dict[int, float] = {}
 
         def sample_rss() -> None:
@@ -520,9 +629,11 @@ def run_paced(stack: LocalStack, workdir: Path, name: str, target_samples_per_s:
                 raise AssertionError(f"{name}: job exited\n{job.log_text()[-3000:]}")
             now = time.time()
             if not rss or now - start_ms / 1000 - rss[-1][0] >= RSS_SAMPLE_SECONDS:
-                by_command = session_rss_mb_by_command(session)
-                rss.append((now - start_ms / 1000, sum(by_command.values())))
-                jvm_rss.append((now - start_ms / 1000, by_command.get("java", 0.0)))
+                by_process = rss_mb_by_process(watched.pids())
+                jvm = sum(mb for process, mb in by_process.items() if process.startswith("java "))
+                rss.append((now - start_ms / 1000, sum(by_process.values())))
+                jvm_rss.append((now - start_ms / 1000, jvm))
+                rss_by_process.append((now - start_ms / 1000, by_process))
 
         with get_context("spawn").Pool(1) as pool:  # leaving the block terminates the producer, also on errors
             producer = pool.apply_async(_produce_in_real_time, (stack.kafka_bootstrap, topic, config))
@@ -530,7 +641,7 @@ def run_paced(stack: LocalStack, workdir: Path, name: str, target_samples_per_s:
                                                  start_ms / 1000 + seconds + 300, on_poll=sample_rss,
                                                  first_point_at=first_point_at)
             produced = producer.get(timeout=120)
-        checkpoints = completed_checkpoint_stats(name, port, job)
+        checkpoints = completed_checkpoint_stats(name, port, watched)
     finally:
         job.stop()
     assert produced["errors"] == 0, produced["error_samples"]
@@ -542,7 +653,8 @@ def run_paced(stack: LocalStack, workdir: Path, name: str, target_samples_per_s:
     first_point_latencies = [first_point_at[w] - (w + WINDOW_MS) / 1000 for w in closable if w in first_point_at]
     return PacedResult(name, target_samples_per_s, devices, seconds, latency_summary(complete_at, closable),
                        statistics.median(first_point_latencies) if first_point_latencies else float("nan"),
-                       sum(counts.values()), sum(expected.values()), rss, jvm_rss, checkpoints, produced["max_lag_s"])
+                       sum(counts.values()), sum(expected.values()), rss, jvm_rss, rss_by_process, checkpoints,
+                       produced["max_lag_s"])
 
 
 # --- report ----------------------------------------------------------------------------------------------
@@ -593,6 +705,9 @@ def ratios(results: list[RunResult]) -> list[str]:
             out.append(f"({top})/({bottom}) frames/s = {value:.2f} (target {target})")
     if "b" in by_key:
         out.append(f"(b) samples/s = {by_key['b'].samples_per_s:,.0f} (target >= 1,000,000)")
+    if "f" in by_key and "a" in by_key:
+        out.append(f"(f)/(a) frames/s = {by_key['f'].frames_per_s / by_key['a'].frames_per_s:.2f} "
+                   "(standalone cluster vs embedded)")
     return out
 
 
@@ -621,11 +736,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=120, help="seconds of 1 s frames per patient")
     parser.add_argument("--sites", type=int, default=4)
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--runs", default="a,b,c,d,e", help="which runs, comma-separated (a, b, c, d, e)")
+    parser.add_argument("--runs", default="a,b,c,d,e,f", help="which runs, comma-separated (a, b, c, d, e, f)")
     parser.add_argument("--job-args", default="", help="extra flags for runs (a) and (b), e.g. settings to try")
     parser.add_argument("--variant", action="append", default=[], metavar="RUN:NAME=FLAGS",
-                        help="one more run (a) or (b) with extra job flags, in the same invocation, e.g. "
-                             "'a:sync=--influx-write-queue 0' (repeatable; runs after --runs)")
+                        help="one more run (a), (b) or (f) with extra job flags, in the same invocation, e.g. "
+                             "'a:sync=--influx-write-queue 0', or (d) with '--writers N' / '--gzip LEVEL' "
+                             "(repeatable; runs after --runs)")
     parser.add_argument("--png", type=Path, default=None, help="write the plot here (e.g. docs/throughput.png)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--latency", action="store_true",
@@ -637,14 +753,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=0,
                         help="one more paced run this long (memory over time), at --memory-load %%")
     parser.add_argument("--memory-load", type=float, default=50)
+    parser.add_argument("--paced-variant", action="append", default=[], metavar="LOAD:NAME=FLAGS",
+                        help="one more paced run at LOAD %% with extra job flags, e.g. "
+                             "'50:ooo 1 s=--max-out-of-orderness-seconds 1' (repeatable; after the others)")
     args = parser.parse_args(argv)
     runs = [run.strip() for run in args.runs.split(",") if run.strip()]
-    # (percent of the maximum rate, seconds streamed, run name) of each paced run
-    paced_runs = [(float(load), args.latency_seconds, f"{float(load):g} % load, {args.latency_seconds} s")
-                  for load in args.latency_loads.split(",") if load.strip()] if args.latency else []
+    # (percent of the maximum rate, seconds streamed, run name, extra job flags) of each paced run
+    paced_runs: list[tuple[float, int, str, list[str]]] = [
+        (float(load), args.latency_seconds, f"{float(load):g} % load, {args.latency_seconds} s", [])
+        for load in args.latency_loads.split(",") if load.strip()] if args.latency else []
     if args.minutes > 0:
         paced_runs.append((args.memory_load, round(args.minutes * 60),
-                           f"{args.memory_load:g} % load, {args.minutes:g} min (memory)"))
+                           f"{args.memory_load:g} % load, {args.minutes:g} min (memory)", []))
+    for spec in args.paced_variant:
+        head, _, flags = spec.partition("=")
+        load, _, label = head.partition(":")
+        try:
+            paced_runs.append((float(load), args.latency_seconds,
+                               f"{float(load):g} % load, {args.latency_seconds} s [{label}]", flags.split()))
+        except ValueError:
+            parser.error(f"--paced-variant {spec!r}: expected LOAD:NAME=FLAGS, e.g. 50:queue=--influx-write-queue 16")
     if paced_runs and args.max_rate is None and "a" not in runs:
         parser.error("--latency / --minutes need run (a) in --runs or --max-rate")
 
@@ -673,8 +801,13 @@ def main(argv: list[str] | None = None) -> int:
             for spec in args.variant:
                 head, _, flags = spec.partition("=")
                 run, _, label = head.partition(":")
-                if run not in ("a", "b") or not label:
-                    parser.error(f"--variant {spec!r}: expected a:NAME=FLAGS or b:NAME=FLAGS")
+                if run not in ("a", "b", "d", "f") or not label:
+                    parser.error(f"--variant {spec!r}: expected RUN:NAME=FLAGS, RUN one of a, b, d, f")
+                if run == "d":
+                    try:
+                        ceiling_options(flags.split())
+                    except argparse.ArgumentError as error:
+                        parser.error(f"--variant {spec!r}: {error}")
                 variants.append((run, label, flags.split()))
             for run, label, flags in [(run, "", []) for run in runs] + variants:
                 if run in ("a", "b"):
@@ -685,15 +818,16 @@ def main(argv: list[str] | None = None) -> int:
                     finally:
                         if discard:
                             discard.close()
-                    if label:
-                        result.name = f"{result.name} [{label}]"
+                elif run == "f":
+                    result = run_on_cluster(stack, workdir, topic, args.k, expected, frames, samples, extra + flags)
                 elif run == "c":
                     last_window_start = START_MS + (args.duration * 1000 - 1) // WINDOW_MS * WINDOW_MS
                     result = run_plain_count(stack, workdir, topic, frames, samples, last_window_start)
                 elif run in ("d", "e"):
                     if run == "d":
+                        options = ceiling_options(flags)
                         out = in_fresh_process(_influx_ceiling, stack.influx_v1_url, args.patients, args.duration,
-                                               args.sites, args.k)
+                                               args.sites, args.k, options["writers"], options["gzip_level"])
                     else:
                         out = in_fresh_process(_single_process, stack.influx_v1_url, stack.kafka_bootstrap, topic,
                                                args.k, total_records)
@@ -703,13 +837,15 @@ def main(argv: list[str] | None = None) -> int:
                         raise AssertionError(f"{result.name}: {result.points} points, expected {expected}")
                 else:
                     parser.error(f"unknown run {run!r}")
+                if label:
+                    result.name = f"{result.name} [{label}]"
                 results.append(result)
                 print(f"{result.name}: {result.seconds:.1f} s, {result.samples_per_s:,.0f} samples/s, "
                       f"points {result.points:,}/{result.expected:,}, checkpoints {result.checkpoints}", flush=True)
             max_rate = args.max_rate or next((r.samples_per_s for r in results if r.name == RUN_NAMES["a"]), 0.0)
-            for load, seconds, name in paced_runs:
+            for load, seconds, name, flags in paced_runs:
                 paced_result = run_paced(stack, workdir, name, max_rate * load / 100, seconds, args.k,
-                                         args.sites, extra)
+                                         args.sites, extra + flags)
                 paced.append(paced_result)
                 print(f"{name}: {paced_result.devices} devices, latency {paced_result.latency}, RSS MB first / "
                       f"last {paced_result.rss_median(True):,.0f} / {paced_result.rss_median(False):,.0f} (JVM "
@@ -734,12 +870,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {busy:5} {backpressured:5}  {vertex}")
     if args.png:
         title = f"{args.patients} patients x {args.duration} s, 250 Hz, k={args.k}, {os.cpu_count()} cores"
+        plotted = [r for r in results if not r.name.endswith("]")]  # the runs a-f, not their --variant runs
         try:
-            plot(results, args.png, title)
+            plot(plotted, args.png, title)
         except ModuleNotFoundError:  # matplotlib lives in .venv-refs (requirements-refs.txt)
             import subprocess
 
-            data = json.dumps([[r.name, r.samples_per_s] for r in results])
+            data = json.dumps([[r.name, r.samples_per_s] for r in plotted])
             subprocess.run([str(PROJECT_ROOT / ".venv-refs" / "bin" / "python"), "-c",
                             "import json,sys; import matplotlib; matplotlib.use('Agg');"
                             "import matplotlib.pyplot as plt; rows=json.loads(sys.argv[1])[::-1];"

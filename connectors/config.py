@@ -205,6 +205,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CHECKPOINT_DIR", ".run/checkpoints", _non_empty, "checkpoint storage folder or URI"),
     Setting("CHECKPOINT_INTERVAL_SECONDS", "5", _positive_float, "checkpoint interval"),
     Setting("CHECKPOINT_TIMEOUT_SECONDS", "120", _positive_float, "a checkpoint slower than this fails"),
+    Setting("CHECKPOINT_UNALIGNED", "false", _bool,
+            "unaligned exactly-once checkpoints (barriers overtake buffered records, which are then stored "
+            "in the checkpoint)"),
     Setting("RESTART_MAX_BACKOFF_SECONDS", "60", _positive_float, "exponential-delay restart cap"),
     Setting("RESTART_ATTEMPTS", "20", _positive_int, "restarts before the job fails"),
     Setting("FROM_CHECKPOINT", "", _text, "resume from PATH or 'latest' (under CHECKPOINT_DIR)"),

@@ -331,6 +331,10 @@ class FlinkCluster:
         for f in self.pid_dir.glob("flink-*.pid"):
             f.unlink(missing_ok=True)
 
+    def process_tree(self) -> list[int]:
+        """This cluster's JobManager and TaskManagers and every process below them (the Python workers)."""
+        return [tree_pid for pid in self.pids() for tree_pid in (pid, *_descendants(pid))]
+
     def taskmanager_pids(self) -> list[int]:
         return [p for p in self.pids() if "TaskManagerRunner" in " ".join(proc_cmdline(p) or [])]
 

@@ -1,7 +1,8 @@
 """Smoke variant of `python -m benchmarks.throughput`: seconds of data, every run (job -> InfluxDB, job ->
-discarding sink, PyFlink window count, InfluxDB ceiling, single-process consumer, and one paced run with
-devices streaming in real time) must deliver exactly the reference model's points, and the Flink runs
-report their checkpoints. Speed and latency are not checked here; the benchmark prints them."""
+discarding sink, PyFlink window count, InfluxDB ceiling, single-process consumer, the job on a standalone
+cluster, the ceiling again with concurrent gzip writers, and one paced run with devices streaming in real
+time) must deliver exactly the reference model's points, and the Flink runs report their checkpoints.
+Speed and latency are not checked here; the benchmark prints them."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ def test_every_run_accounts_for_every_point(tmp_path: Path) -> None:
     results_path = tmp_path / "results.json"
     # --max-rate: the paced run does not depend on how fast run (a) happened to be; 50 % = 6 devices.
     assert main(["--patients", "6", "--duration", "10", "--json", str(results_path),
+                 "--variant", "d:2 writers, gzip=--writers 2 --gzip 1",
                  "--latency", "--latency-loads", "50", "--latency-seconds", "15", "--max-rate", "3000"]) == 0
     results = json.loads(results_path.read_text())
-    assert [r["name"] for r in results["runs"]] == list(RUN_NAMES.values())
+    assert [r["name"] for r in results["runs"]] == [*RUN_NAMES.values(), RUN_NAMES["d"] + " [2 writers, gzip]"]
     for result in results["runs"]:
         assert result["expected"] > 0, result
         assert result["points"] == result["expected"], result
-        if result["name"] in (RUN_NAMES["a"], RUN_NAMES["b"], RUN_NAMES["c"]):
+        if result["name"] in (RUN_NAMES["a"], RUN_NAMES["b"], RUN_NAMES["c"], RUN_NAMES["f"]):
             assert result["checkpoints"]["completed"] >= 1, result
             assert result["checkpoints"]["max_state_mb"] > 0, result
     [paced] = results["paced"]
