@@ -199,6 +199,13 @@ SETTINGS: tuple[Setting, ...] = (
         "N > 0: a background thread writes, up to N requests pending while the next windows are anonymized "
         "(drained at every Python bundle end, so before every checkpoint); 0 = write synchronously",
     ),
+    Setting(
+        "INFLUX_WRITERS",
+        "1",
+        _positive_int,
+        "connections that write one window's requests at once (each holds whole classes; the window's "
+        "statistics line after all of them); 1 = one request after the other",
+    ),
     Setting("CSV_OUTPUT_DIR", "", _text, "optional: one CSV per window in this folder"),
     # Flink runtime
     Setting("PARALLELISM", "1", _positive_int, "job parallelism"),
@@ -331,6 +338,8 @@ def load_settings(
         raise ConfigError("invalid PSEUDONYM_HEX_CHARS: must be within 16..64")
     if values["l_diversity"] > 0 and not values["sensitive_attribute"]:
         raise ConfigError("invalid L_DIVERSITY: needs SENSITIVE_ATTRIBUTE")
+    if values["influx_writers"] > 1 and values["influx_write_queue"] > 0:
+        raise ConfigError("invalid INFLUX_WRITERS: more than 1 needs INFLUX_WRITE_QUEUE=0 (writes wait per window)")
     if values["influx_transport"] == "v2" and not values["influx_bucket"]:
         raise ConfigError("invalid INFLUX_BUCKET: required with INFLUX_TRANSPORT=v2")
     # A transaction must outlive a checkpoint cycle plus the longest restart backoff, or the broker

@@ -41,7 +41,7 @@ MAX_PARALLELISM = 128
 INFLUX_OPTION_NAMES = (
     "influx_transport", "influx_url", "influx_token", "influx_org", "influx_bucket", "influx_db", "influx_rp",
     "influx_username", "influx_password", "influx_measurement", "influx_batch_points",
-    "influx_write_queue",
+    "influx_write_queue", "influx_writers",
 )
 
 

@@ -10,10 +10,13 @@ so the guarantee is the same. A failed write fails the next element or the bundl
 from the last checkpoint and replays); the requests queued after it are not written. Replays rewrite
 identical points (idempotent), which makes InfluxDB output effectively exactly-once.
 
-Requests never split an equivalence class (connectors.influxdb.class_requests) and are written in
-order, the window's statistics line last: if the sink fails in the middle of a window (InfluxDB down
-longer than the retries, a crash), readers see some classes of that window whole and the others not
-at all, never a class with fewer than k pseudonyms.
+Requests never split an equivalence class (connectors.influxdb.class_requests; a class too large for
+one request is cut between patients into parts of at least k) and the window's statistics line comes
+last: if the sink fails in the middle of a window (InfluxDB down longer than the retries, a crash),
+readers see some classes of that window whole and the others not at all, never a class with fewer than
+k pseudonyms. That holds for any subset of a window's requests, so with ``INFLUX_WRITERS`` = N > 1
+they are written over N connections at once (``ConcurrentRequests``), and the statistics line after
+all of them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -137,6 +141,40 @@ class BackgroundWriter:
         self._thread.join()
 
 
+class ConcurrentRequests:
+    """Writes the requests of one window over ``writers`` connections at once; returns when all are done.
+
+    The first error is raised once the requests in flight have finished; requests not yet handed out are
+    not written. Each request holds whole classes or parts of at least k patients, so whatever subset got
+    written shows no class below k; the caller writes the window's statistics line only after this returns."""
+
+    def __init__(self, writer: LineWriter, writers: int) -> None:
+        self._writer = writer
+        self._max_in_flight = 2 * writers  # enough to keep every connection busy, without formatting ahead
+        self._pool = ThreadPoolExecutor(writers, thread_name_prefix="influx-writer")
+
+    def write_all(self, requests: Iterable[Sequence[str]]) -> int:
+        """Write every request; returns the number of lines written."""
+        written = 0
+        in_flight: set[Future[None]] = set()
+        try:
+            for request in requests:
+                if len(in_flight) >= self._max_in_flight:
+                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        future.result()
+                in_flight.add(self._pool.submit(self._writer.write_lines, request))
+                written += len(request)
+        finally:
+            done, _ = wait(in_flight)
+        for future in done:
+            future.result()
+        return written
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 class WriteWindows(ProcessFunction):
     def __init__(self, influx_options: dict[str, Any], k: int, csv_dir: str = "") -> None:
         self._options = influx_options
@@ -144,6 +182,7 @@ class WriteWindows(ProcessFunction):
         self._csv_dir = csv_dir
         self._writer: LineWriter | None = None
         self._background: BackgroundWriter | None = None
+        self._concurrent: ConcurrentRequests | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from types import SimpleNamespace
@@ -153,6 +192,9 @@ class WriteWindows(ProcessFunction):
         if queue_size > 0 and _BundleHook.install():
             self._background = BackgroundWriter(self._writer, queue_size)
             _BundleHook.callbacks.append(self._background.drain)
+        writers = int(self._options.get("influx_writers", 1))
+        if writers > 1:
+            self._concurrent = ConcurrentRequests(self._writer, writers)
         metrics = runtime_context.get_metrics_group().add_group("ecg")
         self._points_written = metrics.counter("influx_points_written")
         self._accounting = {name: metrics.counter(name) for name in WINDOW_COUNTERS}
@@ -167,6 +209,8 @@ class WriteWindows(ProcessFunction):
                     self._background.drain()
                 finally:
                     self._background.close()
+            if self._concurrent is not None:
+                self._concurrent.close()
         finally:
             if self._writer is not None:
                 self._writer.close()
@@ -182,11 +226,15 @@ class WriteWindows(ProcessFunction):
             self._writer.write_lines(lines)
 
     def process_element(self, value: WindowOutput, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
-        written = 0
-        for request in class_requests(value.published, self._options["influx_measurement"],
-                                      int(self._options["influx_batch_points"]), self._k):
-            self._write(request)
-            written += len(request)
+        requests = class_requests(value.published, self._options["influx_measurement"],
+                                  int(self._options["influx_batch_points"]), self._k)
+        if self._concurrent is not None:
+            written = self._concurrent.write_all(requests)
+        else:
+            written = 0
+            for request in requests:
+                self._write(request)
+                written += len(request)
         self._points_written.inc(written)
         # Last, so a reader who sees a window's statistics sees all of its classes.
         self._write([window_stats_line(WINDOW_STATS_MEASUREMENT, value.group, value.window_start_ms, value.metrics)])

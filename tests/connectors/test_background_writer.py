@@ -133,3 +133,41 @@ def test_a_failed_write_fails_the_job_and_nothing_after_it_is_written(where: str
     if where != "close":
         with pytest.raises(InfluxTransportError):
             sink.close()
+
+
+def run_concurrent_sink(writer: FakeWriter, writers: int, windows: list[WindowOutput]) -> sinks.WriteWindows:
+    options = {"influx_measurement": "ecg_anonymized", "influx_batch_points": 1000, "influx_write_queue": 0,
+               "influx_writers": writers}
+    sink = sinks.WriteWindows(options, k=5)
+    with mock.patch.object(sinks, "make_writer", return_value=writer):
+        sink.open(mock.MagicMock())
+    for value in windows:
+        assert list(sink.process_element(value, mock.MagicMock())) == []
+    return sink
+
+
+def test_concurrent_writers_write_the_same_requests_and_each_window_statistics_after_its_classes() -> None:
+    windows = [window(5 * n, patients=40) for n in range(3)]
+    synchronous, concurrent = FakeWriter(), FakeWriter(delay=0.01)
+    run_sink(synchronous, 0, windows, hook_seen=True).close()
+    run_concurrent_sink(concurrent, 3, windows).close()
+    assert len(synchronous.requests) >= 3 * 4  # several class requests per window, or nothing runs at once
+    assert sorted(concurrent.requests) == sorted(synchronous.requests)
+    assert len({name for name in concurrent.threads if name.startswith("influx-writer")}) > 1
+    # Completion order: each window's statistics line is preceded by as many written requests as in a
+    # synchronous run, so only after every class request of its window (and of the windows before).
+    stats_at = [i for i, request in enumerate(concurrent.requests) if request[0].startswith("ecg_window_stats,")]
+    synchronous_stats = [i for i, request in enumerate(synchronous.requests)
+                         if request[0].startswith("ecg_window_stats,")]
+    assert len(stats_at) == 3 and stats_at == synchronous_stats
+
+
+def test_a_failed_concurrent_write_fails_the_window_without_its_statistics_line() -> None:
+    writer = FakeWriter(delay=0.01, fail_at=3)
+    with pytest.raises(InfluxTransportError):
+        run_concurrent_sink(writer, 2, [window(0, patients=40)])
+    assert not any(line.startswith("ecg_window_stats,") for request in writer.requests for line in request)
+    # Every request written holds whole classes (the same ones a synchronous run writes), never a part below k.
+    synchronous = FakeWriter()
+    run_sink(synchronous, 0, [window(0, patients=40)], hook_seen=True).close()
+    assert all(request in synchronous.requests for request in writer.requests)

@@ -43,6 +43,8 @@ def test_defaults_and_precedence(tmp_path: Path) -> None:
         (["--pseudonym-hex-chars", "8"], "PSEUDONYM_HEX_CHARS"),
         (["--kafka-transaction-timeout-ms", "60000"], "KAFKA_TRANSACTION_TIMEOUT_MS"),
         (["--web-ui-port", "http"], "WEB_UI_PORT"),
+        (["--influx-writers", "0"], "INFLUX_WRITERS"),
+        (["--influx-writers", "2", "--influx-write-queue", "4"], "INFLUX_WRITERS"),
     ],
 )
 def test_invalid_values_name_the_setting(tmp_path: Path, argv: list[str], fragment: str) -> None:
