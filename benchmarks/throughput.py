@@ -12,8 +12,8 @@ end-of-stream markers; then, in this one invocation and on that same topic:
   (c) Flink ceiling          a plain PyFlink job on the same topic: the job's Kafka source, watermarks and
                              checkpoints, one Python step, 5 s event-time tumbling windows, a count per
                              partition and window (benchmarks/plain_window_count_job.py)
-  (d) InfluxDB ceiling       the same class-whole requests written straight to the same influxd by as many
-                             writers as the job has sinks (1), no Flink
+  (d) InfluxDB ceiling       the same class-whole requests written straight to the same influxd over as many
+                             connections at once as the job's sink uses (INFLUX_WRITERS default), no Flink
   (e) single process         one kafka-python consumer applying the same privacy core (parse_frame ->
                              to_core_frame -> anonymize_window -> class_requests) and writing the same points
   (f) standalone cluster     run (a) submitted with `flink run` to a standalone session cluster (1 JobManager,
@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.event_time_latency import latency_summary, poll_window_completion, window_point_counts
-from connectors.config import PROJECT_ROOT
+from connectors.config import PROJECT_ROOT, SETTINGS
 from connectors.influxdb import InfluxV1Writer, class_requests
 from contract.frames import EcgFrame, parse_frame
 from devstack.flink_cluster import FlinkCluster
@@ -97,6 +97,8 @@ RUN_NAMES = {
     "e": "(e) single process",
     "f": "(f) job -> InfluxDB, standalone cluster",
 }
+# The job sink's connections per window by default: run (d) writes over as many.
+JOB_WRITERS = int(next(setting.default for setting in SETTINGS if setting.env == "INFLUX_WRITERS") or 1)
 JOB_FILE = PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py"
 
 
@@ -463,15 +465,15 @@ class GzipV1Writer(InfluxV1Writer):
 def ceiling_options(flags: list[str]) -> dict[str, int]:
     """Options of a (d) --variant: --writers N (concurrent writers, threads), --gzip LEVEL (1-9)."""
     parser = argparse.ArgumentParser(prog="(d) variant", add_help=False, exit_on_error=False)
-    parser.add_argument("--writers", type=int, default=1)
+    parser.add_argument("--writers", type=int, default=JOB_WRITERS)
     parser.add_argument("--gzip", type=int, default=0, dest="gzip_level")
     return dict(vars(parser.parse_args(flags)))
 
 
-def _influx_ceiling(url: str, patients: int, duration: int, sites: int, k: int, writers: int = 1,
+def _influx_ceiling(url: str, patients: int, duration: int, sites: int, k: int, writers: int = JOB_WRITERS,
                     gzip_level: int = 0) -> dict[str, Any]:
-    """The job's requests written straight to influxd: by `writers` threads at once (1 = in order, as the
-    job's sink), with gzip bodies at `gzip_level` (0 = plain)."""
+    """The job's requests written straight to influxd: by `writers` threads at once (1 = in order), with
+    gzip bodies at `gzip_level` (0 = plain)."""
     _, messages = dataset(patients, duration, sites)
     requests = [request for frames in published_windows(messages, k)
                 for request in class_requests(frames, MEASUREMENT, BATCH_POINTS, k)]

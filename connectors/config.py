@@ -201,7 +201,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "INFLUX_WRITERS",
-        "1",
+        "4",
         _positive_int,
         "connections that write one window's requests at once (each holds whole classes; the window's "
         "statistics line after all of them); 1 = one request after the other",
@@ -212,9 +212,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CHECKPOINT_DIR", ".run/checkpoints", _non_empty, "checkpoint storage folder or URI"),
     Setting("CHECKPOINT_INTERVAL_SECONDS", "5", _positive_float, "checkpoint interval"),
     Setting("CHECKPOINT_TIMEOUT_SECONDS", "120", _positive_float, "a checkpoint slower than this fails"),
-    Setting("CHECKPOINT_UNALIGNED", "false", _bool,
-            "unaligned exactly-once checkpoints (barriers overtake buffered records, which are then stored "
-            "in the checkpoint)"),
     Setting("RESTART_MAX_BACKOFF_SECONDS", "60", _positive_float, "exponential-delay restart cap"),
     Setting("RESTART_ATTEMPTS", "20", _positive_int, "restarts before the job fails"),
     Setting("FROM_CHECKPOINT", "", _text, "resume from PATH or 'latest' (under CHECKPOINT_DIR)"),
@@ -339,7 +336,8 @@ def load_settings(
     if values["l_diversity"] > 0 and not values["sensitive_attribute"]:
         raise ConfigError("invalid L_DIVERSITY: needs SENSITIVE_ATTRIBUTE")
     if values["influx_writers"] > 1 and values["influx_write_queue"] > 0:
-        raise ConfigError("invalid INFLUX_WRITERS: more than 1 needs INFLUX_WRITE_QUEUE=0 (writes wait per window)")
+        raise ConfigError("invalid INFLUX_WRITERS / INFLUX_WRITE_QUEUE: the background queue (INFLUX_WRITE_QUEUE > 0) "
+                          "needs INFLUX_WRITERS=1; concurrent writers (INFLUX_WRITERS > 1) need INFLUX_WRITE_QUEUE=0")
     if values["influx_transport"] == "v2" and not values["influx_bucket"]:
         raise ConfigError("invalid INFLUX_BUCKET: required with INFLUX_TRANSPORT=v2")
     # A transaction must outlive a checkpoint cycle plus the longest restart backoff, or the broker

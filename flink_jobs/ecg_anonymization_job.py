@@ -56,7 +56,6 @@ def flink_configuration(settings: Settings) -> Configuration:
         "execution.checkpointing.interval": f"{int(settings.checkpoint_interval_seconds * 1000)} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.timeout": f"{int(settings.checkpoint_timeout_seconds * 1000)} ms",
-        "execution.checkpointing.unaligned.enabled": str(settings.checkpoint_unaligned).lower(),
         "execution.checkpointing.dir": checkpoint_dir.as_uri(),
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "3",

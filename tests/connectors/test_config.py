@@ -45,6 +45,7 @@ def test_defaults_and_precedence(tmp_path: Path) -> None:
         (["--web-ui-port", "http"], "WEB_UI_PORT"),
         (["--influx-writers", "0"], "INFLUX_WRITERS"),
         (["--influx-writers", "2", "--influx-write-queue", "4"], "INFLUX_WRITERS"),
+        (["--influx-write-queue", "4"], "needs INFLUX_WRITERS=1"),
     ],
 )
 def test_invalid_values_name_the_setting(tmp_path: Path, argv: list[str], fragment: str) -> None:

@@ -1,6 +1,6 @@
 """Smoke variant of `python -m benchmarks.throughput`: seconds of data, every run (job -> InfluxDB, job ->
 discarding sink, PyFlink window count, InfluxDB ceiling, single-process consumer, the job on a standalone
-cluster, the ceiling again with concurrent gzip writers, and one paced run with devices streaming in real
+cluster, the ceiling again with one gzip writer, and one paced run with devices streaming in real
 time) must deliver exactly the reference model's points, and the Flink runs report their checkpoints.
 Speed and latency are not checked here; the benchmark prints them."""
 
@@ -16,10 +16,10 @@ def test_every_run_accounts_for_every_point(tmp_path: Path) -> None:
     results_path = tmp_path / "results.json"
     # --max-rate: the paced run does not depend on how fast run (a) happened to be; 50 % = 6 devices.
     assert main(["--patients", "6", "--duration", "10", "--json", str(results_path),
-                 "--variant", "d:2 writers, gzip=--writers 2 --gzip 1",
+                 "--variant", "d:1 writer, gzip=--writers 1 --gzip 1",
                  "--latency", "--latency-loads", "50", "--latency-seconds", "15", "--max-rate", "3000"]) == 0
     results = json.loads(results_path.read_text())
-    assert [r["name"] for r in results["runs"]] == [*RUN_NAMES.values(), RUN_NAMES["d"] + " [2 writers, gzip]"]
+    assert [r["name"] for r in results["runs"]] == [*RUN_NAMES.values(), RUN_NAMES["d"] + " [1 writer, gzip]"]
     for result in results["runs"]:
         assert result["expected"] > 0, result
         assert result["points"] == result["expected"], result
