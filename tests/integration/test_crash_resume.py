@@ -13,8 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from connectors.checkpoints import completed_checkpoints, latest_checkpoint
 from devstack.simulator import ProduceReport, SimConfig, generate_messages, produce
 from tests.integration.support import IsolatedRun, JobProcess, expected_output, wait_until
@@ -23,11 +21,7 @@ START_MS = 1_763_812_800_000
 K = 5
 
 
-# PYTHON_WORKERS: the default (Python workers as threads of the job's process) and a worker process per
-# Python operator, whose bundles, timers and sink writes must survive the crash the same way.
-@pytest.mark.parametrize("python_workers", ["loopback", "process"])
-def test_kill_minus_nine_and_resume_from_latest_checkpoint(isolated_run: IsolatedRun, tmp_path: Path,
-                                                           python_workers: str) -> None:
+def test_kill_minus_nine_and_resume_from_latest_checkpoint(isolated_run: IsolatedRun, tmp_path: Path) -> None:
     run, local_stack = isolated_run, isolated_run.stack
     messages = list(
         generate_messages(
@@ -40,7 +34,7 @@ def test_kill_minus_nine_and_resume_from_latest_checkpoint(isolated_run: Isolate
     assert len(expected.points_by_level) >= 2, "scenario must publish at several levels"
 
     checkpoints = run.checkpoint_dir
-    args = run.job_args("--k-anonymity", str(K), "--python-workers", python_workers)
+    args = run.job_args("--k-anonymity", str(K))
     first = JobProcess(args, tmp_path / "job-1.log")
     report = ProduceReport()
     producer = threading.Thread(
