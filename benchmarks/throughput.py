@@ -403,11 +403,8 @@ def run_job(stack: LocalStack, workdir: Path, topic: str, k: int, expected: int,
     name = RUN_NAMES["b" if discard else "a"]
     job, port, db = start_job(stack, workdir, topic, k, extra, discard)
     try:
-        if discard is not None:
-            return _timed_flink_run(name, embedded(job), lambda: discard.points, expected, frames, samples, timeout,
-                                    port)
-        return _timed_flink_run(name, embedded(job), influx_points(stack, db), expected, frames, samples, timeout,
-                                port)
+        done = (lambda: discard.points) if discard is not None else influx_points(stack, db)
+        return _timed_flink_run(name, embedded(job), done, expected, frames, samples, timeout, port)
     finally:
         job.stop()
 
@@ -627,8 +624,8 @@ def run_paced(stack: LocalStack, workdir: Path, name: str, target_samples_per_s:
         first_point_at: dict[int, float] = {}
 
         def sample_rss() -> None:
-            if not job.alive():
-                raise AssertionError(f"{name}: job exited\n{job.log_text()[-3000:]}")
+            if not watched.alive():
+                raise AssertionError(f"{name}: job stopped\n{watched.log_tail()}")
             now = time.time()
             if not rss or now - start_ms / 1000 - rss[-1][0] >= RSS_SAMPLE_SECONDS:
                 by_process = rss_mb_by_process(watched.pids())
@@ -739,7 +736,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sites", type=int, default=4)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--runs", default="a,b,c,d,e,f", help="which runs, comma-separated (a, b, c, d, e, f)")
-    parser.add_argument("--job-args", default="", help="extra flags for runs (a) and (b), e.g. settings to try")
+    parser.add_argument("--job-args", default="",
+                        help="extra flags for every job run (a, b, f and the paced runs), e.g. settings to try")
     parser.add_argument("--variant", action="append", default=[], metavar="RUN:NAME=FLAGS",
                         help="one more run (a), (b) or (f) with extra job flags, in the same invocation, e.g. "
                              "'a:sync=--influx-write-queue 0', or (d) with '--writers N' / '--gzip LEVEL' "

@@ -28,12 +28,15 @@ class FakeWriter:
         self.fail_at = fail_at
         self.calls = 0
         self.threads: set[str] = set()
+        self._lock = threading.Lock()
 
     def write_lines(self, lines: Sequence[str]) -> None:
-        self.calls += 1
+        with self._lock:  # concurrent writers call this from several threads
+            self.calls += 1
+            call = self.calls
         self.threads.add(threading.current_thread().name)
         time.sleep(self.delay)
-        if self.fail_at is not None and self.calls == self.fail_at:
+        if self.fail_at is not None and call == self.fail_at:
             raise InfluxTransportError("InfluxDB v1 write failed (503): down")
         self.requests.append(list(lines))
 
@@ -56,8 +59,10 @@ def window(start_s: int, patients: int = 12) -> WindowOutput:
                         window_end_ms=START_MS + 1000 * (start_s + 5), published=frames, metrics=metrics)
 
 
-def run_sink(writer: FakeWriter, queue: int, windows: list[WindowOutput], hook_seen: bool) -> sinks.WriteWindows:
-    options = {"influx_measurement": "ecg_anonymized", "influx_batch_points": 1000, "influx_write_queue": queue}
+def run_sink(writer: FakeWriter, queue: int, windows: list[WindowOutput], hook_seen: bool,
+             writers: int = 1) -> sinks.WriteWindows:
+    options = {"influx_measurement": "ecg_anonymized", "influx_batch_points": 1000, "influx_write_queue": queue,
+               "influx_writers": writers}
     sink = sinks.WriteWindows(options, k=5)
     with mock.patch.object(sinks, "make_writer", return_value=writer):
         sink.open(mock.MagicMock())
@@ -135,22 +140,11 @@ def test_a_failed_write_fails_the_job_and_nothing_after_it_is_written(where: str
             sink.close()
 
 
-def run_concurrent_sink(writer: FakeWriter, writers: int, windows: list[WindowOutput]) -> sinks.WriteWindows:
-    options = {"influx_measurement": "ecg_anonymized", "influx_batch_points": 1000, "influx_write_queue": 0,
-               "influx_writers": writers}
-    sink = sinks.WriteWindows(options, k=5)
-    with mock.patch.object(sinks, "make_writer", return_value=writer):
-        sink.open(mock.MagicMock())
-    for value in windows:
-        assert list(sink.process_element(value, mock.MagicMock())) == []
-    return sink
-
-
 def test_concurrent_writers_write_the_same_requests_and_each_window_statistics_after_its_classes() -> None:
     windows = [window(5 * n, patients=40) for n in range(3)]
     synchronous, concurrent = FakeWriter(), FakeWriter(delay=0.01)
     run_sink(synchronous, 0, windows, hook_seen=True).close()
-    run_concurrent_sink(concurrent, 3, windows).close()
+    run_sink(concurrent, 0, windows, hook_seen=True, writers=3).close()
     assert len(synchronous.requests) >= 3 * 4  # several class requests per window, or nothing runs at once
     assert sorted(concurrent.requests) == sorted(synchronous.requests)
     assert len({name for name in concurrent.threads if name.startswith("influx-writer")}) > 1
@@ -165,7 +159,7 @@ def test_concurrent_writers_write_the_same_requests_and_each_window_statistics_a
 def test_a_failed_concurrent_write_fails_the_window_without_its_statistics_line() -> None:
     writer = FakeWriter(delay=0.01, fail_at=3)
     with pytest.raises(InfluxTransportError):
-        run_concurrent_sink(writer, 2, [window(0, patients=40)])
+        run_sink(writer, 0, [window(0, patients=40)], hook_seen=True, writers=2)
     assert not any(line.startswith("ecg_window_stats,") for request in writer.requests for line in request)
     # Every request written holds whole classes (the same ones a synchronous run writes), never a part below k.
     synchronous = FakeWriter()
