@@ -1,6 +1,6 @@
-# Image of the Flink JobManager, TaskManagers, the job submitter and the simulator (docker-compose.yml):
-# the official Flink image + Python 3.11 + requirements.txt + the Kafka connector jars + the project's
-# Kafka deserializer jar + the project's Python packages.
+# Images of docker-compose.yml. `runtime` (the default target): the Flink JobManager, TaskManagers and the
+# job submitter: the official Flink image + Python 3.11 + requirements.txt + the Kafka connector jars + the
+# project's Kafka deserializer jar + the job's Python packages. `simulator`: the demo's ECG simulator.
 #
 # Pins must match the rest of the repository (tests/devstack/test_deployment_checks.py checks them):
 #   FLINK_VERSION   = apache-flink in requirements.txt (the Python job and the cluster run the same Flink)
@@ -62,7 +62,20 @@ RUN set -eux; \
     javac --release 17 -nowarn -cp "/flink/lib/*:/flink/opt/*:/jars/*" -d /classes $(find /src -name '*.java'); \
     jar cf /ecg-flink-anon-connectors.jar -C /classes .
 
-# ---- runtime ------------------------------------------------------------------------------------------------
+# ---- the demo simulator (docker-compose --profile demo): development code, never part of the job's image -
+# What devstack.simulator imports (flink_jobs/shipping.py: job_packages(["devstack.simulator"])) + MIT-BIH.
+FROM python AS simulator
+COPY --from=downloads /build/data /opt/ecg/.cache/data
+COPY connectors /opt/ecg/connectors
+COPY contract /opt/ecg/contract
+COPY devstack /opt/ecg/devstack
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/ecg \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /opt/ecg
+USER flink
+
+# ---- runtime (the default target): JobManager, TaskManagers, submitter ------------------------------------
 FROM python AS runtime
 # PyFlink jobs on a cluster need flink-python on the cluster classpath.
 RUN cp /opt/flink/opt/flink-python-*.jar /opt/flink/lib/ \
@@ -70,12 +83,16 @@ RUN cp /opt/flink/opt/flink-python-*.jar /opt/flink/lib/ \
     && chown flink:flink /flink-checkpoints
 COPY --from=downloads /build/jars /opt/ecg/.cache/jars
 COPY --from=java /ecg-flink-anon-connectors.jar /opt/ecg/.cache/jars/ecg-flink-anon-connectors.jar
-COPY --from=downloads /build/data /opt/ecg/.cache/data
-# Code is owned by root and read-only for the flink user the containers run as.
+# Code is owned by root and read-only for the flink user the containers run as. Exactly the job's packages
+# (its import closure: python -m flink_jobs.shipping) and docker/ (submitter, health check); no devstack,
+# tests or benchmarks. Checked against the imports by tests/devstack/test_deployment_checks.py, and run
+# from a copy of this tree by tests/integration/test_image_tree.py.
+COPY anomaly /opt/ecg/anomaly
+COPY cardio /opt/ecg/cardio
 COPY connectors /opt/ecg/connectors
 COPY contract /opt/ecg/contract
-COPY devstack /opt/ecg/devstack
 COPY docker /opt/ecg/docker
+COPY federated /opt/ecg/federated
 COPY flink_jobs /opt/ecg/flink_jobs
 COPY hierarchy /opt/ecg/hierarchy
 COPY operators /opt/ecg/operators

@@ -33,8 +33,8 @@ from anomaly.events import (
     ZSCORE_30S,
     AnomalyEvent,
 )
-from anomaly.welford import Welford
 from federated.model import AR_ORDER, LocalModel, ModelWeights, ar_predict
+from federated.welford import Welford
 
 WINDOW_MS = 30_000
 LONG_WINDOWS = 10  # 5 min = ten 30 s windows

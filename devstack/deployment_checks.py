@@ -371,6 +371,82 @@ def check_dockerfile(
     return problems
 
 
+@dataclass(frozen=True)
+class CopyLine:
+    """One COPY instruction: what it takes (from the build context, or from stage ``from_stage``) and where to."""
+
+    sources: tuple[str, ...]
+    destination: str
+    from_stage: str | None = None
+
+
+def dockerfile_stages(dockerfile_text: str) -> dict[str, tuple[str | None, list[str]]]:
+    """Stage name (its ``AS`` name, else its index) -> (the stage of this file it is built FROM, if any,
+    its instructions with continuation lines joined and comments dropped)."""
+    instructions: list[str] = []
+    pending = ""
+    for line in dockerfile_text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):  # comments may sit inside a continued instruction
+            continue
+        pending += " " + stripped.removesuffix("\\")
+        if not stripped.endswith("\\"):
+            instructions.append(pending.strip())
+            pending = ""
+    stages: dict[str, tuple[str | None, list[str]]] = {}
+    current: list[str] = []
+    for instruction in instructions:
+        match = re.fullmatch(r"FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", instruction, re.I)
+        if match:
+            current = []
+            base = match[1] if match[1] in stages else None
+            stages[match[2] or str(len(stages))] = (base, current)
+        else:
+            current.append(instruction)
+    return stages
+
+
+def stage_copies(dockerfile_text: str, stage: str) -> list[CopyLine]:
+    """The COPY lines that make up ``stage``: those of the stages it is built FROM first, then its own."""
+    stages = dockerfile_stages(dockerfile_text)
+    if stage not in stages:
+        raise KeyError(f"Dockerfile has no stage {stage!r} (stages: {', '.join(stages)})")
+    base, instructions = stages[stage]
+    copies = stage_copies(dockerfile_text, base) if base is not None else []
+    for instruction in instructions:
+        words = instruction.split()
+        if words[0].upper() != "COPY":
+            continue
+        options = [word for word in words[1:] if word.startswith("--")]
+        paths = [word for word in words[1:] if not word.startswith("--")]
+        from_stage = next((option.split("=", 1)[1] for option in options if option.startswith("--from=")), None)
+        copies.append(CopyLine(tuple(paths[:-1]), paths[-1], from_stage))
+    return copies
+
+
+def check_image_code(dockerfile_text: str, stage: str, packages: Iterable[str], *, root: str = "/opt/ecg",
+                     scripts: Iterable[str] = ()) -> list[str]:
+    """Stage ``stage`` copies into ``root`` exactly ``packages`` (flink_jobs/shipping.py computes them from
+    the imports) and the folders of ``scripts``, each under its own name, and no other code of the context."""
+    problems: list[str] = []
+    copied: set[str] = set()
+    for copy in stage_copies(dockerfile_text, stage):
+        if copy.from_stage is not None or not copy.destination.startswith(root + "/"):
+            continue
+        for source in copy.sources:
+            name = source.strip("/")
+            copied.add(name)
+            if copy.destination.rstrip("/") != f"{root}/{name}":
+                problems.append(f"Dockerfile stage {stage}: COPY {source} {copy.destination}: a folder goes to "
+                                f"{root}/{name}, under its own name")
+    wanted = set(packages) | set(scripts)
+    for name in sorted(wanted - copied):
+        problems.append(f"Dockerfile stage {stage}: does not copy {name} into {root}, which it needs")
+    for name in sorted(copied - wanted):
+        problems.append(f"Dockerfile stage {stage}: copies {name} into {root}, which it does not need")
+    return problems
+
+
 def check_dockerignore(dockerignore_text: str) -> list[str]:
     entries = {line.strip() for line in dockerignore_text.splitlines()}
     return [] if ".env" in entries else [".dockerignore must exclude .env from every build context"]

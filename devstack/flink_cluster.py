@@ -13,8 +13,9 @@ mode needs).
     cluster.jobs_overview(); cluster.cancel(job_id)
     cluster.stop()                        # stop-cluster.sh, then SIGKILL leftovers (ours only)
 
-Python workers run with the venv's interpreter (``python.executable``) and get the repository
-root on their PYTHONPATH (``python.pythonpath``), so project packages import without shipping.
+Python workers run with the venv's interpreter (``python.executable``) and see only what the job ships
+(``add_python_file``, flink_jobs/shipping.py): no repository on their path (no ``python.pythonpath``, no
+PYTHONPATH, processes started outside the repository), as on a cluster that has never seen the repository.
 
 Only processes whose command line carries this cluster's ``--configDir`` are ever signalled.
 
@@ -187,7 +188,6 @@ class FlinkCluster:
             "state.savepoints.dir": self.savepoint_dir.as_uri(),
             "python.executable": self.python,
             "python.client.executable": self.python,
-            "python.pythonpath": str(REPO_ROOT),
         }
         cfg.update(self.extra_config)
         return cfg
@@ -223,8 +223,8 @@ class FlinkCluster:
         )
         venv_bin = str(Path(self.python).parent)
         env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-        pp = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + pp if pp else "")
+        # The workers inherit the TaskManager's environment: no first-party code may reach them that way.
+        env.pop("PYTHONPATH", None)
         return env
 
     # ---- processes ---------------------------------------------------------------------------
@@ -257,7 +257,7 @@ class FlinkCluster:
         return subprocess.run(
             ["bash", str(self.home / "bin" / name), *args],
             env=self.env(),
-            cwd=str(REPO_ROOT),
+            cwd=str(self.run_dir),  # not the repository: a worker's working directory must not import it
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -463,8 +463,9 @@ class FlinkCluster:
         for j in jars:
             cmd += ["-C", Path(j).resolve().as_uri()]
         cmd += list(args)
+        # The client runs the job file as a script; the file puts its own tree on the path (not this repository's).
         proc = subprocess.run(
-            cmd, env=self.env(), cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=timeout, check=False
+            cmd, env=self.env(), cwd=str(self.run_dir), capture_output=True, text=True, timeout=timeout, check=False
         )
         out = proc.stdout + "\n" + proc.stderr
         m = _JOB_ID_RE.search(out)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from anomaly.welford import Welford
+from federated.welford import Welford
 
 AR_ORDER = 3
 AR_SIZE = AR_ORDER + 1  # three lags and a bias

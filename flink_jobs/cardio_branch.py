@@ -34,7 +34,7 @@ from anomaly.beats import CardioBeats
 from anomaly.detector import DetectorConfig
 from anomaly.device import DeviceConfig
 from anomaly.events import AnomalyEvent
-from connectors.config import PROJECT_ROOT, Settings
+from connectors.config import Settings
 from connectors.kafka import build_model_source, build_string_sink, model_watermark_strategy
 from federated.messages import parse_global
 from federated.priors import PriorNotice
@@ -49,7 +49,6 @@ from operators.anomaly_models import (
 )
 from operators.parse import FRAME_HEADS
 
-BRANCH_PACKAGES = ("anomaly", "federated", "cardio")
 INFLUX_OPTION_NAMES = (
     "influx_transport", "influx_url", "influx_token", "influx_org", "influx_bucket", "influx_db", "influx_rp",
     "influx_username", "influx_password", "influx_measurement", "influx_batch_points",
@@ -109,9 +108,6 @@ def needs_frame_heads(settings: Settings) -> bool:
 def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, parsed: DataStream) -> None:
     if not settings.cardio_branch:
         return
-    for package in BRANCH_PACKAGES:
-        if (PROJECT_ROOT / package).is_dir():
-            env.add_python_file(str(PROJECT_ROOT / package))
     influx_options = {name: getattr(settings, name) for name in INFLUX_OPTION_NAMES}
 
     globals_back = (

@@ -20,10 +20,11 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.util.java_utils import get_j_env_configuration, is_local_deployment
 
 from connectors.checkpoints import resolve_recovery_path
-from connectors.config import PROJECT_ROOT, ConfigError, Settings, load_settings
+from connectors.config import ConfigError, Settings, load_settings
 from connectors.jars import JarsError, pipeline_jars
 from connectors.kafka import build_source, build_string_sink, watermark_strategy, with_event_time_progress
 from flink_jobs.cardio_branch import build_cardio_branch, needs_frame_heads
+from flink_jobs.shipping import job_packages, stage_packages
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
 from operators.k_anonymity import LATE_FRAMES, KAnonymityWindows
 from operators.parse import DEAD_LETTER, ParseFrames
@@ -33,8 +34,8 @@ from privacy.pseudonym import suppression_token_key
 
 log = logging.getLogger("ecg.job")
 
-# Packages shipped to the Python workers (local mini cluster and `flink run` alike).
-PYTHON_PACKAGES = ("connectors", "contract", "hierarchy", "operators", "privacy")
+# Where the job starts: the packages it ships to its Python workers are the import closure of this module.
+ENTRY_MODULES = ("flink_jobs.ecg_anonymization_job",)
 # Upper bound of the job's parallelism after rescaling restores (key groups); fixed so that a
 # checkpoint restores at any parallelism up to it.
 MAX_PARALLELISM = 128
@@ -160,8 +161,8 @@ def create_environment(settings: Settings) -> StreamExecutionEnvironment:
     # client's class loader; with the configuration alone, resolving KafkaSource in the client failed
     # once in ~60 starts here.
     env.add_jars(*pipeline_jars().split(";"))
-    for package in PYTHON_PACKAGES:
-        env.add_python_file(str(PROJECT_ROOT / package))
+    # Workers (a cluster's, or process mode here) import only what is shipped: these packages, in one folder.
+    env.add_python_file(str(stage_packages(job_packages(ENTRY_MODULES))))
     return env
 
 

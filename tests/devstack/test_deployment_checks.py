@@ -19,6 +19,7 @@ from connectors.config import COMPOSE_VARIABLES, PROJECT_ROOT, SETTINGS, env_exa
 from connectors.jars import CONNECTOR_JARS, WHEEL_REQUIREMENT
 from devstack import deployment_checks as checks
 from devstack.local_stack import DEFAULT_TOPIC_CONFIG, DEFAULT_TOPICS
+from flink_jobs.shipping import image_packages, job_packages
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
@@ -212,6 +213,37 @@ def test_dockerfile_check_fails_on_a_broken_copy(tmp_path: Path, old: str, new: 
     broken = tmp_path / "Dockerfile"
     broken.write_text(text.replace(old, new))
     assert expected in dockerfile_problems(broken.read_text())
+
+
+def image_code_problems(text: str) -> list[str]:
+    """The runtime stage holds the job's import closure and docker/; the simulator stage what it imports."""
+    return [*checks.check_image_code(text, "runtime", image_packages(), scripts=["docker"]),
+            *checks.check_image_code(text, "simulator", job_packages(["devstack.simulator"]))]
+
+
+def test_the_image_holds_exactly_the_code_it_runs() -> None:
+    assert image_code_problems(DOCKERFILE.read_text()) == []
+    assert "devstack" not in image_packages() and "devstack" not in job_packages()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("COPY cardio /opt/ecg/cardio\n", "",
+         "Dockerfile stage runtime: does not copy cardio into /opt/ecg, which it needs"),
+        ("COPY docker /opt/ecg/docker\n", "COPY docker /opt/ecg/docker\nCOPY devstack /opt/ecg/devstack\n",
+         "Dockerfile stage runtime: copies devstack into /opt/ecg, which it does not need"),
+        ("COPY privacy /opt/ecg/privacy", "COPY privacy /opt/ecg/core",
+         "Dockerfile stage runtime: COPY privacy /opt/ecg/core: a folder goes to /opt/ecg/privacy, under its own name"),
+        ("COPY devstack /opt/ecg/devstack\n", "",
+         "Dockerfile stage simulator: does not copy devstack into /opt/ecg, which it needs"),
+    ],
+    ids=["missing", "dev-code", "renamed", "simulator"],
+)
+def test_image_code_check_fails_on_a_broken_copy(old: str, new: str, expected: str) -> None:
+    text = DOCKERFILE.read_text()
+    assert old in text
+    assert expected in image_code_problems(text.replace(old, new, 1))
 
 
 def test_dockerignore_keeps_env_out_of_images() -> None:

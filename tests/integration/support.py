@@ -119,7 +119,7 @@ class JobProcess:
     """The anonymization job in an embedded mini cluster, in its own process group."""
 
     def __init__(self, args: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
-                 module: str = "flink_jobs.ecg_anonymization_job") -> None:
+                 module: str = "flink_jobs.ecg_anonymization_job", cwd: Path = PROJECT_ROOT) -> None:
         self.log_path = log_path
         environment = dict(os.environ if env is None else env)
         environment.setdefault("PSEUDONYM_SECRET", TEST_SECRET)
@@ -129,7 +129,7 @@ class JobProcess:
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", module, *args],
-            cwd=PROJECT_ROOT,
+            cwd=cwd,
             env=environment,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -23,7 +23,7 @@ def test_run_local_shows_points_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> N
     output = tmp_path / "run_local.out"
     with output.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "flink_jobs.run_local", "--patients", "20", "--web-ui-port", str(port),
+            [sys.executable, "-m", "devstack.run_local", "--patients", "20", "--web-ui-port", str(port),
              "--run-dir", str(tmp_path / "run")],
             cwd=PROJECT_ROOT, stdout=sink, stderr=subprocess.STDOUT,
             env={k: v for k, v in os.environ.items() if k != "PSEUDONYM_SECRET"},

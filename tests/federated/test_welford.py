@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from anomaly.welford import Welford
+from federated.welford import Welford
 
 
 def feed(values: list[float]) -> Welford:

@@ -1,6 +1,6 @@
 """Run the whole product on this machine: simulator -> Tansu -> job (embedded Flink) -> InfluxDB.
 
-    .venv/bin/python -m flink_jobs.run_local [--patients 40] [--k-anonymity 5] [--seconds 0]
+    .venv/bin/python -m devstack.run_local [--patients 40] [--k-anonymity 5] [--seconds 0]
 
 Starts the local stack (devstack.local_stack), the anonymization job in an embedded Flink mini
 cluster with its web UI, and the ECG simulator in real time; prints where to look and a progress line
