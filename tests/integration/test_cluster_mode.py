@@ -1,5 +1,8 @@
 """Cluster mode: `flink run` on a standalone cluster, cancel keeps the checkpoint, `flink run -s` resumes.
 
+The workers see only what the job ships (devstack.flink_cluster puts no repository on their path), so the
+job's own list of packages is what is tested here: the first run without the cardio branch, the resumed
+one with it (a checkpoint of the job without the branch restores into the job with it).
 The slowest test of the default suite (a real JobManager + TaskManager start in ~10 s each way).
 """
 
@@ -42,7 +45,7 @@ def test_flink_run_cancel_and_resume_with_s(isolated_run: IsolatedRun, cluster: 
     args = run.job_args("--k-anonymity", str(K))
 
     produce(data, local_stack.kafka_bootstrap, run.raw_topic)
-    job_id = cluster.submit(JOB_FILE, args)
+    job_id = cluster.submit(JOB_FILE, [*args, "--cardio-branch", "false"])
     wait_until(lambda: any(j["jid"] == job_id and j["state"] == "RUNNING" for j in cluster.jobs_overview()), 120,
                "job RUNNING in /jobs/overview")
     wait_until(lambda: run.points() > 0, 120, "first points")
@@ -62,6 +65,7 @@ def test_flink_run_cancel_and_resume_with_s(isolated_run: IsolatedRun, cluster: 
         wait_until(lambda: cluster.job_state(resumed) == "RUNNING", 120, "resumed job RUNNING")
         wait_until(lambda: run.points() >= expected.points, 180,
                    f"{expected.points} points after resume")
+        wait_until(lambda: run.model_updates(), 60, "the cardio branch's model updates after resume")
         time.sleep(4)
         assert run.points() == expected.points
         # Restored, not restarted: the job reports the restored checkpoint in its checkpoint stats.
