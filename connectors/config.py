@@ -8,12 +8,17 @@ start with a message naming the setting. Secrets are masked in every repr and lo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import secrets
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 from dotenv import dotenv_values
 
@@ -363,6 +368,37 @@ def load_settings(
     if not hierarchy_path.exists():
         raise ConfigError(f"invalid HIERARCHY_PATH: {hierarchy_path} does not exist")
     return Settings(values=values, generated_secret=generated, sources=sources)
+
+
+# Options classes: frozen dataclasses whose field ``x`` is the setting ``SETTINGS_PREFIX + x`` (a class attribute,
+# "" when absent), e.g. connectors.influxdb.InfluxOptions.
+OptionsT = TypeVar("OptionsT", bound="DataclassInstance")
+
+
+def option_settings(options_class: type[DataclassInstance]) -> dict[str, tuple[Setting, type]]:
+    """Field name -> (its setting, the field's type) of an options class; KeyError names a field without one."""
+    prefix = getattr(options_class, "SETTINGS_PREFIX", "")
+    hints = typing.get_type_hints(options_class)
+    mapping: dict[str, tuple[Setting, type]] = {}
+    for option in dataclasses.fields(options_class):
+        setting = _BY_ATTR.get(prefix + option.name)
+        if setting is None:
+            raise KeyError(f"{options_class.__name__}.{option.name}: no setting {(prefix + option.name).upper()}")
+        mapping[option.name] = (setting, hints[option.name])
+    return mapping
+
+
+def options_from_settings(options_class: type[OptionsT], settings: Settings) -> OptionsT:
+    """The options of ``options_class`` from the settings table, each value checked against its field's type:
+    a renamed setting or a changed type fails here, when the job is built, not in an operator."""
+    values: dict[str, Any] = {}
+    for name, (setting, kind) in option_settings(options_class).items():
+        value = settings.values[setting.attr]
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise ConfigError(f"{options_class.__name__}.{name} is {kind.__name__}, setting {setting.env} gives "
+                              f"{type(value).__name__}")
+        values[name] = value
+    return options_class(**values)
 
 
 @dataclass(frozen=True)

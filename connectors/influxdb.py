@@ -20,11 +20,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
+
+from connectors.config import Settings, options_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -343,13 +346,36 @@ class InfluxV2Writer:
         self._client.close()
 
 
-def make_writer(settings: Any) -> LineWriter:
-    if settings.influx_transport == "v1":
-        return InfluxV1Writer(
-            settings.influx_url, settings.influx_db, settings.influx_rp, settings.influx_username,
-            settings.influx_password,
-        )
-    return InfluxV2Writer(settings.influx_url, settings.influx_token, settings.influx_org, settings.influx_bucket)
+@dataclass(frozen=True)
+class InfluxOptions:
+    """Where and how the operators write to InfluxDB: the INFLUX_* settings (field ``url`` = ``INFLUX_URL``).
+    Picklable, so it travels into the Python operators; the secrets stay out of its repr."""
+
+    SETTINGS_PREFIX: ClassVar[str] = "influx_"
+
+    transport: str
+    url: str
+    token: str = field(repr=False)
+    org: str
+    bucket: str
+    db: str
+    rp: str
+    username: str
+    password: str = field(repr=False)
+    measurement: str
+    batch_points: int
+    write_queue: int
+    writers: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> InfluxOptions:
+        return options_from_settings(cls, settings)
+
+
+def make_writer(options: InfluxOptions) -> LineWriter:
+    if options.transport == "v1":
+        return InfluxV1Writer(options.url, options.db, options.rp, options.username, options.password)
+    return InfluxV2Writer(options.url, options.token, options.org, options.bucket)
 
 
 CSV_FIELDS = ("ecg_mv", "hr_bpm", "imputed")

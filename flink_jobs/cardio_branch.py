@@ -35,6 +35,7 @@ from anomaly.detector import DetectorConfig
 from anomaly.device import DeviceConfig
 from anomaly.events import AnomalyEvent
 from connectors.config import Settings
+from connectors.influxdb import InfluxOptions
 from connectors.kafka import build_model_source, build_string_sink, model_watermark_strategy
 from federated.messages import parse_global
 from federated.priors import PriorNotice
@@ -48,11 +49,6 @@ from operators.anomaly_models import (
     RequestPriors,
 )
 from operators.parse import FRAME_HEADS
-
-INFLUX_OPTION_NAMES = (
-    "influx_transport", "influx_url", "influx_token", "influx_org", "influx_bucket", "influx_db", "influx_rp",
-    "influx_username", "influx_password", "influx_measurement", "influx_batch_points",
-)
 
 
 def device_config(settings: Settings) -> DeviceConfig:
@@ -108,7 +104,7 @@ def needs_frame_heads(settings: Settings) -> bool:
 def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, parsed: DataStream) -> None:
     if not settings.cardio_branch:
         return
-    influx_options = {name: getattr(settings, name) for name in INFLUX_OPTION_NAMES}
+    influx = InfluxOptions.from_settings(settings)
 
     globals_back = (
         env.from_source(build_model_source(settings), model_watermark_strategy(),
@@ -138,7 +134,7 @@ def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, par
     )
     anomalies = (
         branch.filter(_is_anomaly).name("anomalies").uid("cardio-anomalies")
-        .process(PublishBranch(influx_options, "anomalies"), Types.STRING())
+        .process(PublishBranch(influx, "anomalies"), Types.STRING())
         .name("anomalies: InfluxDB ecg_anomaly_stats").uid("cardio-anomaly-publish")
     )
     anomalies.sink_to(build_string_sink(settings, settings.kafka_anomaly_topic, "ecg-anomalies")).name(
@@ -148,7 +144,7 @@ def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, par
         .key_by(lambda _: "fedavg", key_type=Types.STRING())
         .process(AggregateModels(round_clock(settings), settings.model_dp_clip_norm > 0), Types.PICKLED_BYTE_ARRAY())
         .name("FedAvg aggregator").uid("fedavg")
-        .process(PublishBranch(influx_options, "model_updates"), Types.STRING())
+        .process(PublishBranch(influx, "model_updates"), Types.STRING())
         .name("model updates: InfluxDB ecg_model_stats").uid("cardio-model-publish")
     )
     updates.sink_to(build_string_sink(settings, settings.kafka_model_topic, "ecg-model-updates")).name(

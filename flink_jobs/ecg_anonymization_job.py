@@ -21,13 +21,14 @@ from pyflink.util.java_utils import get_j_env_configuration, is_local_deployment
 
 from connectors.checkpoints import resolve_recovery_path
 from connectors.config import ConfigError, Settings, load_settings
+from connectors.influxdb import InfluxOptions
 from connectors.jars import JarsError, pipeline_jars
 from connectors.kafka import build_source, build_string_sink, watermark_strategy, with_event_time_progress
 from flink_jobs.cardio_branch import build_cardio_branch, needs_frame_heads
 from flink_jobs.shipping import job_packages, stage_packages
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
-from operators.k_anonymity import LATE_FRAMES, KAnonymityWindows
-from operators.parse import DEAD_LETTER, ParseFrames
+from operators.k_anonymity import LATE_FRAMES, KAnonymityWindows, WindowOptions
+from operators.parse import DEAD_LETTER, ParseFrames, ParseOptions
 from operators.sinks import CountDeadLetters, WriteWindows, dead_letter_reason
 from privacy.intake import IntakeOptions
 from privacy.pseudonym import suppression_token_key
@@ -39,11 +40,6 @@ ENTRY_MODULES = ("flink_jobs.ecg_anonymization_job",)
 # Upper bound of the job's parallelism after rescaling restores (key groups); fixed so that a
 # checkpoint restores at any parallelism up to it.
 MAX_PARALLELISM = 128
-INFLUX_OPTION_NAMES = (
-    "influx_transport", "influx_url", "influx_token", "influx_org", "influx_bucket", "influx_db", "influx_rp",
-    "influx_username", "influx_password", "influx_measurement", "influx_batch_points",
-    "influx_write_queue", "influx_writers",
-)
 
 
 def flink_configuration(settings: Settings) -> Configuration:
@@ -106,9 +102,7 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
     parsed = (
         raw.process(
             ParseFrames(
-                intake_options(settings, hierarchy),
-                group_field=settings.group_field,
-                ts_tolerance_ms=settings.ts_tolerance_seconds * 1000,
+                intake_options(settings, hierarchy), ParseOptions.from_settings(settings),
                 frame_heads=needs_frame_heads(settings),
             )
         )
@@ -117,30 +111,28 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
     )
     build_cardio_branch(env, settings, parsed)
 
+    windows = WindowOptions.from_settings(settings)
     anonymized = (
         parsed.key_by(lambda record: record.group, key_type=Types.STRING())
         .process(
             KAnonymityWindows.create(
-                hierarchy, settings.k_anonymity, settings.l_diversity, settings.window_seconds,
-                settings.allowed_lateness_seconds, token_key=suppression_token_key(settings.pseudonym_secret_bytes),
+                hierarchy, windows, token_key=suppression_token_key(settings.pseudonym_secret_bytes),
             )
         )
         .uid("k-anonymity-windows")
-        .name(f"k-anonymity windows (k={settings.k_anonymity}, {settings.window_seconds} s)")
+        .name(f"k-anonymity windows (k={windows.k_anonymity}, {windows.window_seconds} s)")
     )
 
-    influx_options = {name: getattr(settings, name) for name in INFLUX_OPTION_NAMES}
+    influx = InfluxOptions.from_settings(settings)
     csv_dir = str(settings.path("csv_output_dir")) if settings.csv_output_dir else ""
-    anonymized.process(WriteWindows(influx_options, settings.k_anonymity, csv_dir)).uid("influxdb-sink").name(
-        "InfluxDB sink"
-    )
+    anonymized.process(WriteWindows(influx, windows, csv_dir)).uid("influxdb-sink").name("InfluxDB sink")
 
     dead_letters = parsed.get_side_output(DEAD_LETTER).union(anonymized.get_side_output(LATE_FRAMES))
     dead_letters.sink_to(build_string_sink(settings, settings.kafka_dlq_topic, "ecg-dlq")).uid("dlq-sink").name(
         "kafka: " + settings.kafka_dlq_topic
     )
     dead_letters.key_by(dead_letter_reason, key_type=Types.STRING()).process(
-        CountDeadLetters(influx_options, settings.window_seconds)
+        CountDeadLetters(influx, windows)
     ).uid("dead-letter-counts").name("dead letters per reason -> InfluxDB")
 
 

@@ -4,7 +4,6 @@ federated/, pure and unit-tested; flink_jobs/cardio_branch.py wires these togeth
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 from typing import Any
 
 from pyflink.common import Types
@@ -21,7 +20,7 @@ from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueSt
 from anomaly.beats import BeatSource
 from anomaly.device import WAITING, DeviceConfig, DeviceOutput, DeviceProcessor, DeviceState, FrameInput
 from anomaly.events import KINDS, AnomalyEvent
-from connectors.influxdb import LineWriter, make_writer, point_line
+from connectors.influxdb import InfluxOptions, LineWriter, make_writer, point_line
 from federated.aggregator import Aggregator, AggregatorState
 from federated.messages import GlobalUpdate, LocalUpdate, ModelSignal, parse_global
 from federated.priors import PriorNotice, PriorRequest, RoundPriors, on_global, on_request
@@ -293,13 +292,13 @@ class PublishBranch(ProcessFunction):
     """Anomaly events / model updates -> their JSON for Kafka, and one InfluxDB point each (written
     synchronously, so a completed checkpoint has no unwritten point; replays rewrite the same point)."""
 
-    def __init__(self, influx_options: dict[str, Any], what: str) -> None:
-        self._options = influx_options
+    def __init__(self, influx: InfluxOptions, what: str) -> None:
+        self._options = influx
         self._what = what
         self._writer: LineWriter | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._writer = make_writer(SimpleNamespace(**self._options))
+        self._writer = make_writer(self._options)
         metrics = runtime_context.get_metrics_group().add_group("ecg")
         self._published = metrics.counter(f"{self._what}_published")
         self._points = metrics.counter(f"{self._what}_influx_points")

@@ -14,12 +14,14 @@ the dead-letter side output with its source position, and is counted.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
+from connectors.config import Settings, options_from_settings
 from hierarchy.loader import Hierarchy
 from operators.parse import late_record_message
 from operators.records import KeyedFrame, WindowOutput
@@ -30,6 +32,22 @@ log = logging.getLogger("ecg.anonymization")
 LATE_FRAMES = OutputTag("late-frames", Types.STRING())
 
 
+@dataclass(frozen=True)
+class WindowOptions:
+    """The anonymization windows: settings WINDOW_SECONDS, ALLOWED_LATENESS_SECONDS, K_ANONYMITY, L_DIVERSITY."""
+
+    SETTINGS_PREFIX: ClassVar[str] = ""
+
+    window_seconds: int
+    allowed_lateness_seconds: int
+    k_anonymity: int
+    l_diversity: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WindowOptions:
+        return options_from_settings(cls, settings)
+
+
 def window_start_of(timestamp_ms: int, window_ms: int) -> int:
     return timestamp_ms - timestamp_ms % window_ms
 
@@ -37,17 +55,17 @@ def window_start_of(timestamp_ms: int, window_ms: int) -> int:
 class KAnonymityWindows(KeyedProcessFunction):
     """Keyed by the group field (e.g. site); emits one ``WindowOutput`` per (key, window)."""
 
-    def __init__(self, config: AnonymizationConfig, window_seconds: int, allowed_lateness_seconds: int = 0) -> None:
+    def __init__(self, config: AnonymizationConfig, windows: WindowOptions) -> None:
         self._config = config
-        self._window_ms = window_seconds * 1000
-        self._lateness_ms = allowed_lateness_seconds * 1000
+        self._window_ms = windows.window_seconds * 1000
+        self._lateness_ms = windows.allowed_lateness_seconds * 1000
         self._last: dict[str, int] = {}
 
     @classmethod
-    def create(cls, hierarchy: Hierarchy, k: int, l_diversity: int, window_seconds: int,
-               allowed_lateness_seconds: int = 0, **core_options: Any) -> KAnonymityWindows:
-        config = AnonymizationConfig(hierarchy=hierarchy, k=k, l_diversity=l_diversity, **core_options)
-        return cls(config, window_seconds, allowed_lateness_seconds)
+    def create(cls, hierarchy: Hierarchy, windows: WindowOptions, **core_options: Any) -> KAnonymityWindows:
+        config = AnonymizationConfig(hierarchy=hierarchy, k=windows.k_anonymity, l_diversity=windows.l_diversity,
+                                     **core_options)
+        return cls(config, windows)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._frames = runtime_context.get_list_state(ListStateDescriptor("window-frames", Types.PICKLED_BYTE_ARRAY()))

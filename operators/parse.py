@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from pyflink.common import Types
 from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
 
+from connectors.config import Settings, options_from_settings
 from contract.frames import Control, Rejection, dead_letter_message, parse_frame
 from operators.records import KeyedFrame, SourcePosition
 from privacy.intake import IntakeOptions, to_core_frame
@@ -20,6 +22,20 @@ DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 FRAME_HEADS = OutputTag("frame-heads", Types.TUPLE([Types.STRING(), Types.LONG()]))
 
 
+@dataclass(frozen=True)
+class ParseOptions:
+    """What parsing checks beyond the contract: settings GROUP_FIELD, TS_TOLERANCE_SECONDS."""
+
+    SETTINGS_PREFIX: ClassVar[str] = ""
+
+    group_field: str
+    ts_tolerance_seconds: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ParseOptions:
+        return options_from_settings(cls, settings)
+
+
 class ParseFrames(ProcessFunction):
     """Raw record -> KeyedFrame (main output) or dead-letter JSON (side output).
 
@@ -27,11 +43,10 @@ class ParseFrames(ProcessFunction):
     later operator, state or checkpoint holds it; patient_name and PHI-looking extras are dropped.
     """
 
-    def __init__(self, intake: IntakeOptions, group_field: str = "site", ts_tolerance_ms: int = 60_000,
-                 frame_heads: bool = False) -> None:
+    def __init__(self, intake: IntakeOptions, options: ParseOptions, frame_heads: bool = False) -> None:
         self._intake = intake
-        self._group_field = group_field
-        self._ts_tolerance_ms = ts_tolerance_ms
+        self._group_field = options.group_field
+        self._ts_tolerance_ms = options.ts_tolerance_seconds * 1000
         self._frame_heads = frame_heads
 
     def open(self, runtime_context: RuntimeContext) -> None:

@@ -35,6 +35,7 @@ from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeCon
 from pyflink.datastream.state import MapStateDescriptor
 
 from connectors.influxdb import (
+    InfluxOptions,
     LineWriter,
     class_requests,
     group_digest,
@@ -43,6 +44,7 @@ from connectors.influxdb import (
     window_stats_line,
     write_window_csv,
 )
+from operators.k_anonymity import WindowOptions
 from operators.records import WindowOutput
 
 log = logging.getLogger("ecg.sink")
@@ -176,25 +178,24 @@ class ConcurrentRequests:
 
 
 class WriteWindows(ProcessFunction):
-    def __init__(self, influx_options: dict[str, Any], k: int, csv_dir: str = "") -> None:
-        self._options = influx_options
-        self._k = k
+    """Writes each anonymized window to InfluxDB (its classes, then its statistics line) and, with ``csv_dir``,
+    to a CSV file."""
+
+    def __init__(self, influx: InfluxOptions, windows: WindowOptions, csv_dir: str = "") -> None:
+        self._options = influx
+        self._k = windows.k_anonymity
         self._csv_dir = csv_dir
         self._writer: LineWriter | None = None
         self._background: BackgroundWriter | None = None
         self._concurrent: ConcurrentRequests | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from types import SimpleNamespace
-
-        self._writer = make_writer(SimpleNamespace(**self._options))
-        queue_size = int(self._options.get("influx_write_queue", 0))
-        if queue_size > 0 and _BundleHook.install():
-            self._background = BackgroundWriter(self._writer, queue_size)
+        self._writer = make_writer(self._options)
+        if self._options.write_queue > 0 and _BundleHook.install():
+            self._background = BackgroundWriter(self._writer, self._options.write_queue)
             _BundleHook.callbacks.append(self._background.drain)
-        writers = int(self._options.get("influx_writers", 1))
-        if writers > 1:
-            self._concurrent = ConcurrentRequests(self._writer, writers)
+        if self._options.writers > 1:
+            self._concurrent = ConcurrentRequests(self._writer, self._options.writers)
         metrics = runtime_context.get_metrics_group().add_group("ecg")
         self._points_written = metrics.counter("influx_points_written")
         self._accounting = {name: metrics.counter(name) for name in WINDOW_COUNTERS}
@@ -226,8 +227,7 @@ class WriteWindows(ProcessFunction):
             self._writer.write_lines(lines)
 
     def process_element(self, value: WindowOutput, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
-        requests = class_requests(value.published, self._options["influx_measurement"],
-                                  int(self._options["influx_batch_points"]), self._k)
+        requests = class_requests(value.published, self._options.measurement, self._options.batch_points, self._k)
         if self._concurrent is not None:
             written = self._concurrent.write_all(requests)
         else:
@@ -261,16 +261,14 @@ class CountDeadLetters(KeyedProcessFunction):
     state. A dead letter whose window has already closed (a late frame, by definition) counts in the
     window event time is in when it arrives."""
 
-    def __init__(self, influx_options: dict[str, Any], window_seconds: int) -> None:
-        self._options = influx_options
-        self._window_ms = window_seconds * 1000
+    def __init__(self, influx: InfluxOptions, windows: WindowOptions) -> None:
+        self._options = influx
+        self._window_ms = windows.window_seconds * 1000
         self._writer: LineWriter | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from types import SimpleNamespace
-
         self._counts = runtime_context.get_map_state(MapStateDescriptor("dead-letters", Types.LONG(), Types.LONG()))
-        self._writer = make_writer(SimpleNamespace(**self._options))
+        self._writer = make_writer(self._options)
 
     def close(self) -> None:
         if self._writer is not None:

@@ -12,8 +12,10 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from connectors.influxdb import InfluxTransportError
+from connectors.config import load_settings
+from connectors.influxdb import InfluxOptions, InfluxTransportError
 from operators import sinks
+from operators.k_anonymity import WindowOptions
 from operators.records import WindowOutput
 from privacy.metrics import WindowMetrics
 from privacy.model import PublishedFrame
@@ -61,9 +63,10 @@ def window(start_s: int, patients: int = 12) -> WindowOutput:
 
 def run_sink(writer: FakeWriter, queue: int, windows: list[WindowOutput], hook_seen: bool,
              writers: int = 1) -> sinks.WriteWindows:
-    options = {"influx_measurement": "ecg_anonymized", "influx_batch_points": 1000, "influx_write_queue": queue,
-               "influx_writers": writers}
-    sink = sinks.WriteWindows(options, k=5)
+    settings = load_settings(["--influx-batch-points", "1000", "--influx-write-queue", str(queue),
+                              "--influx-writers", str(writers), "--k-anonymity", "5"],
+                             environ={"PSEUDONYM_SECRET": "background-writer-test-secret"})
+    sink = sinks.WriteWindows(InfluxOptions.from_settings(settings), WindowOptions.from_settings(settings))
     with mock.patch.object(sinks, "make_writer", return_value=writer):
         sink.open(mock.MagicMock())
     sinks._BundleHook.seen = hook_seen
