@@ -153,8 +153,11 @@ def create_environment(settings: Settings) -> StreamExecutionEnvironment:
     # client's class loader; with the configuration alone, resolving KafkaSource in the client failed
     # once in ~60 starts here.
     env.add_jars(*pipeline_jars().split(";"))
-    # Workers (a cluster's, or process mode here) import only what is shipped: these packages, in one folder.
-    env.add_python_file(str(stage_packages(job_packages(ENTRY_MODULES))))
+    # Worker processes (a cluster's, or embedded with PYTHON_WORKERS=process) import only what is shipped:
+    # the job's packages, in one folder. Embedded loopback workers are threads of this process: nothing to
+    # ship (and no staged copy left in /tmp when this process is killed).
+    if settings.python_workers == "process" or not is_local_deployment(j_config):
+        env.add_python_file(str(stage_packages(job_packages(ENTRY_MODULES))))
     return env
 
 
