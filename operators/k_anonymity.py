@@ -62,9 +62,9 @@ class KAnonymityWindows(KeyedProcessFunction):
         self._last: dict[str, int] = {}
 
     @classmethod
-    def create(cls, hierarchy: Hierarchy, windows: WindowOptions, **core_options: Any) -> KAnonymityWindows:
+    def create(cls, hierarchy: Hierarchy, windows: WindowOptions, token_key: bytes) -> KAnonymityWindows:
         config = AnonymizationConfig(hierarchy=hierarchy, k=windows.k_anonymity, l_diversity=windows.l_diversity,
-                                     **core_options)
+                                     token_key=token_key)
         return cls(config, windows)
 
     def open(self, runtime_context: RuntimeContext) -> None:
