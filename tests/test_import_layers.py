@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from flink_jobs.shipping import (
+    JOB_ENTRY_MODULES,
     PROJECT_ROOT,
     first_party_packages,
     imported_modules,
@@ -65,6 +66,14 @@ def test_pure_cores_import_no_flink_and_no_outer_code(package: str) -> None:
 
 def test_jobs_ship_no_development_code() -> None:
     assert not DEVELOPMENT & set(job_packages())
+
+
+def test_every_job_entry_point_is_listed_for_the_image() -> None:
+    from flink_jobs import ecg_anonymization_job
+
+    assert set(ecg_anonymization_job.ENTRY_MODULES) <= set(JOB_ENTRY_MODULES)
+    for module in JOB_ENTRY_MODULES:
+        assert (PROJECT_ROOT / (module.replace(".", "/") + ".py")).is_file(), module
 
 
 def test_imports_are_read_like_python_reads_them(tmp_path: Path) -> None:
