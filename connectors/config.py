@@ -17,6 +17,8 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from privacy.dead_letters import parse_seal_key
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -102,6 +104,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KAFKA_BOOTSTRAP", "127.0.0.1:9092", _non_empty, "Kafka bootstrap servers"),
     Setting("KAFKA_INPUT_TOPIC", "ecg-raw", _non_empty, "input topic of ECG frames"),
     Setting("KAFKA_DLQ_TOPIC", "ecg-dlq", _non_empty, "dead-letter topic for invalid and late input"),
+    Setting(
+        "DLQ_RAW",
+        "none",
+        _choice("none", "encrypted", "plain"),
+        "raw message in dead letters: none (position only; re-read from the input topic), encrypted "
+        "(AES-256-GCM under DLQ_RAW_KEY), plain (patient data in clear: logged as a warning at start)",
+    ),
+    Setting("DLQ_RAW_KEY", "", _text, "DLQ_RAW=encrypted: 32-byte key, base64 or hex (not the pseudonym secret)",
+            secret=True),
+    Setting("DLQ_RAW_KEY_ID", "dlq-key-1", _non_empty, "DLQ_RAW=encrypted: id of DLQ_RAW_KEY, stored in each letter"),
     Setting("KAFKA_ANOMALY_TOPIC", "ecg-anomalies", _non_empty, "anomaly events (cardio branch)"),
     Setting("KAFKA_MODEL_TOPIC", "ecg-model-updates", _non_empty, "local + global model updates (cardio branch)"),
     Setting("KAFKA_GROUP_ID", "ecg-anonymizer", _non_empty, "consumer group id (offsets live in checkpoints)"),
@@ -250,6 +262,10 @@ class Settings:
             raise AttributeError(name) from None
 
     @property
+    def dlq_raw_key_bytes(self) -> bytes:
+        return parse_seal_key(self.values["dlq_raw_key"]) if self.values["dlq_raw"] == "encrypted" else b""
+
+    @property
     def pseudonym_secret_bytes(self) -> bytes:
         return str(self.values["pseudonym_secret"]).encode("utf-8")
 
@@ -340,6 +356,16 @@ def load_settings(
     if values["influx_writers"] > 1 and values["influx_write_queue"] > 0:
         raise ConfigError("invalid INFLUX_WRITERS / INFLUX_WRITE_QUEUE: the background queue (INFLUX_WRITE_QUEUE > 0) "
                           "needs INFLUX_WRITERS=1; concurrent writers (INFLUX_WRITERS > 1) need INFLUX_WRITE_QUEUE=0")
+    if values["dlq_raw"] == "encrypted":
+        if not values["dlq_raw_key"]:
+            raise ConfigError("invalid DLQ_RAW_KEY: required with DLQ_RAW=encrypted "
+                              "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+        try:
+            parse_seal_key(values["dlq_raw_key"])
+        except ValueError as error:
+            raise ConfigError(f"invalid DLQ_RAW_KEY: {error}") from None
+        if values["dlq_raw_key"] == values["pseudonym_secret"]:
+            raise ConfigError("invalid DLQ_RAW_KEY: must differ from PSEUDONYM_SECRET")
     if values["influx_transport"] == "v2" and not values["influx_bucket"]:
         raise ConfigError("invalid INFLUX_BUCKET: required with INFLUX_TRANSPORT=v2")
     # A transaction must outlive a checkpoint cycle plus the longest restart backoff, or the broker

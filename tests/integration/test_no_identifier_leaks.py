@@ -6,10 +6,10 @@ INFLUX_USERNAME + INFLUX_PASSWORD, so the v1 writer sends basic auth). Afterward
 scanned for every raw identifier and every secret:
 
 - all of InfluxDB (every point of every measurement, tag values, series, keys),
-- every Kafka topic of the stack except the input topic and the dead-letter topic (the anomaly and
-  model-update topics hold messages, and nothing but their contract fields with pids); the DLQ carries
-  raw input by contract, so it is checked to hold nothing but the raw input (no secret, no
-  identifier that was not in the dead-lettered message itself),
+- every Kafka topic of the stack except the input topic (the anomaly and model-update topics hold
+  messages, and nothing but their contract fields with pids), the dead-letter topic included: the job
+  runs with DLQ_RAW=encrypted, so each letter holds no identifier and no secret, and its sealed raw
+  message opens, with the DLQ key, to exactly the input record at the letter's position,
 - every CSV file, the job's stdout log and every file in its Flink log dir (incl. the configuration
   dump at startup).
 
@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import secrets as random_secrets
 import threading
 import time
 import traceback
@@ -43,9 +44,9 @@ import pytest
 
 from connectors import influxdb
 from contract.bad_input_corpus import valid_frame
-from contract.frames import DEAD_LETTER_RAW_LIMIT
 from devstack.local_stack import count_points_v1, create_database_v1, free_port, query_v1
 from devstack.simulator import KIND_FRAME, Episode, SimConfig, SimMessage, generate_messages, produce
+from privacy.dead_letters import open_raw
 from tests.integration.support import (
     JobProcess,
     expected_output,
@@ -115,6 +116,7 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
         "PSEUDONYM_SECRET": f"pseudonym-Secret-{token}-hmac",
         "INFLUX_TOKEN": f"influx-Token-{token}-v2",
         "INFLUX_PASSWORD": f"influx-Password-{token}-v1",
+        "DLQ_RAW_KEY": random_secrets.token_hex(32),
     }
     username = f"ecg-writer-{token}"
     # Credentials as they travel: the basic-auth header value, and the token header.
@@ -142,7 +144,7 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
     assert report.errors == 0, report.error_samples
 
     csv_dir = tmp_path / "csv"
-    env = {**os.environ, **secrets, "INFLUX_USERNAME": username}
+    env = {**os.environ, **secrets, "INFLUX_USERNAME": username, "DLQ_RAW": "encrypted", "DLQ_RAW_KEY_ID": "leak-test"}
     port = free_port()
     job = JobProcess(
         job_args(local_stack, tmp_path / "checkpoints", "--influx-db", db, "--kafka-input-topic", raw_topic,
@@ -217,22 +219,18 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
     input_text = [("input", b"\n".join(r.value for r in records[raw_topic]))]
     assert len(find_needles(input_text, [*patient_ids, *patient_names, *corpus_ids[:2]])) == 42
 
-    # DLQ: raw input only. Each entry's raw is the input record at its position, and nothing in the
-    # entry (raw, detail, ...) holds a secret or an identifier that was not in that raw record.
+    # DLQ: reason and position, no identifier or secret; the sealed raw message is the input record at
+    # that position (it opens with the DLQ key only).
     inputs = {(r.partition, r.offset): r.value for r in records[raw_topic]}
     dead_letters = [json.loads(r.value) for r in records[dlq_topic]]
     assert len(dead_letters) == len(bad)
+    key = bytes.fromhex(secrets["DLQ_RAW_KEY"])
     for entry in dead_letters:
-        raw = inputs[(entry["partition"], entry["offset"])]
-        assert entry["raw_encoding"] == "utf-8" or entry["raw_encoding"] == "base64"
-        if entry["raw_encoding"] == "utf-8":
-            assert entry["raw"] == raw[:DEAD_LETTER_RAW_LIMIT].decode("utf-8", errors="ignore")
-        else:
-            assert base64.b64decode(entry["raw"]) == raw[:DEAD_LETTER_RAW_LIMIT]
-        where = f"dlq {entry['partition']}@{entry['offset']}"
-        leaks += find_needles([(where, json.dumps(entry, ensure_ascii=False))], [*secrets.values(), *derived])
-        not_in_raw = [i for i in everything if i.encode() not in raw]
-        leaks += find_needles([(where, json.dumps(entry, ensure_ascii=False))], not_in_raw)
+        assert entry["reason"] and entry["topic"] == raw_topic
+        assert open_raw(entry, {"leak-test": key}) == inputs[(entry["partition"], entry["offset"])]
+    assert sum(entry["pid"] is not None for entry in dead_letters) > 0, "control: letters name pseudonyms"
+    leaks += find_needles(((f"dlq {e['partition']}@{e['offset']}", json.dumps(e, ensure_ascii=False))
+                           for e in dead_letters), everything)
 
     # CSV: every file the job wrote.
     csv_files = list(_files(csv_dir))
@@ -248,7 +246,7 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
     assert re.search(rb"window \S+ \[\d+, \d+\) #\d+ ", flink_text), "the Python workers' log is scanned"
     job_log = job.log_text()
     assert find_needles(log_files[:1], [username]) != [], "control: the log scan finds what the job logs"
-    for name in ("pseudonym_secret", "influx_token", "influx_password"):
+    for name in ("pseudonym_secret", "influx_token", "influx_password", "dlq_raw_key"):
         assert f"'{name}': '***'" in job_log, f"{name} was not set, or not masked"
     leaks += find_needles(log_files, everything)
 
