@@ -173,6 +173,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANOMALY_WARMUP_WINDOWS", "4", _positive_int, "30 s windows before a device's own baseline scores"),
     Setting("ANOMALY_TACHY_BPM", "130", _positive_float, "30 s window HR above this: tachycardia"),
     Setting("ANOMALY_BRADY_BPM", "45", _positive_float, "30 s window HR below this: bradycardia"),
+    Setting("ANOMALY_MIN_EPISODE_SECONDS", "8", _positive_float,
+            "a heart rate beyond TACHY/BRADY (median of 9 beats) this long is a tachycardia/bradycardia episode"),
     Setting("ANOMALY_ASYSTOLE_SECONDS", "4", _positive_float, "no beat for this long: asystole"),
     Setting("ANOMALY_NOISE_MV", "0.12", _positive_float, "median |2nd difference| of a noisy frame (mV)"),
     Setting("MODEL_UPDATE_SECONDS", "60", _positive_int, "event-time length of a federated round"),
