@@ -11,7 +11,8 @@ scanned for every raw identifier and every secret:
   runs with DLQ_RAW=encrypted, so each letter holds no identifier and no secret, and its sealed raw
   message opens, with the DLQ key, to exactly the input record at the letter's position,
 - every CSV file, the job's stdout log and every file in its Flink log dir (incl. the configuration
-  dump at startup).
+  dump at startup), and the Flink REST API: configuration, plan, exceptions and every metric of every
+  vertex with its value.
 
 Positive controls keep the scan honest: it finds every raw id in the input topic, the pseudonyms in
 InfluxDB and CSV, the secrets in the job's process environment, and the configuration dump in the log.
@@ -34,6 +35,8 @@ import secrets as random_secrets
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -96,6 +99,30 @@ def _rest_dump(port: int, jid: str) -> Iterator[tuple[str, str]]:
     paths += [f"/taskmanagers/{tm['id']}{tail}" for tm in taskmanagers for tail in ("", "/logs")]
     for path in paths:
         yield path, json.dumps(rest_get(port, path), ensure_ascii=False)
+    # Every metric of every vertex (names and values, the operators' own group `ecg` included): what the
+    # web UI's Metrics tab and any metrics reporter see.
+    for vertex in rest_get(port, f"/jobs/{jid}")["vertices"]:
+        base = f"/jobs/{jid}/vertices/{vertex['id']}"
+        names = [metric["id"] for metric in rest_get(port, base + "/metrics")]
+        for start in range(0, len(names), 20):
+            yield f"{base}/metrics", json.dumps(_metric_values(port, base, names[start:start + 20]), ensure_ascii=False)
+        yield f"{base}/watermarks", json.dumps(rest_get(port, base + "/watermarks"), ensure_ascii=False)
+
+
+def _metric_values(port: int, base: str, names: list[str]) -> list[Any]:
+    """Values of the named metrics; one by one when the batch is refused (a metric can vanish between the
+    listing and the query, e.g. a Python operator's gauges after a bundle), skipping the vanished ones."""
+    try:
+        return list(rest_get(port, f"{base}/metrics?get=" + urllib.parse.quote(",".join(names), safe=",")))
+    except urllib.error.HTTPError:
+        values = []
+        for name in names:
+            try:
+                values += rest_get(port, f"{base}/metrics?get=" + urllib.parse.quote(name, safe=""))
+            except urllib.error.HTTPError as error:
+                if error.code != 404:
+                    raise
+        return values
 
 
 def _files(directory: Path) -> Iterator[tuple[str, bytes]]:
@@ -252,6 +279,8 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
 
     # Flink's web UI (REST): configuration, environment, job plan, exceptions.
     assert '"pipeline.name"' in dict(web_ui)["/jobmanager/config"], "control: the job's Flink configuration is scanned"
+    metrics_text = "".join(text for path, text in web_ui if path.endswith("/metrics"))
+    assert '"ecg.records_in"' in metrics_text or "ecg.records_in" in metrics_text, "control: operator metrics are scanned"
     leaks += find_needles((("flink rest " + path, text) for path, text in web_ui), everything)
 
     # Checkpoints: keyed state and source offsets hold pseudonyms only.
