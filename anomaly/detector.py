@@ -3,18 +3,27 @@
 Input per frame: the frame's span, whether it is noisy (anomaly.quality) and the beats the beat
 detector confirmed meanwhile with the time up to which its beats are final. Output: anomaly events.
 
+- **tachycardia / bradycardia episodes** (beat level, wherever they fall): the rate of the last
+  EPISODE_BEATS RR intervals (their median, so a single premature beat or a compensatory pause does not
+  count) above TACHY (below BRADY) for at least MIN_EPISODE (8 s) of contiguous trusted beats. One event
+  per episode, as soon as it has lasted MIN_EPISODE: window = [the start of its first fast (slow) RR
+  interval, the beat that reached MIN_EPISODE), hr = the mean rate over that span, z against the 30 s
+  baseline when it is warm. The episode ends when
+  the median rate is back inside the limits by HYSTERESIS bpm, or at noise or a silence of 6 s. (Rules on tumbling
+  30 s means missed an episode of 20 s split 10 s / 10 s over two windows: each mean stayed in range.)
 - **30 s windows** (tumbling, aligned to the epoch): HR = 60000 / mean RR of the RR intervals that
   end in the window (RR 200..3000 ms; beats inside noisy frames are dropped). A window is scored
-  once the beat detector has confirmed its end: absolute limits (tachycardia > TACHY, bradycardia
-  < BRADY) and z = (HR - mean) / max(std, MIN_STD) against the device's baseline (Welford over its
-  normal 30 s windows, warm after WARMUP windows; a global prior counts as WARMUP pseudo-windows).
+  once the beat detector has confirmed its end: z = (HR - mean) / max(std, MIN_STD) against the
+  device's baseline (Welford over its normal 30 s windows, warm after WARMUP windows; a global prior
+  counts as WARMUP pseudo-windows). A window whose mean is beyond TACHY / BRADY, or in which a
+  reported episode goes on, is not normal: it never enters the baseline.
 - **5 min windows** (sliding by 30 s, the last ten 30 s windows, at least 8 of them valid): z against
   a baseline of 5 min values, as in the FLEAD design (short and long event-time windows).
 - **asystole**: no trusted beat for ASYSTOLE seconds in a stretch of contiguous, clean frames; one
   event per pause, window = [last beat (or start of the clean stretch), + ASYSTOLE].
 - **noise**: a 30 s window of which >= 30 % was noisy frames is reported as `noise`, not scored.
 
-Windows with an anomaly do not update the baseline (a 2-minute tachycardia must not become normal).
+Windows with an anomaly (or an episode) do not update the baseline (a 2-minute tachycardia must not become normal).
 Everything depends on the frames' content and event time only, never on arrival time or
 watermarks: a replay gives the same events.
 """
@@ -23,6 +32,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from anomaly.events import (
     ASYSTOLE,
@@ -39,6 +50,9 @@ from federated.welford import Welford
 WINDOW_MS = 30_000
 LONG_WINDOWS = 10  # 5 min = ten 30 s windows
 MIN_RR_MS, MAX_RR_MS = 200, 3000
+# Episodes also take intervals up to 6 s: a beat the detector missed during a bradycardia doubles an
+# interval, and must not end the episode (a longer silence is an asystole, and ends it).
+MAX_EPISODE_RR_MS = 6000
 NOISE_SPAN_MEMORY_MS = 30_000
 
 
@@ -53,6 +67,9 @@ class DetectorConfig:
     min_coverage: float = 0.8
     min_std_bpm: float = 3.0
     min_long_valid: int = 8
+    episode_beats: int = 9
+    min_episode_ms: int = 8000
+    hysteresis_bpm: float = 5.0
 
 
 @dataclass
@@ -62,6 +79,7 @@ class WindowAcc:
     covered_ms: int = 0
     noisy_ms: int = 0
     asystole: bool = False
+    episode: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,15 @@ class DetectorState:
     windows_scored: int = 0
     prediction_abs_error: float = 0.0
     predictions: int = 0
+    # The current rate episode (tuples and scalars: class-level defaults, so device states pickled by an
+    # earlier version restore with an idle episode tracker).
+    recent_rr: tuple[tuple[int, int], ...] = ()  # (end_ms, rr_ms) of the last trusted RR intervals
+    episode_kind: str | None = None
+    episode_start_ms: int | None = None
+    episode_last_ms: int | None = None  # the end of its latest interval that is itself beyond the limit
+    episode_rr_sum: int = 0
+    episode_rr_count: int = 0
+    episode_reported: bool = False
 
     def apply_prior(self, round_number: int, weights: ModelWeights | None, weight: float) -> None:
         self.prior_round = round_number
@@ -143,15 +170,21 @@ class Detector:
         for beat in beats_ms:
             if any(low <= beat < high for low, high in state.noisy_spans):
                 state.last_beat_ms = None  # untrusted beat: no RR across it
+                self._end_episode(state)
                 continue
             events.extend(self._check_pause(state, beat))
             if state.last_beat_ms is not None:
                 rr = beat - state.last_beat_ms
                 window_start = beat - beat % WINDOW_MS
+                if MIN_RR_MS <= rr <= MAX_EPISODE_RR_MS:
+                    events.extend(self._track_episode(state, beat, rr))
+                else:
+                    self._end_episode(state)
                 if MIN_RR_MS <= rr <= MAX_RR_MS and window_start >= state.completed_through_ms:
                     acc = state.windows.setdefault(window_start, WindowAcc())
                     acc.rr_sum += rr
                     acc.rr_count += 1
+                    acc.episode = acc.episode or state.episode_reported
             state.last_beat_ms = beat
         events.extend(self._check_pause(state, confirmed_until_ms))
 
@@ -162,6 +195,68 @@ class Detector:
             events.extend(self._complete(state, window_start, state.windows.pop(window_start)))
             state.completed_through_ms = window_start + WINDOW_MS
         return events
+
+    # --- rate episodes ---------------------------------------------------------------------------
+
+    def _rate_kind(self, rr_ms: float, inside_by: float = 0.0) -> str | None:
+        """The limit a rate (as an RR interval) is beyond; ``inside_by`` > 0 asks for that margin back
+        inside the limits before a running episode counts as over."""
+        bpm = 60000.0 / rr_ms
+        if bpm > self.config.tachy_bpm - inside_by:
+            return TACHYCARDIA
+        if bpm < self.config.brady_bpm + inside_by:
+            return BRADYCARDIA
+        return None
+
+    def _end_episode(self, state: DetectorState) -> None:
+        state.recent_rr = ()
+        state.episode_kind = state.episode_start_ms = state.episode_last_ms = None
+        state.episode_rr_sum = state.episode_rr_count = 0
+        state.episode_reported = False
+
+    def _track_episode(self, state: DetectorState, beat: int, rr: int) -> list[AnomalyEvent]:
+        config = self.config
+        state.recent_rr = (*state.recent_rr, (beat, rr))[-config.episode_beats:]
+        if len(state.recent_rr) < config.episode_beats:
+            return []
+        median_rr = float(np.median([interval for _, interval in state.recent_rr]))
+        if state.episode_kind is not None:
+            if self._rate_kind(median_rr, config.hysteresis_bpm) != state.episode_kind:
+                self._end_episode(state)
+                state.recent_rr = ((beat, rr),)
+                return []
+            state.episode_rr_sum += rr
+            state.episode_rr_count += 1
+            if self._rate_kind(rr) == state.episode_kind:
+                state.episode_last_ms = beat
+        else:
+            kind = self._rate_kind(median_rr)
+            if kind is None:
+                return []
+            # The episode starts with the earliest recent interval beyond the limit from which on most
+            # intervals are (the median turns only when most of them are; an isolated premature beat
+            # well before does not move the start).
+            beyond = [self._rate_kind(interval) == kind for _, interval in state.recent_rr]
+            first = next((index for index in range(len(beyond))
+                          if beyond[index] and 2 * sum(beyond[index:]) > len(beyond) - index), None)
+            if first is None:
+                return []
+            since = state.recent_rr[first:]
+            state.episode_kind, state.episode_start_ms = kind, since[0][0] - since[0][1]
+            state.episode_rr_sum = sum(interval for _, interval in since)
+            state.episode_rr_count = len(since)
+            state.episode_last_ms = max(end for end, interval in since if self._rate_kind(interval) == kind)
+        assert state.episode_start_ms is not None and state.episode_last_ms is not None
+        # Measured to its latest fast (slow) interval: the median lags the episode's end by a few beats.
+        if state.episode_reported or state.episode_last_ms - state.episode_start_ms < config.min_episode_ms:
+            return []
+        state.episode_reported = True
+        hr = 60000.0 * state.episode_rr_count / state.episode_rr_sum
+        baseline = state.baseline30()
+        warm = baseline.n >= config.warmup_windows
+        z = (hr - baseline.mean) / max(baseline.std, config.min_std_bpm) if warm else None
+        return [AnomalyEvent(self.pid, state.episode_kind, state.episode_start_ms, state.episode_last_ms, hr, z,
+                             model_version(state, warm), state.prior_round)]
 
     # --- coverage and pauses -----------------------------------------------------------------
 
@@ -218,10 +313,7 @@ class Detector:
 
         state.windows_scored += 1
         z30 = (hr - baseline.mean) / max(baseline.std, config.min_std_bpm) if warm else None
-        if hr > config.tachy_bpm:
-            events.append(AnomalyEvent(self.pid, TACHYCARDIA, start, end, hr, z30, version, state.prior_round))
-        if hr < config.brady_bpm:
-            events.append(AnomalyEvent(self.pid, BRADYCARDIA, start, end, hr, z30, version, state.prior_round))
+        out_of_limits = hr > config.tachy_bpm or hr < config.brady_bpm or acc.episode
         if z30 is not None and abs(z30) > config.z_threshold:
             events.append(AnomalyEvent(self.pid, ZSCORE_30S, start, end, hr, z30, version, state.prior_round))
 
@@ -241,7 +333,7 @@ class Detector:
             if math.isfinite(predicted):
                 state.prediction_abs_error += abs(predicted - hr)
                 state.predictions += 1
-        if events or acc.asystole:
+        if events or acc.asystole or out_of_limits:
             state.history, state.history_end_ms = [], None
             return events
         model = state.model

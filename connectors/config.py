@@ -8,6 +8,8 @@ start with a message naming the setting. Secrets are masked in every repr and lo
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import dataclasses
 import os
 import secrets
@@ -75,6 +77,23 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+SEAL_KEY_BYTES = 32  # AES-256
+
+
+def _seal_key(value: str) -> bytes:
+    """DLQ_RAW_KEY: 32 bytes as base64 or 64 hex characters (empty: none)."""
+    text = value.strip()
+    if not text:
+        return b""
+    try:
+        key = bytes.fromhex(text) if len(text) == 2 * SEAL_KEY_BYTES else base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error):
+        raise ValueError(f"must be {SEAL_KEY_BYTES} bytes as base64 or hex") from None
+    if len(key) != SEAL_KEY_BYTES:
+        raise ValueError(f"must be {SEAL_KEY_BYTES} bytes as base64 or hex")
+    return key
+
+
 def _text(value: str) -> str:
     return value
 
@@ -107,6 +126,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KAFKA_BOOTSTRAP", "127.0.0.1:9092", _non_empty, "Kafka bootstrap servers"),
     Setting("KAFKA_INPUT_TOPIC", "ecg-raw", _non_empty, "input topic of ECG frames"),
     Setting("KAFKA_DLQ_TOPIC", "ecg-dlq", _non_empty, "dead-letter topic for invalid and late input"),
+    Setting(
+        "DLQ_RAW",
+        "none",
+        _choice("none", "encrypted", "plain"),
+        "raw message in dead letters: none (position only; re-read from the input topic), encrypted "
+        "(AES-256-GCM under DLQ_RAW_KEY), plain (patient data in clear: logged as a warning at start)",
+    ),
+    Setting("DLQ_RAW_KEY", "", _seal_key,
+            "DLQ_RAW=encrypted: 32-byte key, base64 or hex (not the pseudonym secret)", secret=True),
+    Setting("DLQ_RAW_KEY_ID", "dlq-key-1", _non_empty, "DLQ_RAW=encrypted: id of DLQ_RAW_KEY, stored in each letter"),
     Setting("KAFKA_ANOMALY_TOPIC", "ecg-anomalies", _non_empty, "anomaly events (cardio branch)"),
     Setting("KAFKA_MODEL_TOPIC", "ecg-model-updates", _non_empty, "local + global model updates (cardio branch)"),
     Setting("KAFKA_GROUP_ID", "ecg-anonymizer", _non_empty, "consumer group id (offsets live in checkpoints)"),
@@ -166,6 +195,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANOMALY_WARMUP_WINDOWS", "4", _positive_int, "30 s windows before a device's own baseline scores"),
     Setting("ANOMALY_TACHY_BPM", "130", _positive_float, "30 s window HR above this: tachycardia"),
     Setting("ANOMALY_BRADY_BPM", "45", _positive_float, "30 s window HR below this: bradycardia"),
+    Setting("ANOMALY_MIN_EPISODE_SECONDS", "8", _positive_float,
+            "a heart rate beyond TACHY/BRADY (median of 9 beats) this long is a tachycardia/bradycardia episode"),
     Setting("ANOMALY_ASYSTOLE_SECONDS", "4", _positive_float, "no beat for this long: asystole"),
     Setting("ANOMALY_NOISE_MV", "0.12", _positive_float, "median |2nd difference| of a noisy frame (mV)"),
     Setting("MODEL_UPDATE_SECONDS", "60", _positive_int, "event-time length of a federated round"),
@@ -345,6 +376,13 @@ def load_settings(
     if values["influx_writers"] > 1 and values["influx_write_queue"] > 0:
         raise ConfigError("invalid INFLUX_WRITERS / INFLUX_WRITE_QUEUE: the background queue (INFLUX_WRITE_QUEUE > 0) "
                           "needs INFLUX_WRITERS=1; concurrent writers (INFLUX_WRITERS > 1) need INFLUX_WRITE_QUEUE=0")
+    if values["dlq_raw"] == "encrypted":
+        key, secret = values["dlq_raw_key"], str(values["pseudonym_secret"])
+        if not key:
+            raise ConfigError("invalid DLQ_RAW_KEY: required with DLQ_RAW=encrypted "
+                              "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+        if secret in (key.hex(), base64.b64encode(key).decode("ascii")) or key == secret.encode("utf-8"):
+            raise ConfigError("invalid DLQ_RAW_KEY: must differ from PSEUDONYM_SECRET")
     if values["influx_transport"] == "v2" and not values["influx_bucket"]:
         raise ConfigError("invalid INFLUX_BUCKET: required with INFLUX_TRANSPORT=v2")
     # A transaction must outlive a checkpoint cycle plus the longest restart backoff, or the broker

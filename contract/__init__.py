@@ -1,12 +1,11 @@
-"""The ECG stream contract: message validation and dead-letter format (pure Python + numpy)."""
+"""The ECG stream contract: message validation (pure Python + numpy). Dead letters: privacy.dead_letters."""
 
 from contract.frames import (
     Control,
     EcgFrame,
     ParseResult,
     Rejection,
-    dead_letter_message,
     parse_frame,
 )
 
-__all__ = ["Control", "EcgFrame", "ParseResult", "Rejection", "dead_letter_message", "parse_frame"]
+__all__ = ["Control", "EcgFrame", "ParseResult", "Rejection", "parse_frame"]

@@ -7,7 +7,6 @@ with a short stable `reason` code and a `detail` naming the field.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
@@ -35,8 +34,6 @@ MIN_TS_MS = 1_262_304_000_000  # 2010-01-01T00:00:00Z
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z (exclusive)
 MAX_CONTROL_TS_MS = 2**63 - 1  # control frames may carry any Kafka-valid far-future timestamp
 DEFAULT_LEAD = "II"
-
-DEAD_LETTER_RAW_LIMIT = 64 * 1024
 
 CONTROL_END_OF_STREAM = "end-of-stream"
 CONTROL_KINDS = frozenset({CONTROL_END_OF_STREAM})
@@ -150,6 +147,18 @@ _OPEN_BRACKETS[[ord("["), ord("{")]] = 1
 _OPEN_BRACKETS[[ord("]"), ord("}")]] = -1
 
 
+def _duplicate_key_detail(key: str) -> str:
+    # Field names are input too: name the contract's own, count the characters of any other.
+    return f"duplicate key {key!r}" if key in KNOWN_FIELDS else f"duplicate key (a field name of {len(key)} chars)"
+
+
+def _json_error_detail(error: ValueError) -> str:
+    # Where the JSON broke, never the text around it (json's messages quote no input, other ValueErrors may).
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at char {error.pos}"
+    return f"{type(error).__name__} while decoding JSON"
+
+
 def _nesting_depth_exceeds(value: bytes, limit: int) -> bool:
     # Fast path: a normal frame has two brackets in total, so it cannot be deeper than the limit.
     if value.count(b"[") + value.count(b"{") <= limit:
@@ -204,7 +213,7 @@ def _integer(value: Any, name: str, low: int, high: int) -> int:
     if type(value) is not int:
         raise _Reject(REASON_WRONG_TYPE, f"{name}: expected integer, got {_type_name(value)}")
     if not low <= value <= high:
-        raise _Reject(REASON_OUT_OF_RANGE, f"{name}: {value} not in {low}..{high}")
+        raise _Reject(REASON_OUT_OF_RANGE, f"{name}: not in {low}..{high}")
     return value
 
 
@@ -216,7 +225,7 @@ def _number(value: Any, name: str, low: float, high: float) -> float:
     except OverflowError:
         raise _Reject(REASON_OUT_OF_RANGE, f"{name}: too large") from None
     if not math.isfinite(number) or not low <= number <= high:
-        raise _Reject(REASON_OUT_OF_RANGE, f"{name}: {number!r} not in {low:g}..{high:g}")
+        raise _Reject(REASON_OUT_OF_RANGE, f"{name}: not in {low:g}..{high:g}")
     return number
 
 
@@ -244,7 +253,7 @@ def _samples(value: Any) -> np.ndarray:
     too_large = np.abs(array) > MAX_ABS_SAMPLE_MV
     if too_large.any():
         index = int(np.argmax(too_large))
-        raise _Reject(REASON_OUT_OF_RANGE, f"samples[{index}]: |{float(array[index])!r}| > {MAX_ABS_SAMPLE_MV:g} mV")
+        raise _Reject(REASON_OUT_OF_RANGE, f"samples[{index}]: |value| > {MAX_ABS_SAMPLE_MV:g} mV")
     return array
 
 
@@ -253,7 +262,7 @@ def _control(obj: dict[str, Any]) -> Control:
     if not isinstance(kind, str):
         raise _Reject(REASON_WRONG_TYPE, f"control: expected string, got {_type_name(kind)}")
     if kind not in CONTROL_KINDS:
-        raise _Reject(REASON_OUT_OF_RANGE, f"control: unknown kind {kind[:64]!r}")
+        raise _Reject(REASON_OUT_OF_RANGE, f"control: unknown kind ({len(kind)} chars)")
     ts_ms = _integer(_require(obj, "ts"), "ts", 0, MAX_CONTROL_TS_MS)
     return Control(kind=kind, ts_ms=ts_ms)
 
@@ -273,7 +282,7 @@ def _frame(obj: dict[str, Any], record_timestamp_ms: int | None, group_field: st
     if not isinstance(sex, str):
         raise _Reject(REASON_WRONG_TYPE, f"sex: expected string, got {_type_name(sex)}")
     if sex not in SEXES:
-        raise _Reject(REASON_OUT_OF_RANGE, f"sex: {sex[:16]!r} not one of F, M, U")
+        raise _Reject(REASON_OUT_OF_RANGE, "sex: not one of F, M, U")
     zip_code = _require(obj, "zip")
     if not isinstance(zip_code, str):
         raise _Reject(REASON_WRONG_TYPE, f"zip: expected string, got {_type_name(zip_code)}")
@@ -303,7 +312,7 @@ def _frame(obj: dict[str, Any], record_timestamp_ms: int | None, group_field: st
     if record_timestamp_ms is not None and abs(ts_ms - record_timestamp_ms) > ts_tolerance_ms:
         raise _Reject(
             REASON_TS_MISMATCH,
-            f"ts: {ts_ms} differs from record timestamp {record_timestamp_ms} by more than {ts_tolerance_ms} ms",
+            f"ts: differs from the record timestamp by more than {ts_tolerance_ms} ms",
         )
 
     extras = {key: value for key, value in obj.items() if key not in KNOWN_FIELDS and key != group_field}
@@ -341,7 +350,7 @@ def parse_frame(
     except _Reject as rejection:
         return Rejection(rejection.reason, rejection.detail)
     except Exception as error:  # noqa: BLE001 -- safety net: the job must never stop on input
-        return Rejection(REASON_INTERNAL_ERROR, f"{type(error).__name__}: {str(error)[:200]}")
+        return Rejection(REASON_INTERNAL_ERROR, type(error).__name__)
 
 
 def _parse(value: bytes, record_timestamp_ms: int | None, group_field: str, ts_tolerance_ms: int) -> ParseResult:
@@ -371,11 +380,11 @@ def _parse(value: bytes, record_timestamp_ms: int | None, group_field: str, ts_t
     try:
         obj = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=keep_constant)
     except _DuplicateKey as duplicate:
-        raise _Reject(REASON_DUPLICATE_KEY, f"duplicate key {duplicate.key[:64]!r}") from None
+        raise _Reject(REASON_DUPLICATE_KEY, _duplicate_key_detail(duplicate.key)) from None
     except RecursionError:
         raise _Reject(REASON_TOO_DEEP, "message: nesting too deep") from None
     except ValueError as error:  # JSONDecodeError, and int literals beyond sys.get_int_max_str_digits
-        raise _Reject(REASON_INVALID_JSON, str(error)[:200]) from None
+        raise _Reject(REASON_INVALID_JSON, _json_error_detail(error)) from None
 
     if not isinstance(obj, dict):
         raise _Reject(REASON_INVALID_JSON, f"top level: expected object, got {_type_name(obj)}")
@@ -386,34 +395,3 @@ def _parse(value: bytes, record_timestamp_ms: int | None, group_field: str, ts_t
     if non_standard_constants:
         raise _Reject(REASON_INVALID_JSON, f"non-standard constant {non_standard_constants[0]} outside samples")
     return result
-
-
-def dead_letter_message(
-    value: bytes | None,
-    rejection: Rejection,
-    topic: str,
-    partition: int,
-    offset: int,
-) -> bytes:
-    """JSON for the dead-letter topic: reason, detail, raw input (≤ 64 KiB) and its Kafka position."""
-    raw = b"" if value is None else bytes(value)
-    head = raw[:DEAD_LETTER_RAW_LIMIT]
-    try:
-        raw.decode("utf-8")
-        # Cutting at 64 KiB may split a multi-byte character; drop only that partial tail.
-        raw_text = head.decode("utf-8", errors="ignore")
-        raw_encoding = "utf-8"
-    except UnicodeDecodeError:
-        raw_text = base64.b64encode(head).decode("ascii")
-        raw_encoding = "base64"
-    message = {
-        "reason": rejection.reason,
-        "detail": rejection.detail,
-        "raw": raw_text,
-        "raw_encoding": raw_encoding,
-        "raw_bytes": len(raw),
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-    }
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -35,6 +35,7 @@ SECRET_CONSUMERS: Mapping[str, frozenset[str]] = {
     "PSEUDONYM_SECRET": frozenset({"submitter"}),
     "INFLUX_TOKEN": frozenset({"submitter", "influxdb"}),
     "INFLUX_PASSWORD": frozenset({"submitter"}),
+    "DLQ_RAW_KEY": frozenset({"submitter"}),
     "INFLUXDB_ADMIN_PASSWORD": frozenset({"influxdb"}),
     "GRAFANA_ADMIN_PASSWORD": frozenset({"grafana"}),
     "GRAFANA_INFLUX_PASSWORD": frozenset({"influxdb", "grafana"}),

@@ -373,6 +373,24 @@ def _episode_at(episodes: Iterable[Episode], offset_ms: int) -> str | None:
     return None
 
 
+RATE_EPISODE_KINDS = ("tachycardia", "bradycardia")
+
+
+def random_rate_episodes(devices: int, seconds: int, seed: int, start_ms: int) -> SimConfig:
+    """The detection scenario of benchmarks/anomaly_evaluation.py: every device one tachycardia or
+    bradycardia episode (kinds alternating), length uniform in 10..60 s, start uniform in
+    [30 s, end - length - 10 s], so episodes fall anywhere relative to 30 s windows; MIT-BIH record 208,
+    no hr_bpm in the frames."""
+    rng = np.random.default_rng(seed)
+    episodes = []
+    for number in range(1, devices + 1):
+        length = float(round(rng.uniform(10, 60), 1))
+        start = float(round(rng.uniform(30, seconds - length - 10), 1))
+        episodes.append(Episode(f"dev-{number:04d}", RATE_EPISODE_KINDS[number % 2], start, length))
+    return SimConfig(patients=devices, duration_s=seconds, start_ms=start_ms, seed=seed, synthetic=False,
+                     hr_fraction=0.0, episodes=tuple(episodes))
+
+
 def ground_truth(cfg: SimConfig) -> list[dict[str, Any]]:
     """The labelled episodes of a run in event time (raw device and patient ids: test data only;
     the evaluation pseudonymizes the patient id with the job's secret and scope (the site) to match

@@ -59,6 +59,7 @@ def device_config(settings: Settings) -> DeviceConfig:
             tachy_bpm=settings.anomaly_tachy_bpm,
             brady_bpm=settings.anomaly_brady_bpm,
             asystole_ms=round(settings.anomaly_asystole_seconds * 1000),
+            min_episode_ms=round(settings.anomaly_min_episode_seconds * 1000),
         ),
         clock=round_clock(settings),
         use_prior=settings.model_global_prior,

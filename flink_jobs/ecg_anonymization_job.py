@@ -30,6 +30,7 @@ from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
 from operators.k_anonymity import LATE_FRAMES, KAnonymityWindows, WindowOptions
 from operators.parse import DEAD_LETTER, ParseFrames, ParseOptions
 from operators.sinks import CountDeadLetters, WriteWindows, dead_letter_reason
+from privacy.dead_letters import DeadLetterOptions
 from privacy.intake import IntakeOptions
 from privacy.pseudonym import suppression_token_key
 
@@ -89,6 +90,18 @@ def intake_options(settings: Settings, hierarchy: Hierarchy) -> IntakeOptions:
     )
 
 
+def dead_letter_options(settings: Settings) -> DeadLetterOptions:
+    return DeadLetterOptions(
+        secret=settings.pseudonym_secret_bytes,
+        pid_hex_chars=settings.pseudonym_hex_chars,
+        scope_by_group=settings.pseudonym_scope == "group",
+        group_field=settings.group_field,
+        raw_mode=settings.dlq_raw,
+        raw_key=settings.dlq_raw_key if settings.dlq_raw == "encrypted" else b"",
+        raw_key_id=settings.dlq_raw_key_id,
+    )
+
+
 def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarchy: Hierarchy | None = None) -> None:
     """The job graph. Every stateful operator has a stable uid, so checkpoints restore into later
     versions of the graph and at other parallelisms (up to MAX_PARALLELISM)."""
@@ -103,6 +116,7 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
         raw.process(
             ParseFrames(
                 intake_options(settings, hierarchy), ParseOptions.from_settings(settings),
+                dead_letter_options(settings),
                 frame_heads=needs_frame_heads(settings),
             )
         )
@@ -168,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    if settings.dlq_raw == "plain":
+        log.warning("DLQ_RAW=plain: dead letters in %s carry the raw input messages, patient identifiers "
+                    "included; restrict who can read that topic", settings.kafka_dlq_topic)
     if settings.generated_secret:
         log.warning("DEMO_MODE: generated a throw-away pseudonym secret; pids will not match other runs")
     log.info("settings %s", settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -11,8 +10,9 @@ from pyflink.common import Types
 from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
 
 from connectors.config import Settings, options_from_settings
-from contract.frames import Control, Rejection, dead_letter_message, parse_frame
+from contract.frames import Control, Rejection, parse_frame
 from operators.records import KeyedFrame, SourcePosition
+from privacy.dead_letters import DeadLetterOptions, Position, dead_letter, late_letter
 from privacy.intake import IntakeOptions, to_core_frame
 
 log = logging.getLogger("ecg.parse")
@@ -43,8 +43,10 @@ class ParseFrames(ProcessFunction):
     later operator, state or checkpoint holds it; patient_name and PHI-looking extras are dropped.
     """
 
-    def __init__(self, intake: IntakeOptions, options: ParseOptions, frame_heads: bool = False) -> None:
+    def __init__(self, intake: IntakeOptions, options: ParseOptions, dead_letters: DeadLetterOptions,
+                 frame_heads: bool = False) -> None:
         self._intake = intake
+        self._dead_letters = dead_letters
         self._group_field = options.group_field
         self._ts_tolerance_ms = options.ts_tolerance_seconds * 1000
         self._frame_heads = frame_heads
@@ -57,34 +59,38 @@ class ParseFrames(ProcessFunction):
         self._control_records = metrics.counter("control_records")
         self._phi_fields_dropped = metrics.counter("phi_fields_dropped")
 
-    def _dead_letter(self, value: bytes, rejection: Rejection, position: SourcePosition) -> str:
+    def _dead_letter(self, value: bytes, rejection: Rejection, position: SourcePosition, timestamp_ms: int) -> str:
         self._dead_lettered.inc()
-        message = dead_letter_message(value, rejection, position.topic, position.partition, position.offset)
-        return message.decode("utf-8")
+        where = Position(position.topic, position.partition, position.offset, timestamp_ms)
+        return dead_letter(value, rejection, where, self._dead_letters).decode("utf-8")
 
     def process_element(self, value: Any, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
         self._records_in.inc()
         raw = bytes(value[4])
         position = SourcePosition(str(value[0]), int(value[1]), int(value[2]))
+        timestamp_ms = int(value[3])
         try:
             parsed = parse_frame(
-                raw, int(value[3]), group_field=self._group_field, ts_tolerance_ms=self._ts_tolerance_ms
+                raw, timestamp_ms, group_field=self._group_field, ts_tolerance_ms=self._ts_tolerance_ms
             )
             if isinstance(parsed, Control):
                 self._control_records.inc()
                 return
             if isinstance(parsed, Rejection):
-                yield DEAD_LETTER, self._dead_letter(raw, parsed, position)
+                yield DEAD_LETTER, self._dead_letter(raw, parsed, position, timestamp_ms)
                 return
             frame, phi_count = to_core_frame(parsed, self._intake)
             if phi_count:
                 self._phi_fields_dropped.inc(phi_count)
             if isinstance(frame, Rejection):
-                yield DEAD_LETTER, self._dead_letter(raw, frame, position)
+                yield DEAD_LETTER, self._dead_letter(raw, frame, position, timestamp_ms)
                 return
-        except Exception as error:
-            log.exception("unexpected error parsing %s", position)
-            yield DEAD_LETTER, self._dead_letter(raw, Rejection("internal_error", type(error).__name__), position)
+        except Exception as error:  # noqa: BLE001 -- the job must never stop on input
+            # The type only: an exception's text or traceback may quote the message (patient data).
+            log.error("unexpected error parsing %s: %s (dead-lettered as internal_error)", position,
+                      type(error).__name__)
+            yield DEAD_LETTER, self._dead_letter(raw, Rejection("internal_error", type(error).__name__), position,
+                                                   timestamp_ms)
             return
         self._frames_valid.inc()
         if self._frame_heads:
@@ -93,19 +99,7 @@ class ParseFrames(ProcessFunction):
 
 
 def late_record_message(record: KeyedFrame, window_seconds: int) -> str:
-    """Dead-letter JSON for a valid frame that arrived after its window closed.
-
-    The raw message is not kept past the parser (it holds identifiers); its position lets an
-    operator re-read it from the input topic.
-    """
-    return json.dumps(
-        {
-            "reason": "late",
-            "detail": f"event time {record.frame.ts_ms} is behind the watermark (window {window_seconds}s)",
-            "raw": None,
-            "topic": record.position.topic,
-            "partition": record.position.partition,
-            "offset": record.position.offset,
-        },
-        sort_keys=True,
-    )
+    """Dead-letter JSON for a valid frame that arrived after its window closed: its pseudonym and
+    position (the raw message, with its identifiers, is not kept past the parser)."""
+    where = Position(record.position.topic, record.position.partition, record.position.offset)
+    return late_letter(record.frame.pid, record.frame.ts_ms, where, window_seconds)

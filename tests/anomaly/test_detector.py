@@ -1,4 +1,4 @@
-"""Detector with known numbers: 30 s and 5 min z-score windows, absolute limits, asystole, noise.
+"""Detector with known numbers: 30 s and 5 min z-score windows, rate episodes, asystole, noise.
 
 Beats are given directly (exact times), one 1 s frame at a time, confirmed 250 ms behind the frame
 end as a streaming beat detector would; the numbers below follow from RR intervals alone.
@@ -137,3 +137,47 @@ def test_noise_window_is_reported_and_not_scored() -> None:
     kinds = [e.kind for e in feed.events]
     assert kinds == [NOISE]  # no tachycardia from the noise, no asystole either
     assert feed.state.model.n_samples == 4
+
+
+# --- rate episodes (beat level, wherever they fall) ----------------------------------------------
+
+
+def test_an_episode_split_over_two_30_s_windows_is_reported_once() -> None:
+    feed = Feed()
+    feed.beat_every(612, 20)  # ~98 bpm
+    feed.beat_every(343, 20)  # ~175 bpm from 20 s to 40 s: 10 s in each 30 s window, each mean < 130 bpm
+    feed.beat_every(612, 30)
+    (event,) = [e for e in feed.events if e.kind == TACHYCARDIA]
+    # From the start of its first fast interval, reported when it has lasted 8 s (MIN_EPISODE).
+    assert T0 + 20_000 - 612 <= event.window_start_ms <= T0 + 20_400  # the last slow beat starts it
+    assert event.window_end_ms - event.window_start_ms == pytest.approx(8_000, abs=343)
+    assert event.hr_bpm == pytest.approx(60000 / 343, abs=0.5)
+    # Neither window's mean is beyond the limit: the tumbling rule alone would have missed it.
+    assert not [e for e in feed.events if e.kind != TACHYCARDIA]
+
+
+def test_premature_beats_and_short_runs_are_not_episodes() -> None:
+    feed = Feed()
+    for _ in range(20):  # a premature beat (300 ms) and its compensatory pause (1100 ms) every 4 beats
+        for rr in (700, 700, 300, 1100):
+            feed.beats.append((feed.beats[-1] if feed.beats else T0) + rr)
+    feed.frames_until(feed.beats[-1] + 1000)
+    feed.beat_every(343, 5)  # 6 s at 175 bpm (from the last beat): shorter than the minimum episode, PVC included
+    feed.beat_every(700, 20)
+    assert [e for e in feed.events if e.kind == TACHYCARDIA] == []
+
+
+def test_bradycardia_of_15_s_and_an_episode_cut_by_noise() -> None:
+    feed = Feed()
+    feed.beat_every(800, 30)
+    feed.beat_every(1714, 15)  # 35 bpm for 15 s
+    feed.beat_every(800, 20)
+    (event,) = [e for e in feed.events if e.kind == "bradycardia"]
+    assert T0 + 30_000 - 800 <= event.window_start_ms <= T0 + 30_800 and event.hr_bpm == pytest.approx(35.0, abs=0.5)
+
+    feed = Feed()
+    feed.beat_every(343, 6)
+    feed.noisy_until = feed.t + 2000  # noise in the middle: its beats are not trusted, the run restarts
+    feed.beat_every(343, 2)
+    feed.beat_every(343, 6)
+    assert [e for e in feed.events if e.kind == TACHYCARDIA] == []

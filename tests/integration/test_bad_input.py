@@ -6,14 +6,14 @@ produced to the input topic interleaved with valid simulator frames, spread over
 end-of-stream controls. The job must
 
 - dead-letter each bad message exactly once, with its specific reason, matched by (partition,
-  offset) to what the producer got back, with the raw input (≤ 64 KiB, base64 if not UTF-8);
+  offset) to what the producer got back, with its size and record timestamp but no raw input and no
+  identifier (privacy/dead_letters.py: DLQ_RAW=none by default);
 - never fail or restart (REST `numRestarts` = 0, job RUNNING, no restart in Flink's log);
 - publish all the valid frames around them: InfluxDB holds exactly the reference model's points.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 import time
@@ -22,11 +22,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from contract.bad_input_corpus import BadInput, bad_inputs
-from contract.frames import DEAD_LETTER_RAW_LIMIT, MAX_MESSAGE_BYTES, REASON_INVALID_JSON, REASON_OVERSIZED
+from contract.bad_input_corpus import BadInput, bad_inputs, valid_frame
+from contract.frames import MAX_MESSAGE_BYTES, REASON_INVALID_JSON, REASON_OVERSIZED
 from devstack.local_stack import count_points_v1, create_database_v1, free_port
 from devstack.simulator import SimConfig, SimMessage, end_of_stream_messages, generate_messages
+from privacy.pseudonym import pseudonymize
 from tests.integration.support import (
+    TEST_SECRET,
     JobProcess,
     expected_output,
     job_args,
@@ -66,18 +68,15 @@ def _interleave(valid: list[SimMessage], corpus: list[BadInput]) -> list[tuple[S
     return items
 
 
-def _check_raw(entry: dict[str, Any], value: bytes, where: str) -> None:
-    assert "raw" in entry and entry["raw_bytes"] == len(value), where
-    head = value[:DEAD_LETTER_RAW_LIMIT]
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        assert entry["raw_encoding"] == "base64", where
-        assert base64.b64decode(entry["raw"]) == head, where
-    else:
-        assert entry["raw_encoding"] == "utf-8", where
-        assert entry["raw"] == head.decode("utf-8", errors="ignore"), where
-        assert len(entry["raw"].encode("utf-8")) <= DEAD_LETTER_RAW_LIMIT, where
+IDENTIFIERS = (valid_frame()["patient_id"], valid_frame()["patient_name"], "Jürgen")
+
+
+def _check_letter(entry: dict[str, Any], value: bytes, timestamp_ms: int, where: str) -> None:
+    """Position, size and record timestamp; no raw copy and no identifier (the corpus' own are in it)."""
+    assert entry["raw"] is None and entry["raw_bytes"] == len(value), where
+    assert entry["timestamp"] == timestamp_ms, where
+    text = json.dumps(entry, ensure_ascii=False)
+    assert not [needle for needle in IDENTIFIERS if needle in text], (where, text[:400])
 
 
 def test_bad_input_corpus_is_dead_lettered_without_restarts(local_stack, fresh_topics, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -101,7 +100,7 @@ def test_bad_input_corpus_is_dead_lettered_without_restarts(local_stack, fresh_t
 
     # Produce: one ordered producer; the position of every bad message comes from the broker.
     producer = make_large_producer(local_stack.kafka_bootstrap)
-    sent_bad: list[tuple[BadInput, Any]] = []
+    sent_bad: list[tuple[BadInput, int, Any]] = []
     try:
         last_ts = START_MS
         for message, entry, partition in _interleave(valid, corpus):
@@ -114,15 +113,17 @@ def test_bad_input_corpus_is_dead_lettered_without_restarts(local_stack, fresh_t
                 assert START_MS <= ts <= last_ts
                 value, key = (None, b"dev-0042") if entry.name == TOMBSTONE else (entry.value, None)
                 future = producer.send(raw_topic, value=value, key=key, partition=partition, timestamp_ms=ts)
-                sent_bad.append((entry, future))
+                sent_bad.append((entry, ts, future))
         for control in end_of_stream_messages(PARTITIONS):
             producer.send(raw_topic, value=control.value, partition=control.partition,
                           timestamp_ms=control.timestamp_ms)
         producer.flush(timeout=120)
         bad_at: dict[tuple[int, int], BadInput] = {}
-        for entry, future in sent_bad:
+        sent_ts: dict[tuple[int, int], int] = {}
+        for entry, ts, future in sent_bad:
             metadata = future.get(timeout=60)
             bad_at[(metadata.partition, metadata.offset)] = entry
+            sent_ts[(metadata.partition, metadata.offset)] = ts
     finally:
         producer.close(timeout=10)
     assert len(bad_at) == len(corpus)
@@ -161,11 +162,15 @@ def test_bad_input_corpus_is_dead_lettered_without_restarts(local_stack, fresh_t
             assert entry["topic"] == raw_topic
             if entry["reason"] != bad.expected_reason:
                 wrong.append(f"{bad.name}: {entry['reason']} ({entry['detail']}), expected {bad.expected_reason}")
-            _check_raw(entry, bad.value, bad.name)
+            _check_letter(entry, bad.value, sent_ts[(entry["partition"], entry["offset"])], bad.name)
         assert not wrong, "wrong reasons:\n" + "\n".join(wrong)
         oversized = [e for e in entries if bad_at[(e["partition"], e["offset"])].name == "oversized_10mb"]
         assert len(oversized) == 1 and oversized[0]["raw_bytes"] > 10_000_000 > MAX_MESSAGE_BYTES
-        assert len(oversized[0]["raw"]) == DEAD_LETTER_RAW_LIMIT  # ASCII: truncated to exactly 64 KiB
+        # Letters of readable messages show their structure and the patient's pseudonym, never the id.
+        corpus_pid = pseudonymize(valid_frame()["patient_id"], TEST_SECRET.encode(), 32, scope=valid_frame()["site"])
+        with_pid = [e for e in entries if e["pid"] is not None]
+        assert len(with_pid) >= 60 and all(e["pid"] == corpus_pid for e in with_pid), with_pid[:3]
+        assert all(e["structure"] is not None for e in with_pid)
 
         # No restart because of input: REST says RUNNING with 0 restarts, Flink's log agrees.
         assert job.alive()
