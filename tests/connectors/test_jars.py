@@ -59,7 +59,7 @@ def test_unknown_artifact_fails_with_mavens_message(tmp_path: Path, monkeypatch:
         pytest.skip("mvn not installed (scripts/setup.sh installs it)")
     missing = jars.JarSpec("io.ecgflinkanon:no-such-artifact:0.0.0", "no-such-artifact.jar", "0" * 64)
     monkeypatch.setattr(jars, "CONNECTOR_JARS", (missing,))
-    with pytest.raises(JarsError, match="dependency:copy io.ecgflinkanon:no-such-artifact:0.0.0 failed"):
+    with pytest.raises(JarsError, match=r"dependency:copy io\.ecgflinkanon:no-such-artifact:0\.0\.0 failed"):
         ensure_connector_jars(tmp_path / "cache", maven_repo=tmp_path / "m2", offline=True)
 
 
