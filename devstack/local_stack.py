@@ -1120,12 +1120,12 @@ def _status(run_dir: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m devstack.local_stack",
-        description="Local Tansu (Kafka) + influxd 1.x + victoria-metrics on 127.0.0.1.",
+        description="Local Apache Kafka + influxd 1.x + victoria-metrics on 127.0.0.1.",
     )
     ap.add_argument("command", choices=("start", "stop", "status"))
     ap.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     ap.add_argument("--detach", action="store_true", help="start: return once ready, keep running")
-    ap.add_argument("--clean", action="store_true", help="start: delete old influxd/vm data first")
+    ap.add_argument("--clean", action="store_true", help="start: delete old kafka/influxd/vm data first")
     ap.add_argument("--no-kafka", action="store_true")
     ap.add_argument("--no-influx", action="store_true")
     ap.add_argument("--no-vm", action="store_true")

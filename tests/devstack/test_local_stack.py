@@ -178,7 +178,7 @@ def test_cli_detach_status_stop(tmp_path: Path) -> None:
     assert after.returncode == 1
 
 
-# ---- Kafka (Tansu) ---------------------------------------------------------------------------
+# ---- Kafka ------------------------------------------------------------------------------------
 
 
 def test_default_topics_created(local_stack: LocalStack) -> None:
