@@ -1,7 +1,7 @@
 """A Kafka outage under the running job (issue 20, item 4, its simplest case).
 
 The job reads a backlog (20 patients x 120 s, bad messages injected) from its own Apache Kafka broker;
-mid-backlog the broker is killed (kill -9) for 30 s and restarted on the same log directory. The job
+mid-backlog the broker is killed (kill -9) for 30 s or 120 s and restarted on the same log directory. The job
 must recover on its own (no operator action: the source reconnects, or the restart strategy restarts
 it from its last checkpoint), and end with exactly the reference model's points in InfluxDB; no
 reader may see a class below k at any moment during the outage; the dead-letter topic holds every
@@ -33,14 +33,12 @@ from tests.integration.support import (
 
 START_MS = 1_763_812_800_000
 K = 5
-OUTAGE_S = 30
 
 
 @pytest.fixture
-def own_stack(local_stack: LocalStack, tmp_path: Path) -> Iterator[LocalStack]:
-    """A broker of this test's own (same binaries as the session stack, which is only asked for so
-    that missing binaries skip or fail the test like every other stack test)."""
-    stack = LocalStack(tmp_path / "stack", topics={})
+def own_stack(tmp_path: Path) -> Iterator[LocalStack]:
+    """Kafka and influxd of this test's own."""
+    stack = LocalStack(tmp_path / "stack")
     stack.start(kafka=True, influx_v1=True, victoria_metrics=False)
     try:
         yield stack
@@ -49,12 +47,15 @@ def own_stack(local_stack: LocalStack, tmp_path: Path) -> Iterator[LocalStack]:
 
 
 @pytest.mark.slow
-def test_broker_killed_for_thirty_seconds_mid_backlog(own_stack: LocalStack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("outage_s", [30, 120])
+def test_broker_killed_mid_backlog(own_stack: LocalStack, tmp_path: Path, outage_s: int) -> None:
     stack = own_stack
     create_topics(stack.kafka_bootstrap, {"ecg-raw.outage": 4, "ecg-dlq.outage": 1})
     db = "outage"
     create_database_v1(stack.influx_v1_url, db)
-    run = IsolatedRun(stack, "ecg-raw.outage", "ecg-dlq.outage", db, tmp_path / "checkpoints")
+    run = IsolatedRun(
+        stack, "ecg-raw.outage", "ecg-dlq.outage", db, tmp_path / "checkpoints", "ecg-anomalies", "ecg-model-updates"
+    )
 
     messages = list(generate_messages(SimConfig(
         patients=20, duration_s=120, start_ms=START_MS, sites=2, bad_fraction=0.03, end_of_stream=True,
@@ -72,7 +73,7 @@ def test_broker_killed_for_thirty_seconds_mid_backlog(own_stack: LocalStack, tmp
         points_at_kill = run.points()
         assert points_at_kill < expected.points, "the outage must start mid-backlog: make the backlog longer"
         below_k: list[str] = []
-        outage_end = time.monotonic() + OUTAGE_S
+        outage_end = time.monotonic() + outage_s
         while time.monotonic() < outage_end:
             below_k += visible_classes_below_k(stack.influx_v1_url, db, K)
             time.sleep(2)
@@ -95,7 +96,7 @@ def test_broker_killed_for_thirty_seconds_mid_backlog(own_stack: LocalStack, tmp
         # A replayed dead letter is an exact copy (deduplicate on topic/partition/offset).
         assert all(json.loads(value) == by_position[(e["partition"], e["offset"])] for value, e in letters)
         print(
-            f"\noutage {OUTAGE_S} s at {points_at_kill}/{expected.points} points; job restarts: "
+            f"\noutage {outage_s} s at {points_at_kill}/{expected.points} points; job restarts: "
             f"{len(job_restart_lines(job.flink_log_text()))}; dead letters {len(letters)} for {len(bad)} injected"
         )
     finally:
