@@ -198,11 +198,14 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, *, poll:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
-    """All records of a topic (every partition, from the beginning) via assign/seek."""
+def read_topic(bootstrap: str, topic: str, timeout: float = 5.0,
+               isolation_level: str = "read_uncommitted") -> list[Any]:
+    """All records of a topic (every partition, from the beginning) via assign/seek; ``read_committed``
+    leaves out the records of aborted and open transactions."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000,
+                             isolation_level=isolation_level)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         assignment = [TopicPartition(topic, partition) for partition in sorted(partitions)]
