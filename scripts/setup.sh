@@ -43,6 +43,8 @@ M2_REPO="$CACHE/m2"
 # with the C1 JIT only.
 MVN=(mvn -B -q -C -Dstyle.color=never "-Dmaven.repo.local=$M2_REPO")
 export MAVEN_OPTS="${MAVEN_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}"
+# Maven 3.8 prints colour resets even in batch mode: strip them (pipefail keeps mvn's exit status).
+mvn_run() { "${MVN[@]}" "$@" 2>&1 | sed -e 's/\x1b\[[0-9;]*m//g' -e '/^[[:space:]]*$/d'; }
 DONE=()
 
 log()  { printf '[setup] %s\n' "$*"; }
@@ -197,7 +199,7 @@ KAFKA_HASH="$(sha_of devstack/kafka/pom.xml)"
 if [ ! -d "$KAFKA_LIB" ] || [ "$(cat "$KAFKA_STAMP" 2>/dev/null || true)" != "$KAFKA_HASH" ]; then
     log "mvn: Apache Kafka broker -> $KAFKA_LIB"
     rm -rf "$KAFKA_LIB" "$KAFKA_STAMP"
-    "${MVN[@]}" -f devstack/kafka/pom.xml dependency:copy-dependencies \
+    mvn_run -f devstack/kafka/pom.xml dependency:copy-dependencies \
         -DincludeScope=runtime "-DoutputDirectory=$KAFKA_LIB"
     echo "$KAFKA_HASH" > "$KAFKA_STAMP"
     did "fetched Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' devstack/kafka/pom.xml) ($(ls "$KAFKA_LIB" | wc -l) jars) -> $KAFKA_LIB"
@@ -234,7 +236,7 @@ if [ ! -f "$PROJECT_JAR" ] || [ "$(cat "$JAVA_STAMP" 2>/dev/null || true)" != "$
     log "mvn package connectors/java (compile, JUnit tests, jar)"
     # Resolves the test dependencies too, so that scripts/test.sh runs the tests offline. A failing
     # test is reported here but does not stop the setup: scripts/test.sh fails on it.
-    "${MVN[@]}" -f connectors/java/pom.xml package -Dmaven.test.failure.ignore=true \
+    mvn_run -f connectors/java/pom.xml package -Dmaven.test.failure.ignore=true \
         || die "mvn package connectors/java failed (see above)"
     cp "$CACHE/java-build/ecg-flink-anon-connectors.jar" "$PROJECT_JAR.tmp"
     mv "$PROJECT_JAR.tmp" "$PROJECT_JAR"

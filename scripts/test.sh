@@ -21,7 +21,8 @@ echo "[test] mypy"
 "$PY" -m mypy docker/healthcheck.py docker/submit_job.py  # scripts of the images, checked on their own
 echo "[test] mvn test (connectors/java, JUnit on Flink's operator test harnesses)"
 MAVEN_OPTS="${MAVEN_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}" \
-    mvn -B -o -q -Dstyle.color=never "-Dmaven.repo.local=$ROOT/.cache/m2" -f connectors/java/pom.xml test
+    mvn -B -o -q -Dstyle.color=never "-Dmaven.repo.local=$ROOT/.cache/m2" -f connectors/java/pom.xml test 2>&1 \
+    | sed -e 's/\x1b\[[0-9;]*m//g' -e '/^[[:space:]]*$/d'  # pipefail: a failing JUnit test fails the run
 echo "[test] pytest"
 # Missing service binaries must fail the run, never skip it.
 export ECG_REQUIRE_STACK=1
