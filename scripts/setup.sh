@@ -30,7 +30,7 @@ for arg in "$@"; do
     case "$arg" in
         --with-checkers) WITH_CHECKERS=1 ;;
         --no-apt) NO_APT=1 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
