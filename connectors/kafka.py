@@ -77,7 +77,7 @@ def build_model_source(settings: Any) -> KafkaSource:
 
 
 def model_watermark_strategy() -> WatermarkStrategy:
-    """The model stream never constrains event time: it is always idle (connectors/java/ModelStreamWatermarks.java)."""
+    """The model stream never constrains event time: it is always idle (ModelStreamWatermarks, connectors/java)."""
     strategy_class = get_gateway().jvm.io.ecgflinkanon.connectors.ModelStreamWatermarks
     if not callable(strategy_class) or type(strategy_class).__name__ == "JavaPackage":
         raise RuntimeError("io.ecgflinkanon.connectors.ModelStreamWatermarks is not on the classpath: "

@@ -302,7 +302,7 @@ def check_topics(config: Mapping[str, Any], topics: Mapping[str, int], topic_con
 @dataclass(frozen=True)
 class JarPin:
     name: str  # file name, e.g. flink-connector-kafka.jar
-    member: str  # path inside the wheel
+    artifact: str  # Maven coordinates groupId:artifactId:version
     sha256: str
 
 
@@ -316,7 +316,6 @@ def check_dockerfile(
     *,
     requirements_text: str,
     requires_python: str,
-    wheel_requirement: str,
     jars: Sequence[JarPin],
     secret_names: Iterable[str],
 ) -> list[str]:
@@ -335,23 +334,20 @@ def check_dockerfile(
     if args.get("PYTHON_VERSION") != python_minor(requires_python):
         problems.append(f"Dockerfile PYTHON_VERSION={args.get('PYTHON_VERSION')}, pyproject.toml requires-python "
                         f"{requires_python}")
-    if args.get("CONNECTOR_WHEEL") != wheel_requirement:
-        problems.append(f"Dockerfile CONNECTOR_WHEEL={args.get('CONNECTOR_WHEEL')}, connectors/jars.py "
-                        f"{wheel_requirement}")
     expected_args: set[str] = set()
     for jar in jars:
         prefix = jar.name.removesuffix(".jar").upper().replace("-", "_")
-        expected_args |= {f"{prefix}_MEMBER", f"{prefix}_SHA256"}
-        if args.get(f"{prefix}_MEMBER") != jar.member:
-            problems.append(f"Dockerfile {prefix}_MEMBER={args.get(f'{prefix}_MEMBER')}, connectors/jars.py "
-                            f"{jar.member}")
+        expected_args |= {f"{prefix}_ARTIFACT", f"{prefix}_SHA256"}
+        if args.get(f"{prefix}_ARTIFACT") != jar.artifact:
+            problems.append(f"Dockerfile {prefix}_ARTIFACT={args.get(f'{prefix}_ARTIFACT')}, connectors/jars.py "
+                            f"{jar.artifact}")
         if args.get(f"{prefix}_SHA256") != jar.sha256:
             problems.append(f"Dockerfile {prefix}_SHA256={args.get(f'{prefix}_SHA256')}, connectors/jars.py "
                             f"{jar.sha256}")
         if f"${{{prefix}_SHA256}}" not in dockerfile_text:
             problems.append(f"Dockerfile never checks {prefix}_SHA256")
     for name in sorted(set(args) - expected_args):
-        if name.endswith(("_SHA256", "_MEMBER")):
+        if name.endswith(("_SHA256", "_ARTIFACT")):
             problems.append(f"Dockerfile {name} belongs to no jar of connectors/jars.py")
 
     if not re.search(r"^\s*COPY\s+requirements\.txt\s", dockerfile_text, re.M) or "pip install" not in dockerfile_text:

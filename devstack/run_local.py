@@ -1,4 +1,4 @@
-"""Run the whole product on this machine: simulator -> Tansu -> job (embedded Flink) -> InfluxDB.
+"""Run the whole product on this machine: simulator -> Apache Kafka -> job (embedded Flink) -> InfluxDB.
 
     .venv/bin/python -m devstack.run_local [--patients 40] [--k-anonymity 5] [--seconds 0]
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        print("starting local stack (Tansu broker, InfluxDB 1.x) ...", flush=True)
+        print("starting local stack (Apache Kafka broker, InfluxDB 1.x) ...", flush=True)
         stack.start(kafka=True, influx_v1=True, victoria_metrics=False, clean=True)
         env = dict(os.environ)
         if not env.get("PSEUDONYM_SECRET") and not (PROJECT_ROOT / ".env").exists():

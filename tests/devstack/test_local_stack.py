@@ -1,4 +1,4 @@
-"""Real-process tests for devstack.local_stack (Tansu, influxd 1.x, victoria-metrics)."""
+"""Real-process tests for devstack.local_stack (Apache Kafka, influxd 1.x, victoria-metrics)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,11 @@ def _producer(bootstrap: str, **kw: Any) -> Any:
     return KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, **kw)
 
 
-def _read_all(bootstrap: str, topic: str, partitions: int, expected: int, **kw: Any) -> list[Any]:
-    """Read a topic from the beginning with assign/seek (no consumer group: flaky on Tansu)."""
+def _read_all(
+    bootstrap: str, topic: str, partitions: int, expected: int, *, wait: float = 30.0, **kw: Any
+) -> list[Any]:
+    """Read a topic from the beginning with assign/seek (no consumer group) until ``expected``
+    records arrived or ``wait`` seconds passed."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
@@ -55,7 +58,7 @@ def _read_all(bootstrap: str, topic: str, partitions: int, expected: int, **kw: 
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         out: list[Any] = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + wait
         while len(out) < expected and time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=500).values():
                 out.extend(batch)
@@ -71,7 +74,7 @@ def test_start_stop_leaves_no_process(tmp_path: Path) -> None:
     run_dir = tmp_path / "stack"
     with LocalStack(run_dir) as stack:
         recs = stack.records()
-        assert set(recs) == {"tansu", "influxd", "victoria-metrics"}
+        assert set(recs) == {"kafka", "influxd", "victoria-metrics"}
         assert all(r.alive() for r in recs.values())
         state = json.loads((run_dir / "stack.json").read_text())
         assert state["kafka_bootstrap"] == stack.kafka_bootstrap
@@ -80,7 +83,7 @@ def test_start_stop_leaves_no_process(tmp_path: Path) -> None:
         for ep in (stack.kafka_bootstrap, stack.influx_v1_url, stack.influx_v2_url):
             assert "127.0.0.1:" in ep
         assert {p.name for p in run_dir.glob("*.pid")} == {
-            "tansu.pid",
+            "kafka.pid",
             "influxd.pid",
             "victoria-metrics.pid",
         }
@@ -97,7 +100,7 @@ def test_partial_start(tmp_path: Path) -> None:
     stack = LocalStack(tmp_path / "s", topics={"only": 2})
     try:
         stack.start(kafka=True, influx_v1=False, victoria_metrics=False)
-        assert set(stack.records()) == {"tansu"}
+        assert set(stack.records()) == {"kafka"}
         with pytest.raises(StackError, match="not running"):
             _ = stack.influx_v1_url
     finally:
@@ -113,8 +116,8 @@ def test_never_kills_a_process_it_did_not_start(tmp_path: Path) -> None:
         ticks = proc_start_ticks(foreign.pid)
         assert ticks is not None
         # 1) pid file pointing at the foreign pid, but another start time (pid reuse)
-        (run_dir / "tansu.pid").write_text(
-            json.dumps(ProcRecord("tansu", foreign.pid, ticks + 1, ["sleep", "60"]).to_json())
+        (run_dir / "kafka.pid").write_text(
+            json.dumps(ProcRecord("kafka", foreign.pid, ticks + 1, ["sleep", "60"]).to_json())
         )
         # 2) right pid and start time, but a different command line
         (run_dir / "influxd.pid").write_text(
@@ -124,7 +127,7 @@ def test_never_kills_a_process_it_did_not_start(tmp_path: Path) -> None:
         assert terminate_verified(ProcRecord("x", foreign.pid, ticks + 1, ["sleep", "60"]), timeout=0.2)
         time.sleep(0.2)
         assert foreign.poll() is None, "a foreign process was signalled"
-        assert not (run_dir / "tansu.pid").exists()  # stale pid files are dropped
+        assert not (run_dir / "kafka.pid").exists()  # stale pid files are dropped
         # the CLI stop on that run dir must not touch it either
         subprocess.run(
             [sys.executable, "-m", "devstack.local_stack", "stop", "--run-dir", str(run_dir)],
@@ -175,7 +178,7 @@ def test_cli_detach_status_stop(tmp_path: Path) -> None:
     assert after.returncode == 1
 
 
-# ---- Kafka (Tansu) ---------------------------------------------------------------------------
+# ---- Kafka ------------------------------------------------------------------------------------
 
 
 def test_default_topics_created(local_stack: LocalStack) -> None:
@@ -233,25 +236,85 @@ def test_kafka_10mb_message(kafka_bootstrap: str, fresh_topics: FreshTopics) -> 
     assert len(got) == 1 and got[0].value == payload
 
 
-def test_tansu_transactions_quirk(kafka_bootstrap: str, fresh_topics: FreshTopics) -> None:
-    """Documents Tansu 0.6.0: transactions are accepted and read_committed hides *open*
-    transactions, but records of *aborted* transactions are still delivered to read_committed
-    consumers. So Kafka exactly-once (transactional sink + read_committed) is not trustworthy on
-    Tansu; test idempotence at the sink instead. If this starts failing, Tansu got fixed."""
+def test_read_committed_hides_aborted_and_open_transactions(kafka_bootstrap: str, fresh_topics: FreshTopics) -> None:
+    """What KAFKA_DELIVERY=exactly-once relies on: a read_committed reader never sees the records of an
+    aborted transaction, nor those of one still open; a read_uncommitted reader sees them all."""
     (topic,) = fresh_topics("tx")
     producer = _producer(kafka_bootstrap, transactional_id=f"tx-{topic}", enable_idempotence=True)
     producer.init_transactions()
-    producer.begin_transaction()
-    producer.send(topic, b"committed")
-    producer.commit_transaction()
-    producer.begin_transaction()
-    producer.send(topic, b"aborted")
-    producer.flush()
-    producer.abort_transaction()
+    for values, commit in (([b"c1", b"c2"], True), ([b"a1"], False), ([b"c3"], True)):
+        producer.begin_transaction()
+        for value in values:
+            producer.send(topic, value)
+        producer.flush()  # the records are in the log before the transaction ends
+        if commit:
+            producer.commit_transaction()
+        else:
+            producer.abort_transaction()
     producer.close()
-    values = [r.value for r in _read_all(kafka_bootstrap, topic, 1, 2, isolation_level="read_committed")]
-    assert b"committed" in values
-    assert b"aborted" in values, "Tansu now filters aborted transactions: update docs/tests"
+    still_open = _producer(kafka_bootstrap, transactional_id=f"tx-open-{topic}", enable_idempotence=True)
+    still_open.init_transactions()
+    still_open.begin_transaction()
+    still_open.send(topic, b"open")
+    still_open.flush()
+    try:
+        committed = [r.value for r in _read_all(kafka_bootstrap, topic, 1, 4, wait=5, isolation_level="read_committed")]
+        everything = [r.value for r in _read_all(kafka_bootstrap, topic, 1, 5, isolation_level="read_uncommitted")]
+    finally:
+        still_open.abort_transaction()
+        still_open.close()
+    assert committed == [b"c1", b"c2", b"c3"]
+    assert everything == [b"c1", b"c2", b"a1", b"c3", b"open"]
+    # once the open transaction is aborted, a read_committed reader reaches the end and still sees 3
+    after = [r.value for r in _read_all(kafka_bootstrap, topic, 1, 4, wait=3, isolation_level="read_committed")]
+    assert after == [b"c1", b"c2", b"c3"]
+
+
+def test_kafka_keeps_topics_and_records_across_a_kill_and_restart(tmp_path: Path) -> None:
+    """kill -9 of the broker loses nothing acknowledged (acks=all): it restarts on the same log
+    directory and address with its topics and records, and takes new ones."""
+    stack = LocalStack(tmp_path / "stack", topics={"durable": 2})
+    try:
+        stack.start(kafka=True, influx_v1=False, victoria_metrics=False)
+        bootstrap = stack.kafka_bootstrap
+        producer = _producer(bootstrap, acks="all")
+        for i in range(50):
+            producer.send("durable", key=str(i).encode(), value=f"before-{i}".encode())
+        producer.flush()
+        producer.close()
+        pid = stack.records()["kafka"].pid
+        stack.kill_kafka()
+        assert not pid_alive(pid) and "kafka" not in stack.records()
+        stack.restart_kafka()
+        assert stack.kafka_bootstrap == bootstrap
+        assert stack.records()["kafka"].pid != pid
+        producer = _producer(bootstrap, acks="all")
+        producer.send("durable", key=b"x", value=b"after").get(timeout=30)
+        producer.close()
+        values = sorted(r.value for r in _read_all(bootstrap, "durable", 2, 51))
+        assert values == sorted([f"before-{i}".encode() for i in range(50)] + [b"after"])
+    finally:
+        stack.stop()
+    assert stack.alive_pids() == []
+
+
+def test_clean_start_empties_kafka(tmp_path: Path) -> None:
+    """start(clean=True) formats a new log directory: no topic of the last run survives."""
+    from kafka import KafkaAdminClient
+
+    run_dir = tmp_path / "stack"
+    with LocalStack(run_dir, topics={"first-run": 1}).start(kafka=True, influx_v1=False, victoria_metrics=False):
+        pass
+    stack = LocalStack(run_dir, topics={"second-run": 1})
+    try:
+        stack.start(kafka=True, influx_v1=False, victoria_metrics=False, clean=True)
+        admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+        try:
+            assert set(admin.list_topics()) == {"second-run"}
+        finally:
+            admin.close()
+    finally:
+        stack.stop()
 
 
 # ---- InfluxDB 1.x ----------------------------------------------------------------------------

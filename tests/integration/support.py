@@ -5,7 +5,7 @@
 - `expected_output`: the reference model. It replays the same simulator messages through the same
   pure functions the job uses (parse_frame -> to_core_frame -> anonymize_window per site and event-time
   window, state threaded window to window), so the job's InfluxDB content can be checked exactly.
-- `read_topic`: reads a whole topic with assign/seek (consumer groups are flaky on Tansu).
+- `read_topic`: reads a whole topic with assign/seek (no consumer group, nothing committed).
 """
 
 from __future__ import annotations
@@ -177,13 +177,10 @@ def job_args(stack: Any, checkpoint_dir: Path, *extra: str) -> list[str]:
 
 
 def branch_args(anomaly_topic: str, model_topic: str) -> list[str]:
-    """Flags of the cardio branch for a run with its own (fresh) anomaly and model topics.
-
-    A fresh model topic is read from the beginning (Tansu's ListOffsets(latest) is unreliable)."""
+    """Flags of the cardio branch for a run with its own (fresh) anomaly and model topics."""
     if not anomaly_topic:
         return []
-    return ["--kafka-anomaly-topic", anomaly_topic, "--kafka-model-topic", model_topic,
-            "--kafka-model-starting-offsets", "earliest"]
+    return ["--kafka-anomaly-topic", anomaly_topic, "--kafka-model-topic", model_topic]
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, *, poll: float = 1.0,
@@ -201,11 +198,14 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, *, poll:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
-    """All records of a topic (every partition, from the beginning) via assign/seek."""
+def read_topic(bootstrap: str, topic: str, timeout: float = 5.0,
+               isolation_level: str = "read_uncommitted") -> list[Any]:
+    """All records of a topic (every partition, from the beginning) via assign/seek; ``read_committed``
+    leaves out the records of aborted and open transactions."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000,
+                             isolation_level=isolation_level)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         assignment = [TopicPartition(topic, partition) for partition in sorted(partitions)]
@@ -348,12 +348,17 @@ def source_drained(port: int, last_offsets: dict[int, int]) -> bool:
 
 
 def last_offsets_of(bootstrap: str, topic: str) -> dict[int, int]:
-    """Offset of the last record of each partition, read from the topic (Tansu's ListOffsets(latest)
-    is not reliable)."""
-    last: dict[int, int] = {}
-    for record in read_topic(bootstrap, topic):
-        last[record.partition] = max(last.get(record.partition, -1), record.offset)
-    return last
+    """Offset of the last record of each non-empty partition (the broker's end offsets, minus one)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        assignment = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        begin = consumer.beginning_offsets(assignment)
+        end = consumer.end_offsets(assignment)
+    finally:
+        consumer.close()
+    return {tp.partition: end[tp] - 1 for tp in assignment if end[tp] > begin[tp]}
 
 
 def visible_classes_below_k(url: str, db: str, k: int, window_seconds: int = 5,

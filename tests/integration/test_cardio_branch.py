@@ -1,4 +1,4 @@
-"""End to end, the second output: simulator -> Tansu -> job (mini cluster) -> ecg-anomalies and
+"""End to end, the second output: simulator -> Kafka -> job (mini cluster) -> ecg-anomalies and
 ecg-model-updates.
 
 12 devices x 210 s of synthetic frames (a pool of base heart rates, 58..125 bpm); three devices carry

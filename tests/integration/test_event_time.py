@@ -1,4 +1,4 @@
-"""Event time that never stalls, on the real stack (Tansu -> job in a mini cluster -> influxd).
+"""Event time that never stalls, on the real stack (Kafka -> job in a mini cluster -> influxd).
 
 Hostile stream shapes, each with exact points (or exact accounting for late frames) and a bounded wait:
 

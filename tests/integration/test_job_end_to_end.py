@@ -1,4 +1,4 @@
-"""End to end on the real local stack: simulator -> Tansu -> job (mini cluster) -> InfluxDB 1.x + DLQ.
+"""End to end on the real local stack: simulator -> Kafka -> job (mini cluster) -> InfluxDB 1.x + DLQ.
 
 20 patients x 60 s of MIT-BIH frames with malformed messages injected. InfluxDB must hold exactly the
 points of the reference model, the dead-letter topic exactly the injected bad messages, and no raw

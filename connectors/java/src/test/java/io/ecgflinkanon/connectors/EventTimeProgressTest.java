@@ -1,0 +1,146 @@
+package io.ecgflinkanon.connectors;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
+import org.apache.flink.streaming.api.watermark.Watermark;
+import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
+import org.apache.flink.streaming.runtime.watermarkstatus.WatermarkStatus;
+import org.apache.flink.streaming.util.OneInputStreamOperatorTestHarness;
+import org.apache.flink.types.Row;
+import org.junit.jupiter.api.Test;
+
+/** EventTimeProgress driven through Flink's one-input operator harness (snapshot, restore, idleness). */
+class EventTimeProgressTest {
+    private static final long OUT_OF_ORDERNESS = 2_000;
+
+    private static OneInputStreamOperatorTestHarness<Row, Row> harness() throws Exception {
+        return new OneInputStreamOperatorTestHarness<>(new EventTimeProgress(OUT_OF_ORDERNESS));
+    }
+
+    private static OneInputStreamOperatorTestHarness<Row, Row> opened(OperatorSubtaskState restoreFrom)
+            throws Exception {
+        OneInputStreamOperatorTestHarness<Row, Row> harness = harness();
+        harness.setup();
+        if (restoreFrom == null) {
+            harness.initializeEmptyState();
+        } else {
+            harness.initializeState(restoreFrom);
+        }
+        harness.open();
+        return harness;
+    }
+
+    private static StreamRecord<Row> record(String topic, int partition, long offset, long timestamp) {
+        return new StreamRecord<>(Row.of(topic, partition, offset, timestamp, new byte[] {1}), timestamp);
+    }
+
+    /** Watermarks and watermark statuses in the output, in order, as strings ("W5000", "IDLE", "ACTIVE"). */
+    private static List<String> progressOf(OneInputStreamOperatorTestHarness<Row, Row> harness) {
+        List<String> seen = new ArrayList<>();
+        for (Object element : harness.getOutput()) {
+            if (element instanceof Watermark) {
+                seen.add("W" + ((Watermark) element).getTimestamp());
+            } else if (element instanceof WatermarkStatus) {
+                seen.add(((WatermarkStatus) element).isIdle() ? "IDLE" : "ACTIVE");
+            }
+        }
+        return seen;
+    }
+
+    private static long recordsOut(OneInputStreamOperatorTestHarness<Row, Row> harness) {
+        return harness.getOutput().stream().filter(element -> element instanceof StreamRecord).count();
+    }
+
+    @Test
+    void forwardsRecordsAndRisingWatermarksUnchanged() throws Exception {
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness = opened(null)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processWatermark(7_999);
+            harness.processWatermark(7_000); // never backwards
+            harness.processElement(record("ecg-raw", 1, 0, 12_000));
+            harness.processWatermark(9_999);
+            assertEquals(List.of("W7999", "W9999"), progressOf(harness));
+            assertEquals(2, recordsOut(harness));
+            StreamRecord<?> first = (StreamRecord<?>) harness.getOutput().peek();
+            assertEquals(10_000, first.getTimestamp());
+            assertEquals("ecg-raw", ((Row) first.getValue()).getField(0));
+        }
+    }
+
+    @Test
+    void restoreReEmitsTheCheckpointedWatermarkAndNeverFallsBelowIt() throws Exception {
+        OperatorSubtaskState snapshot;
+        try (OneInputStreamOperatorTestHarness<Row, Row> before = opened(null)) {
+            before.processElement(record("ecg-raw", 0, 0, 10_000));
+            before.processElement(record("ecg-raw", 1, 0, 12_000));
+            before.processWatermark(5_000);
+            snapshot = before.snapshot(1L, 1L);
+        }
+        try (OneInputStreamOperatorTestHarness<Row, Row> after = opened(snapshot)) {
+            // The source restarts at the lowest watermark and has nothing new to read.
+            assertEquals(List.of(), progressOf(after));
+            after.setProcessingTime(1); // the task runs: the timer registered in open() fires
+            assertEquals(List.of("W5000"), progressOf(after));
+            after.processWatermark(Long.MIN_VALUE);
+            after.processWatermark(4_000);
+            assertEquals(List.of("W5000"), progressOf(after), "a restored job's watermark never goes back");
+            after.processWatermark(6_000);
+            assertEquals(List.of("W5000", "W6000"), progressOf(after));
+        }
+    }
+
+    @Test
+    void allIdleAfterRestoreAdvancesToWhatTheUninterruptedRunReaches() throws Exception {
+        // Uninterrupted: partition 0 delivers its last record first, so it goes idle first and
+        // partition 1 (t=12000) alone sets the watermark: 12000 - 2000 - 1.
+        OperatorSubtaskState snapshot;
+        try (OneInputStreamOperatorTestHarness<Row, Row> uninterrupted = opened(null)) {
+            uninterrupted.processElement(record("ecg-raw", 0, 0, 10_000));
+            uninterrupted.processElement(record("ecg-raw", 1, 0, 12_000));
+            uninterrupted.processWatermark(5_000);
+            snapshot = uninterrupted.snapshot(1L, 1L);
+            uninterrupted.processWatermarkStatus(WatermarkStatus.IDLE);
+            assertEquals(List.of("W5000", "W9999", "IDLE"), progressOf(uninterrupted));
+        }
+        // Restored from the checkpoint taken before the source went idle, with nothing left to read.
+        try (OneInputStreamOperatorTestHarness<Row, Row> restored = opened(snapshot)) {
+            restored.setProcessingTime(1);
+            restored.processWatermarkStatus(WatermarkStatus.IDLE);
+            assertEquals(List.of("W5000", "W9999", "IDLE"), progressOf(restored));
+            assertEquals(0, recordsOut(restored));
+        }
+    }
+
+    @Test
+    void allIdleIsHeldBackByThePartitionWhoseLastRecordCameLast() throws Exception {
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness = opened(null)) {
+            harness.processElement(record("ecg-raw", 1, 0, 12_000));
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processWatermarkStatus(WatermarkStatus.IDLE);
+            // Partition 1 goes idle first; until partition 0 does, the minimum is partition 0's 7999.
+            assertEquals(List.of("W7999", "IDLE"), progressOf(harness));
+        }
+    }
+
+    @Test
+    void aWatermarkRaisedWhileIdleIsAnnouncedAsActiveForThatStep() throws Exception {
+        OperatorSubtaskState snapshot;
+        try (OneInputStreamOperatorTestHarness<Row, Row> before = opened(null)) {
+            before.processElement(record("ecg-raw", 0, 0, 10_000));
+            before.processWatermark(7_999);
+            before.processWatermarkStatus(WatermarkStatus.IDLE);
+            snapshot = before.snapshot(1L, 1L);
+        }
+        try (OneInputStreamOperatorTestHarness<Row, Row> after = opened(snapshot)) {
+            after.processWatermarkStatus(WatermarkStatus.IDLE); // nothing to read after the restore
+            after.setProcessingTime(1);
+            after.processWatermarkStatus(WatermarkStatus.ACTIVE);
+            after.processElement(record("ecg-raw", 0, 1, 20_000));
+            after.processWatermark(17_999);
+            assertEquals(List.of("W7999", "IDLE", "ACTIVE", "W17999"), progressOf(after));
+        }
+    }
+}
