@@ -105,7 +105,11 @@ def test_http_output_is_exact_after_an_outage(isolated_run: IsolatedRun, tmp_pat
     expected_points = sum(len(body["points"]) for body in expected.values())
     assert len(expected) > 2 * ACCEPT_BEFORE_OUTAGE and expected_points > 100_000
     assert any(body["parts"] > 1 for body in expected.values())
-    report = produce(messages, stack.kafka_bootstrap, run.raw_topic)
+    # The second half (and the end-of-stream marker) is produced during the outage, as live input: the
+    # restored job has records left to read.
+    cut = START_MS + 20_000
+    first_half = [m for m in messages if m.timestamp_ms < cut]
+    report = produce(first_half, stack.kafka_bootstrap, run.raw_topic)
     assert report.errors == 0, report.error_samples
 
     receiver = DeduplicatingReceiver()
@@ -118,6 +122,9 @@ def test_http_output_is_exact_after_an_outage(isolated_run: IsolatedRun, tmp_pat
         tmp_path / "job.log", env={**os.environ, "HTTP_OUTPUT_TOKEN": TOKEN},
     )
     try:
+        wait_until(lambda: receiver.refused > 0, 180, "the outage", job=job)
+        report = produce(messages[len(first_half):], stack.kafka_bootstrap, run.raw_topic)
+        assert report.errors == 0, report.error_samples
         wait_until(lambda: receiver.points() >= expected_points, 300, f"{expected_points} points posted", job=job)
         time.sleep(5)  # more checkpoint intervals: nothing new may arrive
         with receiver.lock:
