@@ -7,7 +7,6 @@ holding >= k pseudonyms, and the bearer token never in the job's log."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -113,13 +112,18 @@ def test_http_output_is_exact_after_an_outage(isolated_run: IsolatedRun, tmp_pat
     assert report.errors == 0, report.error_samples
 
     receiver = DeduplicatingReceiver()
+    # The token from a .env file, not the process environment: when a task fails, Beam logs the Python
+    # worker's process environment (README, Configuration).
+    env_file = tmp_path / "job.env"
+    env_file.write_text(f"HTTP_OUTPUT_TOKEN={TOKEN}\n")
     job = JobProcess(
-        run.job_args("--k-anonymity", str(K), "--cardio-branch", "false", "--job-name", JOB,
-                     "--output", "http", "--http-output-url", receiver.url,
-                     "--http-output-batch-points", str(BATCH_POINTS),
-                     "--http-output-attempts", "3", "--http-output-retry-seconds", "0.2",
-                     "--restart-attempts", "30", "--restart-max-backoff-seconds", "4"),
-        tmp_path / "job.log", env={**os.environ, "HTTP_OUTPUT_TOKEN": TOKEN},
+        ["--env-file", str(env_file),
+         *run.job_args("--k-anonymity", str(K), "--cardio-branch", "false", "--job-name", JOB,
+                       "--output", "http", "--http-output-url", receiver.url,
+                       "--http-output-batch-points", str(BATCH_POINTS),
+                       "--http-output-attempts", "3", "--http-output-retry-seconds", "0.2",
+                       "--restart-attempts", "30", "--restart-max-backoff-seconds", "4")],
+        tmp_path / "job.log",
     )
     try:
         wait_until(lambda: receiver.refused > 0, 180, "the outage", job=job)
@@ -136,6 +140,7 @@ def test_http_output_is_exact_after_an_outage(isolated_run: IsolatedRun, tmp_pat
         assert receiver.small_classes == []
         assert receiver.bad_auth == 0
         assert deliveries >= len(expected)
+        assert "'http_output_token': '***'" in job.log_text(), "control: the token was set, and masked"
         assert TOKEN not in job.log_text() and TOKEN not in job.flink_log_text()
         print(f"requests: {len(expected)}, deliveries: {deliveries}, refused: {refused}")
     finally:
