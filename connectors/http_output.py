@@ -12,6 +12,7 @@ Errors name the status and URL, never the token. Standard library only (urllib, 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import math
@@ -144,8 +145,8 @@ class HttpBatchClient:
             if 400 <= error.code < 500 and error.code not in RETRYABLE_4XX:
                 raise HttpOutputRejected(message) from None
             raise HttpOutputError(message) from None
-        except (urllib.error.URLError, OSError) as error:
-            # URLError wraps connection refused, resets, TLS failures and timeouts; its text has no header.
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+            # Connection refused, resets, TLS failures, timeouts, a cut-off answer; no header in the text.
             reason = getattr(error, "reason", error)
             raise HttpOutputError(
                 f"HTTP output POST {self._options.url} failed: {self._redact(str(reason))}"

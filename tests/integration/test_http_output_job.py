@@ -140,6 +140,7 @@ def test_http_output_is_exact_after_an_outage(isolated_run: IsolatedRun, tmp_pat
         assert receiver.small_classes == []
         assert receiver.bad_auth == 0
         assert deliveries >= len(expected)
+        assert "switched from state RUNNING to RESTARTING" in job.flink_log_text(), "the outage outlasts the retries"
         assert "'http_output_token': '***'" in job.log_text(), "control: the token was set, and masked"
         assert TOKEN not in job.log_text() and TOKEN not in job.flink_log_text()
         print(f"requests: {len(expected)}, deliveries: {deliveries}, refused: {refused}")
