@@ -20,7 +20,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.util.java_utils import get_j_env_configuration, is_local_deployment
 
 from connectors.checkpoints import resolve_recovery_path
-from connectors.config import ConfigError, Settings, load_settings
+from connectors.config import SETTINGS, ConfigError, Settings, load_settings
 from connectors.http_output import HttpOutputOptions
 from connectors.influxdb import InfluxOptions
 from connectors.jars import JarsError, pipeline_jars
@@ -184,6 +184,15 @@ def create_environment(settings: Settings) -> StreamExecutionEnvironment:
     return env
 
 
+def forget_secret_environment() -> None:
+    """Drop the secret settings from this process's environment once they are read: the operators get theirs
+    inside the job graph, and Beam logs the Python workers' environment (inherited from here) when it closes
+    them, at every job end, cancel or task failure."""
+    for setting in SETTINGS:
+        if setting.secret:
+            os.environ.pop(setting.env, None)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -191,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    forget_secret_environment()
     if settings.dlq_raw == "plain":
         log.warning("DLQ_RAW=plain: dead letters in %s carry the raw input messages, patient identifiers "
                     "included; restrict who can read that topic", settings.kafka_dlq_topic)

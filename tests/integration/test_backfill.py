@@ -13,7 +13,7 @@ import pytest
 
 from devstack.local_stack import count_points_v1, create_database_v1
 from devstack.simulator import SimConfig, SimMessage, generate_messages, produce
-from tests.integration.support import IsolatedRun, JobProcess, expected_output, read_topic
+from tests.integration.support import TEST_SECRET, IsolatedRun, JobProcess, expected_output, read_topic
 
 START_MS = 1_763_812_800_000  # window-aligned
 K = 5
@@ -30,6 +30,10 @@ def _run_to_completion(args: list[str], log_path: Path) -> JobProcess:
             f"the backfill did not finish within {FINISH_SECONDS} s:\n" + job.log_text()[-3000:]
         ) from None
     assert returncode == 0, job.log_text()[-3000:]
+    # At the job's end Beam logs its Python workers' environment: the secret (set in the job's environment
+    # by JobProcess) must not be in it.
+    assert "Closing environment" in job.flink_log_text(), "control: the workers' environment was closed"
+    assert TEST_SECRET not in job.flink_log_text() and TEST_SECRET not in job.log_text()
     return job
 
 

@@ -7,6 +7,7 @@ holding >= k pseudonyms, and the bearer token never in the job's log."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -112,18 +113,14 @@ def test_http_output_is_exact_after_an_outage(isolated_run: IsolatedRun, tmp_pat
     assert report.errors == 0, report.error_samples
 
     receiver = DeduplicatingReceiver()
-    # The token from a .env file, not the process environment: when a task fails, Beam logs the Python
-    # worker's process environment (README, Configuration).
-    env_file = tmp_path / "job.env"
-    env_file.write_text(f"HTTP_OUTPUT_TOKEN={TOKEN}\n")
     job = JobProcess(
-        ["--env-file", str(env_file),
-         *run.job_args("--k-anonymity", str(K), "--cardio-branch", "false", "--job-name", JOB,
-                       "--output", "http", "--http-output-url", receiver.url,
-                       "--http-output-batch-points", str(BATCH_POINTS),
-                       "--http-output-attempts", "3", "--http-output-retry-seconds", "0.2",
-                       "--restart-attempts", "30", "--restart-max-backoff-seconds", "4")],
-        tmp_path / "job.log",
+        run.job_args("--k-anonymity", str(K), "--cardio-branch", "false", "--job-name", JOB,
+                     "--output", "http", "--http-output-url", receiver.url,
+                     "--http-output-batch-points", str(BATCH_POINTS),
+                     "--http-output-attempts", "3", "--http-output-retry-seconds", "0.2",
+                     "--restart-attempts", "30", "--restart-max-backoff-seconds", "4"),
+        # In the environment: at the task failure Beam logs the workers' environment, which must not hold it.
+        tmp_path / "job.log", env={**os.environ, "HTTP_OUTPUT_TOKEN": TOKEN},
     )
     try:
         wait_until(lambda: receiver.refused > 0, 180, "the outage", job=job)
