@@ -16,6 +16,7 @@ import secrets
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -104,6 +105,40 @@ def _non_empty(value: str) -> str:
     return value
 
 
+def timestamp_ms(value: str) -> int | None:
+    """Epoch milliseconds of ``value`` (digits: epoch ms; else ISO 8601, UTC when it names no zone), or None."""
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _offsets_start(value: str) -> str | int:
+    """KAFKA_STARTING_OFFSETS: a mode name, or a timestamp as epoch ms."""
+    if value in ("earliest", "latest", "committed"):
+        return value
+    stamp = timestamp_ms(value)
+    if stamp is None:
+        raise ValueError("must be earliest, latest, committed, or a timestamp (epoch ms or ISO 8601)")
+    return stamp
+
+
+def _offsets_stop(value: str) -> str | int:
+    """KAFKA_STOP_AT: none, latest, or a timestamp as epoch ms."""
+    if value in ("none", "latest"):
+        return value
+    stamp = timestamp_ms(value)
+    if stamp is None:
+        raise ValueError("must be none, latest, or a timestamp (epoch ms or ISO 8601)")
+    return stamp
+
+
 @dataclass(frozen=True)
 class Setting:
     env: str
@@ -142,8 +177,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "KAFKA_STARTING_OFFSETS",
         "earliest",
-        _choice("earliest", "latest", "committed"),
-        "where a job without checkpoint starts reading",
+        _offsets_start,
+        "where a job without checkpoint starts reading: earliest, latest, committed, or a timestamp "
+        "(epoch ms or ISO 8601; the first record at or after it)",
+    ),
+    Setting(
+        "KAFKA_STOP_AT",
+        "none",
+        _offsets_stop,
+        "none: stream; latest: a one-time backfill up to the offsets at start; a timestamp (epoch ms or "
+        "ISO 8601): up to the records before it. With a stop the job ends by itself (exit 0) when the input "
+        "is read, every window closed; needs CARDIO_BRANCH=false",
     ),
     Setting(
         "KAFKA_DELIVERY",
@@ -243,6 +287,24 @@ SETTINGS: tuple[Setting, ...] = (
         "statistics line after all of them); 1 = one request after the other",
     ),
     Setting("CSV_OUTPUT_DIR", "", _text, "optional: one CSV per window in this folder"),
+    # HTTP output (OUTPUT=http)
+    Setting(
+        "OUTPUT",
+        "influxdb",
+        _choice("influxdb", "http"),
+        "the job's main output: influxdb, or http (POST each window's classes as JSON to HTTP_OUTPUT_URL; "
+        "for both, run two jobs)",
+    ),
+    Setting("HTTP_OUTPUT_URL", "", _text, "OUTPUT=http: the endpoint the batches are POSTed to (http or https)"),
+    Setting("HTTP_OUTPUT_TOKEN", "", _text, "OUTPUT=http: bearer token (empty: none)", secret=True),
+    Setting("HTTP_OUTPUT_CA_FILE", "", _text, "OUTPUT=http: PEM file of the CAs to trust (empty: the system's)"),
+    Setting("HTTP_OUTPUT_BATCH_POINTS", "20000", _positive_int,
+            "OUTPUT=http: points per request (whole classes; a larger class gets requests of its own)"),
+    Setting("HTTP_OUTPUT_ATTEMPTS", "6", _positive_int,
+            "OUTPUT=http: tries per request on 5xx, 408, 429 and connection errors, then the job fails and restarts"),
+    Setting("HTTP_OUTPUT_RETRY_SECONDS", "0.5", _positive_float,
+            "OUTPUT=http: wait before the first retry, doubled after each (at most 10 s)"),
+    Setting("HTTP_OUTPUT_TIMEOUT_SECONDS", "30", _positive_float, "OUTPUT=http: timeout of one request"),
     # Flink runtime
     Setting("PARALLELISM", "1", _positive_int, "job parallelism"),
     Setting("CHECKPOINT_DIR", ".run/checkpoints", _non_empty, "checkpoint storage folder or URI"),
@@ -396,6 +458,15 @@ def load_settings(
             f"invalid KAFKA_TRANSACTION_TIMEOUT_MS: must exceed checkpoint interval + checkpoint timeout + "
             f"max restart backoff = {needed_ms:.0f} ms"
         )
+    if values["output"] == "http" and not values["http_output_url"].startswith(("http://", "https://")):
+        raise ConfigError("invalid HTTP_OUTPUT_URL: OUTPUT=http needs an http:// or https:// URL")
+    if values["kafka_stop_at"] != "none" and values["cardio_branch"]:
+        # The branch reads its global models back from Kafka, an input without end: a bounded job would wait for it.
+        raise ConfigError("invalid KAFKA_STOP_AT: a backfill needs CARDIO_BRANCH=false (the cardio branch's "
+                          "model input has no end)")
+    start, stop = values["kafka_starting_offsets"], values["kafka_stop_at"]
+    if isinstance(start, int) and isinstance(stop, int) and stop <= start:
+        raise ConfigError("invalid KAFKA_STOP_AT: must be after KAFKA_STARTING_OFFSETS")
     if values["web_ui_port"] and not values["web_ui_port"].isdigit():
         raise ConfigError("invalid WEB_UI_PORT: must be a port number")
     if values["model_grace_seconds"] >= values["model_update_seconds"]:

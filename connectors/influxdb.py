@@ -19,11 +19,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
@@ -193,7 +193,19 @@ def class_key(frame: Any) -> tuple[int, tuple[tuple[str, str], ...]]:
 
 
 def class_requests(frames: Iterable[Any], measurement: str, max_points: int, k: int) -> Iterator[list[str]]:
-    """A window's points as write requests that never split an equivalence class.
+    """A window's points as line-protocol write requests that never split an equivalence class
+    (``class_batches`` of the frames' lines)."""
+    return class_batches(frames, lambda patient: window_lines(patient, measurement), max_points, k)
+
+
+PointT = TypeVar("PointT")
+
+
+def class_batches(
+    frames: Iterable[Any], render: Callable[[list[Any]], list[PointT]], max_points: int, k: int
+) -> Iterator[list[PointT]]:
+    """A window's points as requests that never split an equivalence class; ``render`` turns one patient's
+    frames of a class (sorted by time, lead) into its points (a line each for InfluxDB, a JSON object for HTTP).
 
     Classes are packed whole into requests of up to ``max_points`` points, in a deterministic order.
     A class larger than that gets requests of its own, cut only between patients and into parts of at
@@ -203,19 +215,19 @@ def class_requests(frames: Iterable[Any], measurement: str, max_points: int, k: 
     by_class: dict[tuple[int, tuple[tuple[str, str], ...]], dict[str, list[Any]]] = {}
     for frame in frames:
         by_class.setdefault(class_key(frame), {}).setdefault(str(frame.pid), []).append(frame)
-    batch: list[str] = []
+    batch: list[PointT] = []
     for key in sorted(by_class):
         patients = [
-            window_lines(sorted(by_class[key][pid], key=lambda f: (int(f.ts_ms), str(f.lead))), measurement)
+            render(sorted(by_class[key][pid], key=lambda f: (int(f.ts_ms), str(f.lead))))
             for pid in sorted(by_class[key])
         ]
-        size = sum(len(lines) for lines in patients)
+        size = sum(len(points) for points in patients)
         if size <= max_points:
             if batch and len(batch) + size > max_points:
                 yield batch
                 batch = []
-            for lines in patients:
-                batch.extend(lines)
+            for points in patients:
+                batch.extend(points)
             continue
         if batch:
             yield batch
@@ -225,8 +237,8 @@ def class_requests(frames: Iterable[Any], measurement: str, max_points: int, k: 
         yield batch
 
 
-def _split_between_patients(patients: list[list[str]], max_points: int, k: int) -> Iterator[list[str]]:
-    part: list[str] = []
+def _split_between_patients(patients: list[list[PointT]], max_points: int, k: int) -> Iterator[list[PointT]]:
+    part: list[PointT] = []
     members = 0
     for index, lines in enumerate(patients):
         left = len(patients) - index

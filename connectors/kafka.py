@@ -21,7 +21,9 @@ DESERIALIZER_CLASS = "io.ecgflinkanon.connectors.EcgRecordDeserializer"
 PROGRESS_CLASS = "io.ecgflinkanon.connectors.EventTimeProgress"
 
 
-def _starting_offsets(mode: str) -> KafkaOffsetsInitializer:
+def _starting_offsets(mode: str | int) -> KafkaOffsetsInitializer:
+    if isinstance(mode, int):  # epoch ms: the first record at or after it, per partition
+        return KafkaOffsetsInitializer.timestamp(mode)
     if mode == "latest":
         return KafkaOffsetsInitializer.latest()
     if mode == "committed":
@@ -57,6 +59,13 @@ def build_source(settings: Any) -> KafkaSource:
             ".cache/jars/ecg-flink-anon-connectors.jar"
         )
     builder._j_builder.setDeserializer(deserializer_class())
+    if settings.kafka_stop_at != "none":
+        # A one-time backfill: the source ends there, Flink then emits the final watermark (every window
+        # closes) and the job finishes. A timestamp stops before the first record at or after it.
+        stop = settings.kafka_stop_at
+        builder = builder.set_bounded(
+            KafkaOffsetsInitializer.latest() if stop == "latest" else KafkaOffsetsInitializer.timestamp(stop)
+        )
     return builder.build()
 
 

@@ -36,6 +36,7 @@ SECRET_CONSUMERS: Mapping[str, frozenset[str]] = {
     "INFLUX_TOKEN": frozenset({"submitter", "influxdb"}),
     "INFLUX_PASSWORD": frozenset({"submitter"}),
     "DLQ_RAW_KEY": frozenset({"submitter"}),
+    "HTTP_OUTPUT_TOKEN": frozenset({"submitter"}),
     "INFLUXDB_ADMIN_PASSWORD": frozenset({"influxdb"}),
     "GRAFANA_ADMIN_PASSWORD": frozenset({"grafana"}),
     "GRAFANA_INFLUX_PASSWORD": frozenset({"influxdb", "grafana"}),

@@ -20,13 +20,15 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.util.java_utils import get_j_env_configuration, is_local_deployment
 
 from connectors.checkpoints import resolve_recovery_path
-from connectors.config import ConfigError, Settings, load_settings
+from connectors.config import SETTINGS, ConfigError, Settings, load_settings
+from connectors.http_output import HttpOutputOptions
 from connectors.influxdb import InfluxOptions
 from connectors.jars import JarsError, pipeline_jars
 from connectors.kafka import build_source, build_string_sink, watermark_strategy, with_event_time_progress
 from flink_jobs.cardio_branch import build_cardio_branch, needs_frame_heads
 from flink_jobs.shipping import job_packages, stage_packages
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
+from operators.http_output import PostWindows
 from operators.k_anonymity import LATE_FRAMES, KAnonymityWindows, WindowOptions
 from operators.parse import DEAD_LETTER, ParseFrames, ParseOptions
 from operators.sinks import CountDeadLetters, WriteWindows, dead_letter_reason
@@ -138,16 +140,23 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
     )
 
     influx = InfluxOptions.from_settings(settings)
-    csv_dir = str(settings.path("csv_output_dir")) if settings.csv_output_dir else ""
-    anonymized.process(WriteWindows(influx, windows, csv_dir)).uid("influxdb-sink").name("InfluxDB sink")
+    if settings.output == "http":
+        # The main output is the HTTP endpoint alone: no InfluxDB write (statistics, dead-letter counts) in
+        # this job, so nothing else can hold it up. Both outputs: two jobs.
+        anonymized.process(PostWindows(HttpOutputOptions.from_settings(settings), windows, settings.job_name)).uid(
+            "http-sink").name("HTTP output")
+    else:
+        csv_dir = str(settings.path("csv_output_dir")) if settings.csv_output_dir else ""
+        anonymized.process(WriteWindows(influx, windows, csv_dir)).uid("influxdb-sink").name("InfluxDB sink")
 
     dead_letters = parsed.get_side_output(DEAD_LETTER).union(anonymized.get_side_output(LATE_FRAMES))
     dead_letters.sink_to(build_string_sink(settings, settings.kafka_dlq_topic, "ecg-dlq")).uid("dlq-sink").name(
         "kafka: " + settings.kafka_dlq_topic
     )
-    dead_letters.key_by(dead_letter_reason, key_type=Types.STRING()).process(
-        CountDeadLetters(influx, windows)
-    ).uid("dead-letter-counts").name("dead letters per reason -> InfluxDB")
+    if settings.output == "influxdb":
+        dead_letters.key_by(dead_letter_reason, key_type=Types.STRING()).process(
+            CountDeadLetters(influx, windows)
+        ).uid("dead-letter-counts").name("dead letters per reason -> InfluxDB")
 
 
 def create_environment(settings: Settings) -> StreamExecutionEnvironment:
@@ -175,6 +184,15 @@ def create_environment(settings: Settings) -> StreamExecutionEnvironment:
     return env
 
 
+def forget_secret_environment() -> None:
+    """Drop the secret settings from this process's environment once they are read: the operators get theirs
+    inside the job graph, and Beam logs the Python workers' environment (inherited from here) when it closes
+    them, at every job end, cancel or task failure."""
+    for setting in SETTINGS:
+        if setting.secret:
+            os.environ.pop(setting.env, None)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -182,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    forget_secret_environment()
     if settings.dlq_raw == "plain":
         log.warning("DLQ_RAW=plain: dead letters in %s carry the raw input messages, patient identifiers "
                     "included; restrict who can read that topic", settings.kafka_dlq_topic)

@@ -80,3 +80,42 @@ def test_env_example_matches_settings() -> None:
     assert shipped == env_example(), "regenerate with: .venv/bin/python -m connectors.config > .env.example"
     for setting in SETTINGS:
         assert f"\n{setting.env}=" in shipped
+
+
+def test_backfill_stop_and_start_timestamps(tmp_path: Path) -> None:
+    environ = {"PSEUDONYM_SECRET": SECRET}
+    streaming = _load(tmp_path, [], environ)
+    assert streaming.kafka_stop_at == "none" and streaming.kafka_starting_offsets == "earliest"
+    ranged = _load(tmp_path, ["--kafka-starting-offsets", "2025-11-22T12:00:00Z",
+                              "--kafka-stop-at", "1763813100000", "--cardio-branch", "false"], environ)
+    assert ranged.kafka_starting_offsets == 1_763_812_800_000
+    assert ranged.kafka_stop_at == 1_763_813_100_000
+    naive = _load(tmp_path, ["--kafka-stop-at", "2025-11-22T12:00:00", "--cardio-branch", "false"], environ)
+    assert naive.kafka_stop_at == 1_763_812_800_000  # no zone: UTC
+    assert _load(tmp_path, ["--kafka-stop-at", "latest", "--cardio-branch", "false"], environ).kafka_stop_at == "latest"
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--kafka-stop-at", "latest"], "CARDIO_BRANCH=false"),
+        (["--kafka-stop-at", "tomorrow", "--cardio-branch", "false"], "KAFKA_STOP_AT"),
+        (["--kafka-starting-offsets", "oldest"], "KAFKA_STARTING_OFFSETS"),
+        (["--kafka-starting-offsets", "2000", "--kafka-stop-at", "1000", "--cardio-branch", "false"],
+         "must be after KAFKA_STARTING_OFFSETS"),
+        (["--output", "http"], "HTTP_OUTPUT_URL"),
+        (["--output", "http", "--http-output-url", "ftp://x"], "HTTP_OUTPUT_URL"),
+        (["--output", "csv"], "OUTPUT"),
+    ],
+)
+def test_invalid_backfill_and_http_settings(tmp_path: Path, argv: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        _load(tmp_path, argv, {"PSEUDONYM_SECRET": SECRET})
+
+
+def test_http_output_token_is_masked(tmp_path: Path) -> None:
+    token = "http-token-0123456789abcdef"
+    settings = _load(tmp_path, ["--output", "http", "--http-output-url", "https://receiver.example/ingest"],
+                     {"PSEUDONYM_SECRET": SECRET, "HTTP_OUTPUT_TOKEN": token})
+    assert settings.http_output_token == token
+    assert token not in repr(settings) and token not in str(settings)

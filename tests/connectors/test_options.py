@@ -11,11 +11,12 @@ from typing import ClassVar
 import pytest
 
 from connectors.config import SETTINGS, ConfigError, load_settings, option_settings, options_from_settings
+from connectors.http_output import HttpOutputOptions
 from connectors.influxdb import InfluxOptions
 from operators.k_anonymity import WindowOptions
 from operators.parse import ParseOptions
 
-OPTIONS_CLASSES = (InfluxOptions, WindowOptions, ParseOptions)
+OPTIONS_CLASSES = (InfluxOptions, WindowOptions, ParseOptions, HttpOutputOptions)
 SECRET = "options-test-secret-0123456789"
 
 
