@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,7 +24,6 @@ from connectors.checkpoints import resolve_recovery_path
 from connectors.config import PROJECT_ROOT, ConfigError, Settings, load_settings
 from connectors.jars import JarsError, pipeline_jars
 from connectors.kafka import build_source, build_string_sink, watermark_strategy, with_event_time_progress
-from flink_jobs.cardio_branch import build_cardio_branch, needs_frame_heads
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
 from operators.k_anonymity import LATE_FRAMES, KAnonymityWindows
 from operators.parse import DEAD_LETTER, ParseFrames
@@ -108,13 +108,13 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
                 intake_options(settings, hierarchy),
                 group_field=settings.group_field,
                 ts_tolerance_ms=settings.ts_tolerance_seconds * 1000,
-                frame_heads=needs_frame_heads(settings),
             )
         )
         .uid("parse")
         .name("parse + validate + pseudonymize")
     )
-    build_cardio_branch(env, settings, parsed)
+    # The cardio branch is its own job (flink_jobs/cardio_job.py): sharing this source, its
+    # backpressure held back the anonymized output (issue 19).
 
     anonymized = (
         parsed.key_by(lambda record: record.group, key_type=Types.STRING())
@@ -182,8 +182,38 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, HierarchyError, JarsError) as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    env.execute(settings.job_name)
+    cardio = start_cardio_job(env, settings, sys.argv[1:] if argv is None else argv)
+    try:
+        env.execute(settings.job_name)
+    finally:
+        stop_cardio_job(cardio)
     return 0
+
+
+def start_cardio_job(env: StreamExecutionEnvironment, settings: Settings,
+                     argv: list[str]) -> subprocess.Popen[bytes] | None:
+    """CARDIO_BRANCH=true in an embedded mini cluster: the branch's own job (flink_jobs/cardio_job.py) in a
+    child process with the same flags, in this process group (a kill of the job kills it too). On a cluster
+    docker/submit_job.py submits it next to this one."""
+    if not settings.cardio_branch:
+        return None
+    if not is_local_deployment(get_j_env_configuration(env._j_stream_execution_environment)):
+        log.info("cardio branch: submit flink_jobs/cardio_job.py as its own job (docker/submit_job.py does)")
+        return None
+    command = [sys.executable, "-m", "flink_jobs.cardio_job", *argv]
+    log.info("cardio branch: started as its own job (%s-cardio)", settings.job_name)
+    return subprocess.Popen(command, cwd=PROJECT_ROOT)
+
+
+def stop_cardio_job(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
 
 
 if __name__ == "__main__":
