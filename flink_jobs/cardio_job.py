@@ -25,7 +25,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from connectors.checkpoints import latest_checkpoint
 from connectors.config import ConfigError, Settings, load_settings
 from connectors.jars import JarsError
-from connectors.kafka import build_source, watermark_strategy, with_event_time_progress
+from connectors.kafka import build_source, watermark_strategy, with_event_time_progress, with_liveness_guard
 from flink_jobs.cardio_branch import build_cardio_branch, needs_frame_heads
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
 from operators.parse import ParseFrames
@@ -64,7 +64,9 @@ def build_cardio_pipeline(env: StreamExecutionEnvironment, settings: Settings,
     source = env.from_source(
         build_source(settings), watermark_strategy(settings), "kafka: " + settings.kafka_input_topic
     ).uid("kafka-source")
-    raw = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")
+    progress = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")
+    raw = with_liveness_guard(progress, settings, "parse -> cardio branch").uid("liveness-guard").name(
+        "liveness guard")
     parsed = (
         raw.process(
             ParseFrames(

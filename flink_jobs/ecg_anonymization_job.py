@@ -23,7 +23,13 @@ from pyflink.util.java_utils import get_j_env_configuration, is_local_deployment
 from connectors.checkpoints import resolve_recovery_path
 from connectors.config import PROJECT_ROOT, ConfigError, Settings, load_settings
 from connectors.jars import JarsError, pipeline_jars
-from connectors.kafka import build_source, build_string_sink, watermark_strategy, with_event_time_progress
+from connectors.kafka import (
+    build_source,
+    build_string_sink,
+    watermark_strategy,
+    with_event_time_progress,
+    with_liveness_guard,
+)
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
 from operators.k_anonymity import LATE_FRAMES, KAnonymityWindows
 from operators.parse import DEAD_LETTER, ParseFrames
@@ -100,7 +106,9 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
     source = env.from_source(
         build_source(settings), watermark_strategy(settings), "kafka: " + settings.kafka_input_topic
     ).uid("kafka-source")
-    raw = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")
+    progress = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")
+    raw = with_liveness_guard(progress, settings, "parse -> k-anonymity windows -> InfluxDB sink / DLQ").uid(
+        "liveness-guard").name("liveness guard")
 
     parsed = (
         raw.process(
