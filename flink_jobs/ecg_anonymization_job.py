@@ -6,6 +6,7 @@ Submit to a cluster:  flink run -py flink_jobs/ecg_anonymization_job.py -pyexec 
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import subprocess
@@ -209,8 +210,12 @@ def start_cardio_job(env: StreamExecutionEnvironment, settings: Settings,
         log.info("cardio branch: submit flink_jobs/cardio_job.py as its own job (docker/submit_job.py does)")
         return None
     command = [sys.executable, "-m", "flink_jobs.cardio_job", *argv]
+    # Its own Flink log file next to this job's (PyFlink names it flink-<FLINK_IDENT_STRING>-python-<host>.log;
+    # with the same name the second JVM's log overwrote the first's).
+    environment = dict(os.environ)
+    environment["FLINK_IDENT_STRING"] = (environment.get("FLINK_IDENT_STRING") or getpass.getuser()) + "-cardio"
     log.info("cardio branch: started as its own job (%s-cardio)", settings.job_name)
-    return subprocess.Popen(command, cwd=PROJECT_ROOT)
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment)
 
 
 def stop_cardio_job(process: subprocess.Popen[bytes] | None) -> None:
