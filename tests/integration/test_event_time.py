@@ -244,7 +244,9 @@ def test_federated_rounds_go_on_after_a_quiet_stretch(isolated_run: IsolatedRun,
         assert {u["update_id"]: u for u in run.model_updates()} == expected_updates
         assert {a["event_id"]: a for a in run.anomalies()} == expected_anomalies
         assert run.points_by_level() == expected.points_by_level
-        assert branch_metrics(port).get("model_updates_late", 1) == 0
+        branch = wait_until(lambda: (lambda m: m if "model_updates_late" in m else None)(branch_metrics(port)), 30,
+                            "the branch job's metrics (REST fetches them every few seconds)", job=job)
+        assert branch["model_updates_late"] == 0
     finally:
         job.stop()
 
