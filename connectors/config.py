@@ -314,6 +314,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RESTART_ATTEMPTS", "20", _positive_int, "restarts before the job fails"),
     Setting("FROM_CHECKPOINT", "", _text, "resume from PATH or 'latest' (under CHECKPOINT_DIR)"),
     Setting("WEB_UI_PORT", "", _text, "embedded mini cluster only: serve the Flink web UI on this port"),
+    Setting("CARDIO_WEB_UI_PORT", "", _text,
+            "embedded mini cluster only: the web UI port of the cardio branch's own job (empty = none)"),
+    Setting(
+        "LIVENESS_TIMEOUT_SECONDS",
+        "120",
+        _non_negative_float,
+        "fail the job (restart from the last checkpoint) when the input has unread records but no record "
+        "left the source for this long, or event time is due to advance but no window fired (0 = off)",
+    ),
     Setting("PYTHON_EXECUTABLE", "", _text, "Python of the Flink workers (default: the one running the job)"),
     Setting("PYTHON_BUNDLE_SIZE", "100000", _positive_int,
             "elements per Python bundle (a bundle ends, and the sink's writes drain, at this count or time)"),
@@ -469,6 +478,8 @@ def load_settings(
         raise ConfigError("invalid KAFKA_STOP_AT: must be after KAFKA_STARTING_OFFSETS")
     if values["web_ui_port"] and not values["web_ui_port"].isdigit():
         raise ConfigError("invalid WEB_UI_PORT: must be a port number")
+    if values["cardio_web_ui_port"] and not values["cardio_web_ui_port"].isdigit():
+        raise ConfigError("invalid CARDIO_WEB_UI_PORT: must be a port number")
     if values["model_grace_seconds"] >= values["model_update_seconds"]:
         raise ConfigError("invalid MODEL_GRACE_SECONDS: must be below MODEL_UPDATE_SECONDS")
     hierarchy_path = Path(values["hierarchy_path"])

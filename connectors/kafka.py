@@ -19,6 +19,7 @@ from pyflink.java_gateway import get_gateway
 
 DESERIALIZER_CLASS = "io.ecgflinkanon.connectors.EcgRecordDeserializer"
 PROGRESS_CLASS = "io.ecgflinkanon.connectors.EventTimeProgress"
+GUARD_CLASS = "io.ecgflinkanon.connectors.LivenessGuard"
 
 
 def _starting_offsets(mode: str | int) -> KafkaOffsetsInitializer:
@@ -123,6 +124,19 @@ def with_event_time_progress(stream: DataStream, settings: Any) -> DataStream:
     bound_ms = int(settings.max_out_of_orderness_seconds) * 1000
     j_stream = stream._j_data_stream
     return DataStream(j_stream.transform("event-time progress", j_stream.getType(), operator_class(bound_ms)))
+
+
+def with_liveness_guard(stream: DataStream, settings: Any, downstream: str) -> DataStream:
+    """Chain connectors/java/LivenessGuard after the source: it fails the task (the restart strategy then
+    resumes from the last checkpoint) when the input has unread records but no record left the source for
+    LIVENESS_TIMEOUT_SECONDS; `downstream` names the operators its error message suspects."""
+    operator_class = get_gateway().jvm.io.ecgflinkanon.connectors.LivenessGuard
+    if type(operator_class).__name__ == "JavaPackage":
+        raise RuntimeError(f"{GUARD_CLASS} is not on the classpath: run scripts/setup.sh")
+    timeout_ms = round(settings.liveness_timeout_seconds * 1000)
+    j_stream = stream._j_data_stream
+    return DataStream(j_stream.transform("liveness guard", j_stream.getType(),
+                                         operator_class(settings.kafka_bootstrap, timeout_ms, downstream)))
 
 
 def build_string_sink(settings: Any, topic: str, transactional_id_prefix: str) -> KafkaSink:

@@ -24,6 +24,7 @@ JOB_SUBMITTERS = ("submit_job.py", "ecg_anonymization_job")
 # Settings the compose file deliberately does not pass to the job, and why.
 NOT_PASSED_IN_COMPOSE: Mapping[str, str] = {
     "WEB_UI_PORT": "embedded mini cluster only; the JobManager serves the web UI",
+    "CARDIO_WEB_UI_PORT": "embedded mini cluster only; the JobManager serves the web UI of both jobs",
     "PYTHON_EXECUTABLE": "the image's /opt/venv/bin/python runs the job and its workers",
     "PYTHON_WORKERS": "embedded mini cluster only; a cluster's TaskManagers always start worker processes",
     "CSV_OUTPUT_DIR": "would write inside the TaskManager containers; mount a volume first",

@@ -33,6 +33,9 @@ from connectors.config import PROJECT_ROOT, ConfigError, load_settings
 
 TERMINAL_STATES = ("FINISHED", "FAILED", "CANCELED")
 JOB_FILE = PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py"
+# CARDIO_BRANCH=true: the branch runs as its own job next to it (its backpressure cannot reach the
+# anonymized output), restored from the newest checkpoint under CHECKPOINT_DIR/cardio.
+CARDIO_JOB_FILE = PROJECT_ROOT / "flink_jobs" / "cardio_job.py"
 
 
 def rest_get(jobmanager: str, path: str, timeout: float = 10.0) -> Any:
@@ -102,6 +105,23 @@ def main(argv: list[str] | None = None) -> int:
     command = build_command(args.flink, args.jobmanager, JOB_FILE, checkpoint)
     print(f"submitter: {' '.join(command)}  (parallelism {settings.parallelism}, "
           f"{'restoring ' + str(checkpoint) if checkpoint else 'no checkpoint to restore'})", flush=True)
+    code = subprocess.call(command, env=environment, cwd=str(PROJECT_ROOT))
+    if code != 0 or not settings.cardio_branch:
+        return code
+    return submit_cardio_job(args.flink, args.jobmanager, settings, environment, args.resume == "auto")
+
+
+def submit_cardio_job(flink: str, jobmanager: str, settings: Any, environment: dict[str, str],
+                      resume: bool) -> int:
+    name = settings.job_name + "-cardio"
+    if active_jobs(jobmanager, name):
+        print(f"submitter: job '{name}' is already running; nothing to submit")
+        return 0
+    cardio_root = settings.path("checkpoint_dir") / "cardio"
+    checkpoint = latest_checkpoint(cardio_root) if (resume or settings.from_checkpoint) else None
+    command = build_command(flink, jobmanager, CARDIO_JOB_FILE, checkpoint)
+    print(f"submitter: {' '.join(command)}  ({'restoring ' + str(checkpoint) if checkpoint else 'fresh'})",
+          flush=True)
     return subprocess.call(command, env=environment, cwd=str(PROJECT_ROOT))
 
 

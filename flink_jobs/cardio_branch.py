@@ -1,5 +1,5 @@
 """The job's second output: heart-rate anomalies (`ecg-anomalies`) and federated model updates
-(`ecg-model-updates`), attached to the `parsed` stream of the main job with one call:
+(`ecg-model-updates`), attached to the `parsed` stream of its own job (flink_jobs/cardio_job.py) with one call:
 
     build_cardio_branch(env, settings, parsed)
 
@@ -19,8 +19,7 @@
 The global updates travel through Kafka and back as the broadcast input, so the detectors see what
 every consumer of the topic sees. A joining device waits for the global round of its first frame;
 MatchPriors hands it that round as a record keyed by its pid (federated.priors), so its release
-never depends on a timer. CARDIO_BRANCH=false leaves the branch out; a checkpoint of the
-job without it restores into the job with it (the branch's operators are new uids with no state).
+never depends on a timer. CARDIO_BRANCH=false leaves the branch's job out.
 """
 
 from __future__ import annotations

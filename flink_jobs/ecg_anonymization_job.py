@@ -6,8 +6,10 @@ Submit to a cluster:  flink run -py flink_jobs/ecg_anonymization_job.py -pyexec 
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,12 +22,17 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.util.java_utils import get_j_env_configuration, is_local_deployment
 
 from connectors.checkpoints import resolve_recovery_path
-from connectors.config import SETTINGS, ConfigError, Settings, load_settings
+from connectors.config import PROJECT_ROOT, SETTINGS, ConfigError, Settings, load_settings
 from connectors.http_output import HttpOutputOptions
 from connectors.influxdb import InfluxOptions
 from connectors.jars import JarsError, pipeline_jars
-from connectors.kafka import build_source, build_string_sink, watermark_strategy, with_event_time_progress
-from flink_jobs.cardio_branch import build_cardio_branch, needs_frame_heads
+from connectors.kafka import (
+    build_source,
+    build_string_sink,
+    watermark_strategy,
+    with_event_time_progress,
+    with_liveness_guard,
+)
 from flink_jobs.shipping import job_packages, stage_packages
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
 from operators.http_output import PostWindows
@@ -38,8 +45,9 @@ from privacy.pseudonym import suppression_token_key
 
 log = logging.getLogger("ecg.job")
 
-# Where the job starts: the packages it ships to its Python workers are the import closure of this module.
-ENTRY_MODULES = ("flink_jobs.ecg_anonymization_job",)
+# Where the jobs start (this one and the cardio branch's, flink_jobs/cardio_job.py, which builds its
+# environment here): the packages shipped to the Python workers are the import closure of these modules.
+ENTRY_MODULES = ("flink_jobs.ecg_anonymization_job", "flink_jobs.cardio_job")
 # Upper bound of the job's parallelism after rescaling restores (key groups); fixed so that a
 # checkpoint restores at any parallelism up to it.
 MAX_PARALLELISM = 128
@@ -112,20 +120,22 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
     source = env.from_source(
         build_source(settings), watermark_strategy(settings), "kafka: " + settings.kafka_input_topic
     ).uid("kafka-source")
-    raw = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")
+    progress = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")
+    raw = with_liveness_guard(progress, settings, "parse -> k-anonymity windows -> InfluxDB sink / DLQ").uid(
+        "liveness-guard").name("liveness guard")
 
     parsed = (
         raw.process(
             ParseFrames(
                 intake_options(settings, hierarchy), ParseOptions.from_settings(settings),
                 dead_letter_options(settings),
-                frame_heads=needs_frame_heads(settings),
             )
         )
         .uid("parse")
         .name("parse + validate + pseudonymize")
     )
-    build_cardio_branch(env, settings, parsed)
+    # The cardio branch is its own job (flink_jobs/cardio_job.py): sharing this source, its
+    # backpressure held back the anonymized output (issue 19).
 
     windows = WindowOptions.from_settings(settings)
     anonymized = (
@@ -214,8 +224,47 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, HierarchyError, JarsError) as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    env.execute(settings.job_name)
+    cardio = start_cardio_job(env, settings, sys.argv[1:] if argv is None else argv)
+    try:
+        env.execute(settings.job_name)
+    finally:
+        stop_cardio_job(cardio)
     return 0
+
+
+def start_cardio_job(env: StreamExecutionEnvironment, settings: Settings,
+                     argv: list[str]) -> subprocess.Popen[bytes] | None:
+    """CARDIO_BRANCH=true in an embedded mini cluster: the branch's own job (flink_jobs/cardio_job.py) in a
+    child process with the same flags, in this process group (a kill of the job kills it too). On a cluster
+    docker/submit_job.py submits it next to this one."""
+    if not settings.cardio_branch:
+        return None
+    if not is_local_deployment(get_j_env_configuration(env._j_stream_execution_environment)):
+        log.info("cardio branch: submit flink_jobs/cardio_job.py as its own job (docker/submit_job.py does)")
+        return None
+    command = [sys.executable, "-m", "flink_jobs.cardio_job", *argv]
+    # Its own Flink log file next to this job's (PyFlink names it flink-<FLINK_IDENT_STRING>-python-<host>.log;
+    # with the same name the second JVM's log overwrote the first's).
+    environment = dict(os.environ)
+    # The secrets left this process's environment (forget_secret_environment): hand them to the child.
+    for setting in SETTINGS:
+        value = settings.values.get(setting.attr)
+        if setting.secret and value:
+            environment[setting.env] = value.hex() if isinstance(value, bytes) else str(value)
+    environment["FLINK_IDENT_STRING"] = (environment.get("FLINK_IDENT_STRING") or getpass.getuser()) + "-cardio"
+    log.info("cardio branch: started as its own job (%s-cardio)", settings.job_name)
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment)
+
+
+def stop_cardio_job(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
 
 
 if __name__ == "__main__":

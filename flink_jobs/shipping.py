@@ -22,7 +22,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # The modules a job is started from (`python -m` / `flink run -py`). Their closure is what the job ships.
-JOB_ENTRY_MODULES = ("flink_jobs.ecg_anonymization_job",)
+JOB_ENTRY_MODULES = ("flink_jobs.ecg_anonymization_job", "flink_jobs.cardio_job")
 # What the image runs besides the job: the submitter and the health check (docker/, plain scripts).
 IMAGE_SCRIPTS = ("docker/submit_job.py", "docker/healthcheck.py")
 

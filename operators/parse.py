@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -58,6 +60,7 @@ class ParseFrames(ProcessFunction):
         self._dead_lettered = metrics.counter("dead_lettered")
         self._control_records = metrics.counter("control_records")
         self._phi_fields_dropped = metrics.counter("phi_fields_dropped")
+        self._stall_hook = InjectedStall.from_environment()
 
     def _dead_letter(self, value: bytes, rejection: Rejection, position: SourcePosition, timestamp_ms: int) -> str:
         self._dead_lettered.inc()
@@ -66,6 +69,8 @@ class ParseFrames(ProcessFunction):
 
     def process_element(self, value: Any, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
         self._records_in.inc()
+        if self._stall_hook is not None:
+            self._stall_hook.maybe_stall()
         raw = bytes(value[4])
         position = SourcePosition(str(value[0]), int(value[1]), int(value[2]))
         timestamp_ms = int(value[3])
@@ -96,6 +101,39 @@ class ParseFrames(ProcessFunction):
         if self._frame_heads:
             yield FRAME_HEADS, (frame.pid, frame.ts_ms)
         yield KeyedFrame(parsed.group, frame, position)
+
+
+class InjectedStall:
+    """Test hook of the liveness guard (tests/integration/test_liveness_guard.py): with
+    ECG_TEST_STALL_AFTER_RECORDS=N and ECG_TEST_STALL_MARKER=<file>, the parse step stops for
+    ECG_TEST_STALL_SECONDS once, at its N-th record, in the first run that creates the marker file (a run
+    restored after the stall does not stall again). Unset in every real deployment."""
+
+    def __init__(self, after_records: int, marker: str, seconds: float) -> None:
+        self._after_records = after_records
+        self._marker = marker
+        self._seconds = seconds
+        self._seen = 0
+
+    @classmethod
+    def from_environment(cls) -> InjectedStall | None:
+        after = os.environ.get("ECG_TEST_STALL_AFTER_RECORDS", "")
+        marker = os.environ.get("ECG_TEST_STALL_MARKER", "")
+        if not after or not marker:
+            return None
+        return cls(int(after), marker, float(os.environ.get("ECG_TEST_STALL_SECONDS", "30")))
+
+    def maybe_stall(self) -> None:
+        self._seen += 1
+        if self._seen != self._after_records:
+            return
+        try:
+            with open(self._marker, "x"):
+                pass
+        except FileExistsError:
+            return
+        log.warning("injected stall: parse stops for %.0f s", self._seconds)
+        time.sleep(self._seconds)
 
 
 def late_record_message(record: KeyedFrame, window_seconds: int) -> str:

@@ -4,7 +4,8 @@
     valid frames    = windowed + late
     windowed frames = anonymized + pending (frames in open windows; 0 once the stream has ended)
     per window      : anonymized = published + suppressed (no violation counted)
-    valid frames    = frames into the cardio branch (each exactly once; out-of-order ones counted there)
+    valid frames    = frames into the cardio branch (its own job, same input: each exactly once;
+                      out-of-order ones counted there)
 
 and each term checked against what was really sent: bad messages, late frames, the reference model.
 """
@@ -40,8 +41,9 @@ def test_every_input_record_is_accounted_for(isolated_run: IsolatedRun, tmp_path
     expected = expected_output(messages, k=K)
     produce(messages, local_stack.kafka_bootstrap, run.raw_topic)
 
-    port = free_port()
-    job = JobProcess(run.job_args("--k-anonymity", str(K), "--web-ui-port", str(port)), tmp_path / "job.log")
+    port, cardio_port = free_port(), free_port()
+    job = JobProcess(run.job_args("--k-anonymity", str(K), "--web-ui-port", str(port),
+                                  "--cardio-web-ui-port", str(cardio_port)), tmp_path / "job.log")
     try:
         total_in = len(messages) + LATE_FRAMES
         wait_until(lambda: run.points() >= expected.points, 240, "all points", job=job)
@@ -56,6 +58,9 @@ def test_every_input_record_is_accounted_for(isolated_run: IsolatedRun, tmp_path
         def all_records_counted() -> bool:
             seen.clear()
             seen.update(job_metrics(port))
+            # The branch is its own job (own parse step): only its cardio_* counters join the sums.
+            seen.update({name: value for name, value in job_metrics(cardio_port).items()
+                         if name.startswith("cardio_")})
             return (seen.get("records_in") == total_in and seen.get("late_records") == LATE_FRAMES
                     and seen.get("cardio_frames_in") == seen.get("frames_valid"))
 

@@ -47,6 +47,8 @@ START_MS = 1_763_812_800_000  # window-aligned
 K = 3
 BOUND_MS = 2_000  # MAX_OUT_OF_ORDERNESS_SECONDS default
 IDLE_SECONDS = 3  # short idleness for the tests; the default (10 s) is documented in the README
+# Web UI port of the anonymization job -> that of the cardio branch's own job (flink_jobs/cardio_job.py).
+CARDIO_PORTS: dict[int, int] = {}
 
 
 def on_partitions(messages: Iterable[SimMessage], partitions: tuple[int, ...]) -> list[SimMessage]:
@@ -63,13 +65,19 @@ def on_partitions(messages: Iterable[SimMessage], partitions: tuple[int, ...]) -
 
 def start_job(run: IsolatedRun, tmp_path: Path, *extra: str, idle_seconds: float = IDLE_SECONDS,
               log_name: str = "job.log") -> tuple[JobProcess, int]:
-    port = free_port()
+    port, cardio_port = free_port(), free_port()
+    CARDIO_PORTS[port] = cardio_port
     job = JobProcess(
         run.job_args("--k-anonymity", str(K), "--idle-partition-timeout-seconds", str(idle_seconds),
-                     "--web-ui-port", str(port), *extra),
+                     "--web-ui-port", str(port), "--cardio-web-ui-port", str(cardio_port), *extra),
         tmp_path / log_name,
     )
     return job, port
+
+
+def branch_metrics(port: int) -> dict[str, float]:
+    """The `ecg.*` metrics of the cardio branch's job started with the job behind `port`."""
+    return job_metrics(CARDIO_PORTS[port])
 
 
 def wait_for_drain_and_a_checkpoint(run: IsolatedRun, port: int, last_offsets: dict[int, int],
@@ -78,6 +86,16 @@ def wait_for_drain_and_a_checkpoint(run: IsolatedRun, port: int, last_offsets: d
     wait_until(lambda: source_drained(port, last_offsets), 120, "the source at the end", job=job, poll=0.5)
     seen = latest_checkpoint(run.checkpoint_dir)
     wait_until(lambda: latest_checkpoint(run.checkpoint_dir) != seen, 30, "a checkpoint after the drain", job=job)
+
+
+def wait_for_branch_drain_and_a_checkpoint(run: IsolatedRun, port: int, last_offsets: dict[int, int],
+                                           job: JobProcess) -> None:
+    """The same for the cardio branch's own job (checkpoints under CHECKPOINT_DIR/cardio)."""
+    cardio_port, cardio_dir = CARDIO_PORTS[port], run.checkpoint_dir / "cardio"
+    wait_until(lambda: source_drained(cardio_port, last_offsets), 120, "the branch's source at the end", job=job,
+               poll=0.5)
+    seen = latest_checkpoint(cardio_dir)
+    wait_until(lambda: latest_checkpoint(cardio_dir) != seen, 30, "a branch checkpoint after the drain", job=job)
 
 
 def assert_stays(run: IsolatedRun, points: int, seconds: float = 4.0) -> None:
@@ -221,12 +239,14 @@ def test_federated_rounds_go_on_after_a_quiet_stretch(isolated_run: IsolatedRun,
         except AssertionError as error:
             published = {u["update_id"] for u in run.model_updates()}
             missing = sorted((u["kind"], u["round"]) for i, u in expected_updates.items() if i not in published)
-            raise AssertionError(f"{error}; missing (kind, round): {missing}; metrics {job_metrics(port)}") from None
+            raise AssertionError(f"{error}; missing (kind, round): {missing}; metrics {branch_metrics(port)}") from None
         time.sleep(3)
         assert {u["update_id"]: u for u in run.model_updates()} == expected_updates
         assert {a["event_id"]: a for a in run.anomalies()} == expected_anomalies
         assert run.points_by_level() == expected.points_by_level
-        assert job_metrics(port).get("model_updates_late", 0) == 0
+        branch = wait_until(lambda: (lambda m: m if "model_updates_late" in m else None)(branch_metrics(port)), 30,
+                            "the branch job's metrics (REST fetches them every few seconds)", job=job)
+        assert branch["model_updates_late"] == 0
     finally:
         job.stop()
 
@@ -325,7 +345,8 @@ def test_devices_waiting_for_their_prior_at_a_restore_are_released(isolated_run:
     second: JobProcess | None = None
     try:
         wait_for_drain_and_a_checkpoint(run, port, last_offsets, first)
-        waiting = job_metrics(port).get("devices_waiting_for_prior", 0)
+        wait_for_branch_drain_and_a_checkpoint(run, port, last_offsets, first)
+        waiting = branch_metrics(port).get("devices_waiting_for_prior", 0)
         first.kill_hard()
         assert not [u for u in run.model_updates() if u["kind"] == "local"], "devices must still wait at the kill"
 
@@ -335,7 +356,7 @@ def test_devices_waiting_for_their_prior_at_a_restore_are_released(isolated_run:
             wait_until(lambda: {u["update_id"] for u in run.model_updates() if u["kind"] == "local"}
                        >= expected_locals, 150, "every local update after the restore", job=second, poll=2.0)
         except AssertionError as error:
-            raise AssertionError(f"{error} (waiting at the kill: {waiting}); {job_metrics(port)}") from None
+            raise AssertionError(f"{error} (waiting at the kill: {waiting}); {branch_metrics(port)}") from None
     finally:
         first.stop()
         if second is not None:

@@ -2,9 +2,9 @@
 latest checkpoint (a first step of issue 20, item 3).
 
 The kill comes while a transaction holds dead letters. A read_committed reader of the dead-letter
-topic must see every injected bad message exactly once (on Tansu, the former local broker, which showed aborted transactions,
-every dead letter replayed after a restart was seen twice), and InfluxDB must hold exactly the
-reference model's points.
+topic must see every injected bad message exactly once (on Tansu, the former local broker, which
+showed aborted transactions, every dead letter replayed after a restart was seen twice), and InfluxDB
+must hold exactly the reference model's points.
 """
 
 from __future__ import annotations

@@ -1,0 +1,107 @@
+"""The cardio branch as its own Flink job: Kafka -> parse -> anomalies + federated averaging -> Kafka.
+
+It reads the same input topic as the anonymization job, with its own consumer group
+(`<KAFKA_GROUP_ID>-cardio`), checkpoint folder (`<CHECKPOINT_DIR>/cardio`) and job name
+(`<JOB_NAME>-cardio`), so that a slow, stalled or failing branch cannot hold back the anonymized
+output: in one job the two paths shared the source, and the branch's backpressure stopped the source
+for both (issue 19). Dead letters stay the anonymization job's: this job's parse step drops them.
+
+Started with the anonymization job when CARDIO_BRANCH=true: as a child process of
+`python -m flink_jobs.ecg_anonymization_job` (embedded mini cluster), or by docker/submit_job.py as a
+second `flink run` on a cluster. Standalone: python -m flink_jobs.cardio_job [same flags as the job].
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyflink.datastream import StreamExecutionEnvironment
+
+from connectors.checkpoints import latest_checkpoint
+from connectors.config import ConfigError, Settings, load_settings
+from connectors.jars import JarsError
+from connectors.kafka import build_source, watermark_strategy, with_event_time_progress, with_liveness_guard
+from flink_jobs.cardio_branch import build_cardio_branch, needs_frame_heads
+from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
+from operators.parse import ParseFrames, ParseOptions
+
+log = logging.getLogger("ecg.cardio-job")
+
+CHECKPOINT_SUBDIR = "cardio"
+
+
+def cardio_settings(settings: Settings) -> Settings:
+    """The anonymization job's settings, with what this job must not share with it: consumer group,
+    checkpoint folder, job name, web UI port and the restore point (a path names a checkpoint of the
+    other job; this job resumes from the newest of its own)."""
+    checkpoint_dir = settings.path("checkpoint_dir") / CHECKPOINT_SUBDIR
+    from_checkpoint = ""
+    if settings.from_checkpoint and latest_checkpoint(checkpoint_dir) is not None:
+        from_checkpoint = "latest"
+    values = {
+        **settings.values,
+        "kafka_group_id": settings.kafka_group_id + "-cardio",
+        "checkpoint_dir": str(checkpoint_dir),
+        "job_name": settings.job_name + "-cardio",
+        "web_ui_port": settings.cardio_web_ui_port,
+        "from_checkpoint": from_checkpoint,
+    }
+    return Settings(values, settings.generated_secret, settings.sources)
+
+
+def build_cardio_pipeline(env: StreamExecutionEnvironment, settings: Settings,
+                          hierarchy: Hierarchy | None = None) -> None:
+    """Source -> event-time progress -> parse (frames and frame heads; dead letters dropped) -> branch."""
+    from flink_jobs.ecg_anonymization_job import MAX_PARALLELISM, dead_letter_options, intake_options
+
+    hierarchy = hierarchy or load_hierarchy(settings.path("hierarchy_path"))
+    env.set_max_parallelism(MAX_PARALLELISM)
+    source = env.from_source(
+        build_source(settings), watermark_strategy(settings), "kafka: " + settings.kafka_input_topic
+    ).uid("kafka-source")
+    progress = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")
+    raw = with_liveness_guard(progress, settings, "parse -> cardio branch").uid("liveness-guard").name(
+        "liveness guard")
+    parsed = (
+        raw.process(
+            ParseFrames(
+                intake_options(settings, hierarchy), ParseOptions.from_settings(settings),
+                dead_letter_options(settings), frame_heads=needs_frame_heads(settings),
+            )
+        )
+        .uid("parse")
+        .name("parse + validate + pseudonymize (dead letters: the anonymization job)")
+    )
+    build_cardio_branch(env, settings, parsed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from flink_jobs.ecg_anonymization_job import create_environment
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = cardio_settings(load_settings(argv))
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    if not settings.cardio_branch:
+        print("CARDIO_BRANCH=false: nothing to run", file=sys.stderr)
+        return 0
+    try:
+        hierarchy = load_hierarchy(settings.path("hierarchy_path"))
+        env = create_environment(settings)
+        build_cardio_pipeline(env, settings, hierarchy)
+    except (FileNotFoundError, HierarchyError, JarsError) as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    env.execute(settings.job_name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
