@@ -64,6 +64,10 @@ def test_every_dashboard_query_returns_rows(isolated_run: IsolatedRun, tmp_path:
         wait_until(lambda: run.points() >= expected.points, 240, f"{expected.points} points", job=job)
         wait_until(lambda: late_frames_counted(stack.influx_v1_url, run.db) == LATE_FRAMES, 60,
                    "late frames in ecg_dead_letters", job=job)
+        # The cardio branch is a job of its own (started by this one): its statistics come on its own time.
+        for measurement in ("ecg_anomaly_stats", "ecg_model_stats"):
+            wait_until(lambda m=measurement: query_v1(stack.influx_v1_url, f'SELECT count(*) FROM "{m}"', run.db),
+                       120, f"the cardio job's {measurement}", job=job)
         time.sleep(3)
     finally:
         job.stop()
