@@ -2,7 +2,8 @@
 
 The workers see only what the job ships (devstack.flink_cluster puts no repository on their path), so the
 job's own list of packages is what is tested here: the first run without the cardio branch, the resumed
-one with it (a checkpoint of the job without the branch restores into the job with it).
+one with it. On a cluster the branch is a second `flink run` of flink_jobs/cardio_job.py (as
+docker/submit_job.py does), with its own consumer group and checkpoints.
 The slowest test of the default suite (a real JobManager + TaskManager start in ~10 s each way).
 """
 
@@ -20,6 +21,7 @@ from devstack.simulator import SimConfig, generate_messages, produce
 from tests.integration.support import TEST_SECRET, IsolatedRun, expected_output, wait_until
 
 JOB_FILE = PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py"
+CARDIO_JOB_FILE = PROJECT_ROOT / "flink_jobs" / "cardio_job.py"
 K = 5
 
 
@@ -61,6 +63,7 @@ def test_flink_run_cancel_and_resume_with_s(isolated_run: IsolatedRun, cluster: 
 
     produce(end_of_stream, local_stack.kafka_bootstrap, run.raw_topic)
     resumed = cluster.submit(JOB_FILE, args, from_savepoint=retained)
+    cardio = cluster.submit(CARDIO_JOB_FILE, args)
     try:
         wait_until(lambda: cluster.job_state(resumed) == "RUNNING", 120, "resumed job RUNNING")
         wait_until(lambda: run.points() >= expected.points, 180,
@@ -73,4 +76,5 @@ def test_flink_run_cancel_and_resume_with_s(isolated_run: IsolatedRun, cluster: 
         restored = (stats.get("latest") or {}).get("restored") or {}
         assert restored.get("external_path", "").rstrip("/").endswith(retained.name), stats
     finally:
+        cluster.cancel(cardio)
         cluster.cancel(resumed)
