@@ -44,9 +44,9 @@ def test_five_taskmanager_kills_in_cluster_mode(local_stack, tmp_path: Path) -> 
 
 def test_backlog_kills_during_catch_up(local_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Everything is in the topic before the job starts; kills during the catch-up: at 1/6 of the output,
-    then each as soon as the resumed job writes a new window. Before every resume, no reader sees a
-    class below k. (A restore whose checkpoint has the source at the end of every partition:
-    tests/integration/test_event_time.py.)"""
+    then each as soon as the resumed job has completed its first checkpoint (while it replays). Before
+    every resume, no reader sees a class below k. (A restore whose checkpoint has the source at the end
+    of every partition: tests/integration/test_event_time.py.)"""
     checked: list[str] = []
 
     def reader_check(url: str, db: str) -> None:
