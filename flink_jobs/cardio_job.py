@@ -25,7 +25,6 @@ from pyflink.datastream import StreamExecutionEnvironment
 from connectors.checkpoints import latest_checkpoint
 from connectors.config import ConfigError, Settings, load_settings
 from connectors.jars import JarsError
-from connectors.kafka import build_source, watermark_strategy, with_event_time_progress, with_liveness_guard
 from flink_jobs.cardio_branch import build_cardio_branch, needs_frame_heads
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
 from operators.parse import ParseFrames, ParseOptions
@@ -57,16 +56,10 @@ def cardio_settings(settings: Settings) -> Settings:
 def build_cardio_pipeline(env: StreamExecutionEnvironment, settings: Settings,
                           hierarchy: Hierarchy | None = None) -> None:
     """Source -> event-time progress -> parse (frames and frame heads; dead letters dropped) -> branch."""
-    from flink_jobs.ecg_anonymization_job import MAX_PARALLELISM, dead_letter_options, intake_options
+    from flink_jobs.ecg_anonymization_job import dead_letter_options, guarded_input, intake_options
 
     hierarchy = hierarchy or load_hierarchy(settings.path("hierarchy_path"))
-    env.set_max_parallelism(MAX_PARALLELISM)
-    source = env.from_source(
-        build_source(settings), watermark_strategy(settings), "kafka: " + settings.kafka_input_topic
-    ).uid("kafka-source")
-    progress = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")
-    raw = with_liveness_guard(progress, settings, "parse -> cardio branch").uid("liveness-guard").name(
-        "liveness guard")
+    raw = guarded_input(env, settings, "parse -> cardio branch")
     parsed = (
         raw.process(
             ParseFrames(

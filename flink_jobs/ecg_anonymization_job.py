@@ -18,7 +18,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyflink.common import Configuration, Types
-from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.util.java_utils import get_j_env_configuration, is_local_deployment
 
 from connectors.checkpoints import resolve_recovery_path
@@ -112,17 +112,22 @@ def dead_letter_options(settings: Settings) -> DeadLetterOptions:
     )
 
 
-def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarchy: Hierarchy | None = None) -> None:
-    """The job graph. Every stateful operator has a stable uid, so checkpoints restore into later
-    versions of the graph and at other parallelisms (up to MAX_PARALLELISM)."""
-    hierarchy = hierarchy or load_hierarchy(settings.path("hierarchy_path"))
+def guarded_input(env: StreamExecutionEnvironment, settings: Settings, downstream: str) -> DataStream:
+    """Kafka source -> event-time progress -> liveness guard (naming `downstream` when it fires): the input
+    of both jobs, with the same uids."""
     env.set_max_parallelism(MAX_PARALLELISM)
     source = env.from_source(
         build_source(settings), watermark_strategy(settings), "kafka: " + settings.kafka_input_topic
     ).uid("kafka-source")
     progress = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")
-    raw = with_liveness_guard(progress, settings, "parse -> k-anonymity windows -> InfluxDB sink / DLQ").uid(
-        "liveness-guard").name("liveness guard")
+    return with_liveness_guard(progress, settings, downstream).uid("liveness-guard").name("liveness guard")
+
+
+def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarchy: Hierarchy | None = None) -> None:
+    """The job graph. Every stateful operator has a stable uid, so checkpoints restore into later
+    versions of the graph and at other parallelisms (up to MAX_PARALLELISM)."""
+    hierarchy = hierarchy or load_hierarchy(settings.path("hierarchy_path"))
+    raw = guarded_input(env, settings, "parse -> k-anonymity windows -> InfluxDB sink / DLQ")
 
     parsed = (
         raw.process(
