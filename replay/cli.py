@@ -147,8 +147,11 @@ def select(letters: dict[tuple[int, int], dict[str, Any]], args: argparse.Namesp
 
 def read_corrections(bootstrap: str, topic: str, input_topic: str) -> dict[tuple[int, int], tuple[bytes, int]]:
     """The corrections log: (partition, offset) of the input -> (message, record timestamp); the last one wins."""
-    snapshot = kafka_io.read_topic(bootstrap, topic)
     corrections: dict[tuple[int, int], tuple[bytes, int]] = {}
+    try:
+        snapshot = kafka_io.read_topic(bootstrap, topic)
+    except kafka_io.MissingTopicError:
+        return corrections  # no replay yet (a dry run does not create the topic)
     for records in snapshot.records.values():
         for record in records:
             source, _, rest = (record.key or b"").decode("utf-8", "replace").partition("/")
@@ -360,8 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     corrections_topic = args.corrections_topic or f"{settings.kafka_input_topic}.replay-corrections"
     summary = Summary(run_id=uuid.uuid4().hex[:8])
-    kafka_io.ensure_topic(settings.kafka_bootstrap, corrections_topic, 1,
-                          {"cleanup.policy": "compact", "max.message.bytes": str(kafka_io.MAX_MESSAGE_BYTES)})
+    if not args.dry_run:
+        kafka_io.ensure_topic(settings.kafka_bootstrap, corrections_topic, 1,
+                              {"cleanup.policy": "compact", "max.message.bytes": str(kafka_io.MAX_MESSAGE_BYTES)})
     new, corrections = collect(settings, args, fix, corrections_topic, summary)
     status = 0
     if not args.dry_run:

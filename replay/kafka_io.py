@@ -18,6 +18,10 @@ class ReplayKafkaError(RuntimeError):
     pass
 
 
+class MissingTopicError(ReplayKafkaError):
+    pass
+
+
 def consumer(bootstrap: str) -> Any:
     from kafka import KafkaConsumer
 
@@ -45,7 +49,7 @@ def partitions_of(client: Any, topic: str) -> list[Any]:
 
     found = client.partitions_for_topic(topic)
     if not found:
-        raise ReplayKafkaError(f"topic {topic!r} does not exist")
+        raise MissingTopicError(f"topic {topic!r} does not exist")
     return [TopicPartition(topic, partition) for partition in sorted(found)]
 
 

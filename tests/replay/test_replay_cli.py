@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -59,10 +60,33 @@ def test_merge_range() -> None:
 
 def test_the_rebuild_job_gets_its_own_everything() -> None:
     command = job_command(["--k-anonymity", "7", "--kafka-input-topic", "ecg-raw"], settings(), "r1", "staging",
-                          "ecg_replay_r1", __import__("pathlib").Path("/tmp/w"))
+                          "ecg_replay_r1", Path("/tmp/w"))
     parsed = load_settings(command[3:], environ={"PSEUDONYM_SECRET": "s" * 32})
     assert (parsed.k_anonymity, parsed.kafka_input_topic, parsed.influx_db) == (7, "staging", "ecg_replay_r1")
     assert (parsed.kafka_stop_at, parsed.cardio_branch, parsed.from_checkpoint, parsed.csv_output_dir) == (
         "latest", False, "", "")
     assert parsed.kafka_dlq_topic == "staging.dlq" and parsed.kafka_group_id.endswith("-replay-r1")
     assert parsed.kafka_delivery == "at-least-once" and parsed.job_name.endswith("-replay")
+
+
+def test_an_original_gone_from_the_input_comes_from_its_sealed_copy_with_the_key_only() -> None:
+    import json
+
+    from contract.frames import Rejection
+    from privacy.dead_letters import DeadLetterOptions, Position, dead_letter
+    from replay.cli import original_of
+
+    key = bytes(range(32))
+    raw = b'{"device_id": "dev-1", "patient_id": "MRN-SECRET-77", "ecg": [0.1]}'
+    letter = json.loads(dead_letter(
+        raw, Rejection("missing_field", "samples"), Position("ecg-raw", 3, 0, START),
+        DeadLetterOptions(secret=b"s" * 32, raw_mode="encrypted", raw_key=key, raw_key_id="k1")))
+    assert "MRN-SECRET-77" not in str(letter)
+    environ = {"PSEUDONYM_SECRET": "s" * 32, "DLQ_RAW_KEY": key.hex(), "DLQ_RAW_KEY_ID": "k1"}
+    with_key = load_settings(["--env-file", "/dev/null"], environ=environ)
+    assert original_of(letter, "deleted (the partition now starts at offset 1)", with_key) == (raw, "")
+    message, why = original_of(letter, "deleted (the partition now starts at offset 1)", settings())
+    assert message is None and "raw copy does not open" in why and "MRN" not in why
+    plain = {**letter, "raw": None}
+    assert original_of(plain, "deleted (x)", with_key) == (None, "original deleted (x); the letter holds no raw copy "
+                                                                 "(DLQ_RAW=none)")
