@@ -37,7 +37,8 @@ HEADER_SOURCE = "ecg-replay-of"
 HEADER_FIX = "ecg-replay-fix"
 HEADER_REASON = "ecg-replay-reason"
 STATS_MEASUREMENT = "ecg_window_stats"
-OUTCOMES = ("replayed", "already_replayed", "not_merged", "gone", "skipped", "fix_failed", "still_invalid")
+OUTCOMES = ("replayed", "would_replay", "already_replayed", "not_merged", "gone", "skipped", "fix_failed",
+            "still_invalid")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,7 +204,7 @@ def collect(settings: Settings, args: argparse.Namespace, fix: Fix, corrections_
     chosen = select(letters, args)
     summary.selected = len(chosen)
     corrections = read_corrections(settings.kafka_bootstrap, corrections_topic, settings.kafka_input_topic)
-    todo = [position for position in chosen if args.force or position not in corrections]
+    todo = {position for position in chosen if args.force or position not in corrections}
     found = kafka_io.read_positions(settings.kafka_bootstrap, settings.kafka_input_topic, todo)
     new: list[Message] = []
     for position in chosen:
@@ -221,7 +222,9 @@ def collect(settings: Settings, args: argparse.Namespace, fix: Fix, corrections_
         if fixed.message is None:
             result.outcome, result.note = fixed.outcome, fixed.note
             continue
-        stamp = int(letter["timestamp"]) if letter.get("timestamp") is not None else int(found[position].timestamp)
+        record = found[position]
+        stamp = (int(letter["timestamp"]) if letter.get("timestamp") is not None
+                 else int(getattr(record, "timestamp", 0)))
         rejected = validate(fixed.message, stamp, settings)
         if rejected:
             result.outcome, result.note = "still_invalid", rejected
@@ -368,7 +371,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                               {"cleanup.policy": "compact", "max.message.bytes": str(kafka_io.MAX_MESSAGE_BYTES)})
     new, corrections = collect(settings, args, fix, corrections_topic, summary)
     status = 0
-    if not args.dry_run:
+    if args.dry_run:
+        for letter in summary.letters:
+            if letter.outcome == "replayed":
+                letter.outcome, letter.note = "would_replay", "dry run: nothing written"
+    else:
         summary.corrections_written = kafka_io.send_all(settings.kafka_bootstrap, new)
         corrections = read_corrections(settings.kafka_bootstrap, corrections_topic, settings.kafka_input_topic)
         if corrections:

@@ -26,6 +26,7 @@ from tests.integration.support import (
     JobProcess,
     anonymized_windows,
     find_needles,
+    list_topics,
     make_large_producer,
     visible_classes_below_k,
 )
@@ -67,9 +68,9 @@ def stored_points(run: IsolatedRun) -> dict[tuple[Any, int], tuple[Any, ...]]:
             for stamp, values in by_time.items()}
 
 
-def _replay(run: IsolatedRun, tmp_path: Path, name: str) -> tuple[dict[str, Any], str]:
+def _replay(run: IsolatedRun, tmp_path: Path, name: str, *extra: str) -> tuple[dict[str, Any], str]:
     report = tmp_path / f"{name}.json"
-    args = ["--fix", FIX, "--merge-until", "end", "--report", str(report), "--work-dir", str(tmp_path / name),
+    args = [*extra, "--fix", FIX, "--merge-until", "end", "--report", str(report), "--work-dir", str(tmp_path / name),
             "--kafka-bootstrap", run.stack.kafka_bootstrap, "--kafka-input-topic", run.raw_topic,
             "--kafka-dlq-topic", run.dlq_topic, "--influx-transport", "v1", "--influx-url", run.stack.influx_v1_url,
             "--influx-db", run.db, "--k-anonymity", str(K), "--checkpoint-interval-seconds", "2"]
@@ -78,8 +79,9 @@ def _replay(run: IsolatedRun, tmp_path: Path, name: str) -> tuple[dict[str, Any]
     output = done.stdout + done.stderr
     job_log = tmp_path / name / "job.log"
     assert done.returncode == 0, output[-3000:] + (job_log.read_text()[-3000:] if job_log.exists() else "")
-    logs = [path.read_text(errors="replace") for path in [job_log, *sorted((tmp_path / name).glob("flink-logs/*"))]]
-    assert len(logs) >= 2, "control: the rebuild's logs are scanned"
+    logs = [path.read_text(errors="replace") for path in [job_log, *sorted((tmp_path / name).glob("flink-logs/*"))]
+            if path.exists()]
+    assert len(logs) >= 2 or "--dry-run" in extra, "control: the rebuild's logs are scanned"
     return json.loads(report.read_text()), output + "".join(logs)
 
 
@@ -144,9 +146,16 @@ def test_replay_through_a_fix_gives_the_unbroken_stream_and_a_second_replay_chan
     finally:
         admin.close()
 
+    dry, dry_output = _replay(run, tmp_path, "dry", "--dry-run")
+    assert dry["outcomes"] == {"replayed": 0, "would_replay": len(broken), "already_replayed": 0, "not_merged": 0,
+                               "gone": 1, "skipped": len(unfixable), "fix_failed": 0, "still_invalid": 0}, dry_output
+    assert not dry["merge"] and stored_points(run) == before
+    assert f"{run.raw_topic}.replay-corrections" not in list_topics(stack.kafka_bootstrap)
+
     first, output = _replay(run, tmp_path, "first")
-    assert first["outcomes"] == {"replayed": len(broken), "already_replayed": 0, "not_merged": 0, "gone": 1,
-                                 "skipped": len(unfixable), "fix_failed": 0, "still_invalid": 0}, output[-3000:]
+    assert first["outcomes"] == {"replayed": len(broken), "would_replay": 0, "already_replayed": 0, "not_merged": 0,
+                                 "gone": 1, "skipped": len(unfixable), "fix_failed": 0, "still_invalid": 0}, (
+        output[-3000:])
     gone = [letter for letter in first["letters"] if letter["outcome"] == "gone"]
     assert (gone[0]["partition"], gone[0]["offset"]) == (3, 0) and "deleted" in gone[0]["note"]
     print("first replay:", first["rebuild"], first["merge"])
@@ -168,5 +177,5 @@ def test_replay_through_a_fix_gives_the_unbroken_stream_and_a_second_replay_chan
     # Nothing the tool printed or its rebuild logged holds a raw identifier (the input's are in every frame).
     identifiers = {value for m in messages for value in (m.patient_id, m.patient_name) if value}
     assert "patient_id" in messages[0].value.decode(), "control: the input holds identifiers"
-    assert find_needles([("first", output), ("second", second_output)], identifiers) == []
-    assert TEST_SECRET not in output + second_output
+    assert find_needles([("dry", dry_output), ("first", output), ("second", second_output)], identifiers) == []
+    assert TEST_SECRET not in dry_output + output + second_output
