@@ -1,0 +1,181 @@
+"""Dead-letter replay on the real local stack (python -m replay, README "Replaying dead letters").
+
+Three devices of one ward send their samples as "ecg" instead of "samples" for 10 s (a firmware bug): the job
+dead-letters those frames (missing_field) and publishes the windows without them. A replay with a fix-up
+(tests/integration/replay_fixes.py) must leave InfluxDB with exactly the points of the unbroken stream (the
+reference model over the original frames: every series, timestamp and field), with no class below k; letters
+it cannot fix are reported as skipped, a letter whose original was deleted from the input (delete-records, as
+retention does) as gone. A second replay of the same letters changes nothing: no write, no delete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from connectors.influxdb import frame_tags, sample_timestamps_ns
+from devstack.simulator import SimConfig, SimMessage, generate_messages
+from replay.merge import InfluxQL
+from tests.integration.support import (
+    TEST_SECRET,
+    IsolatedRun,
+    JobProcess,
+    anonymized_windows,
+    find_needles,
+    list_topics,
+    make_large_producer,
+    visible_classes_below_k,
+)
+
+START_MS = 1_763_812_800_000  # window-aligned
+K = 5
+BROKEN_FROM, BROKEN_UNTIL = START_MS + 10_000, START_MS + 20_000
+FIX = "tests.integration.replay_fixes:rename_ecg_to_samples"
+FINISH_SECONDS = 300
+
+
+def _broken(message: SimMessage) -> bytes:
+    frame = json.loads(message.value)
+    frame["ecg"] = frame.pop("samples")
+    return json.dumps(frame).encode()
+
+
+def reference_points(messages: list[SimMessage]) -> dict[tuple[Any, int], tuple[Any, ...]]:
+    """(series, timestamp ns) -> (ecg_mv, hr_bpm, imputed) of everything the job publishes for these frames."""
+    points: dict[tuple[Any, int], tuple[Any, ...]] = {}
+    for _, _, result in anonymized_windows(messages, k=K):
+        for frame in result.published:
+            series = tuple(sorted((key, value) for key, value in frame_tags(frame).items() if value != ""))
+            hr = float(frame.hr_bpm)
+            values = [float(v) for v in frame.ecg_mv]
+            for value, stamp in zip(values, sample_timestamps_ns(frame.ts_ms, frame.fs, len(values)).tolist(),
+                                    strict=True):
+                if math.isfinite(value):
+                    points[(series, int(stamp))] = (value, hr if math.isfinite(hr) else None, bool(frame.imputed))
+    return points
+
+
+def stored_points(run: IsolatedRun) -> dict[tuple[Any, int], tuple[Any, ...]]:
+    db = InfluxQL(run.stack.influx_v1_url, run.db)
+    types = db.field_types("ecg_anonymized")
+    assert sorted(types) == ["ecg_mv", "hr_bpm", "imputed"]
+    return {(series, stamp): values
+            for series, by_time in db.points("ecg_anonymized", 0, 2**62, types).items()
+            for stamp, values in by_time.items()}
+
+
+def _replay(run: IsolatedRun, tmp_path: Path, name: str, *extra: str) -> tuple[dict[str, Any], str]:
+    report = tmp_path / f"{name}.json"
+    args = [*extra, "--fix", FIX, "--merge-until", "end", "--report", str(report), "--work-dir", str(tmp_path / name),
+            "--kafka-bootstrap", run.stack.kafka_bootstrap, "--kafka-input-topic", run.raw_topic,
+            "--kafka-dlq-topic", run.dlq_topic, "--influx-transport", "v1", "--influx-url", run.stack.influx_v1_url,
+            "--influx-db", run.db, "--k-anonymity", str(K), "--checkpoint-interval-seconds", "2"]
+    done = subprocess.run([sys.executable, "-m", "replay", *args], capture_output=True, text=True,
+                          timeout=FINISH_SECONDS, env={**_environment(), "PSEUDONYM_SECRET": TEST_SECRET})
+    output = done.stdout + done.stderr
+    job_log = tmp_path / name / "job.log"
+    assert done.returncode == 0, output[-3000:] + (job_log.read_text()[-3000:] if job_log.exists() else "")
+    logs = [path.read_text(errors="replace") for path in [job_log, *sorted((tmp_path / name).glob("flink-logs/*"))]
+            if path.exists()]
+    assert len(logs) >= 2 or "--dry-run" in extra, "control: the rebuild's logs are scanned"
+    return json.loads(report.read_text()), output + "".join(logs)
+
+
+def _environment() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def test_replay_through_a_fix_gives_the_unbroken_stream_and_a_second_replay_changes_nothing(
+        isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    from kafka import TopicPartition
+
+    from devstack.local_stack import _admin
+
+    run, stack = isolated_run, isolated_run.stack
+    messages = list(generate_messages(SimConfig(patients=20, duration_s=30, start_ms=START_MS, sites=2, seed=5)))
+    frames = {json.loads(m.value)["device_id"]: json.loads(m.value) for m in messages}
+    ward = sorted(frame["site"] for frame in frames.values())[0]
+    devices = sorted(device for device, frame in frames.items() if frame["site"] == ward)[:3]
+    broken = [m for m in messages if json.loads(m.value)["device_id"] in devices
+              and BROKEN_FROM <= m.timestamp_ms < BROKEN_UNTIL]
+    assert len(broken) >= 15
+    unfixable = [b"{not json " + bytes([65 + i]) for i in range(3)]
+
+    producer = make_large_producer(stack.kafka_bootstrap)
+    try:
+        # Offset 0 of partition 3: a broken frame from an hour before, deleted from the input after the job ran.
+        early = json.loads(broken[0].value)
+        early["ts"] = START_MS - 3_600_000
+        early["ecg"] = early.pop("samples")
+        producer.send(run.raw_topic, value=json.dumps(early).encode(), key=broken[0].key, partition=3,
+                      timestamp_ms=START_MS - 3_600_000).get(timeout=30)
+        broken_ids = {id(message) for message in broken}
+        for index, message in enumerate(messages):
+            value = _broken(message) if id(message) in broken_ids else message.value
+            producer.send(run.raw_topic, value=value, key=message.key, timestamp_ms=message.timestamp_ms)
+            if index % 200 == 100 and len(unfixable) > index // 200:
+                producer.send(run.raw_topic, value=unfixable[index // 200], partition=index % 4,
+                              timestamp_ms=message.timestamp_ms)
+        producer.flush(timeout=60)
+    finally:
+        producer.close(timeout=10)
+
+    # The job, as a backfill that ends by itself (the input is complete).
+    job = JobProcess(run.job_args("--k-anonymity", str(K), "--kafka-stop-at", "latest", "--cardio-branch", "false"),
+                     tmp_path / "job.log")
+    try:
+        assert job.process.wait(timeout=FINISH_SECONDS) == 0, job.log_text()[-3000:]
+    finally:
+        job.stop()
+    letters = [json.loads(record.value) for record in run.dead_letters()]
+    assert sorted(letter["reason"] for letter in letters) == sorted(
+        ["missing_field"] * (len(broken) + 1) + ["invalid_json"] * len(unfixable))
+    reference = reference_points(messages)
+    before = stored_points(run)
+    assert before != reference and len(before) < len(reference), "control: the broken frames are missing"
+
+    admin = _admin(stack.kafka_bootstrap)
+    try:
+        admin.delete_records({TopicPartition(run.raw_topic, 3): 1})
+    finally:
+        admin.close()
+
+    dry, dry_output = _replay(run, tmp_path, "dry", "--dry-run")
+    assert dry["outcomes"] == {"replayed": 0, "would_replay": len(broken), "already_replayed": 0, "not_merged": 0,
+                               "gone": 1, "skipped": len(unfixable), "fix_failed": 0, "still_invalid": 0}, dry_output
+    assert not dry["merge"] and stored_points(run) == before
+    assert f"{run.raw_topic}.replay-corrections" not in list_topics(stack.kafka_bootstrap)
+
+    first, output = _replay(run, tmp_path, "first")
+    assert first["outcomes"] == {"replayed": len(broken), "would_replay": 0, "already_replayed": 0, "not_merged": 0,
+                                 "gone": 1, "skipped": len(unfixable), "fix_failed": 0, "still_invalid": 0}, (
+        output[-3000:])
+    gone = [letter for letter in first["letters"] if letter["outcome"] == "gone"]
+    assert (gone[0]["partition"], gone[0]["offset"]) == (3, 0) and "deleted" in gone[0]["note"]
+    print("first replay:", first["rebuild"], first["merge"])
+    assert first["merge"]["windows_changed"] >= 2 and first["merge"]["points_written"] > 0
+    # Partition 3 lost its head: the window of its first retained record may be incomplete and is not merged
+    # (it has no broken frame; the reference holds it as the live job wrote it).
+    assert first["rebuild"]["merge_from_ms"] == START_MS + 5_000 and "truncated" in " ".join(first["warnings"])
+    after = stored_points(run)
+    assert after == reference
+    assert visible_classes_below_k(stack.influx_v1_url, run.db, K) == []
+
+    second, second_output = _replay(run, tmp_path, "second")
+    assert second["outcomes"]["already_replayed"] == len(broken) and second["outcomes"]["replayed"] == 0
+    assert second["corrections_written"] == 0 and second["corrections_total"] == len(broken)
+    assert second["merge"]["windows_changed"] == 0 and second["merge"]["write_requests"] == 0
+    assert second["merge"]["statements"] == 0 and second["merge"]["windows_compared"] == 5
+    assert stored_points(run) == reference
+
+    # Nothing the tool printed or its rebuild logged holds a raw identifier (the input's are in every frame).
+    identifiers = {value for m in messages for value in (m.patient_id, m.patient_name) if value}
+    assert "patient_id" in messages[0].value.decode(), "control: the input holds identifiers"
+    assert find_needles([("dry", dry_output), ("first", output), ("second", second_output)], identifiers) == []
+    assert TEST_SECRET not in dry_output + output + second_output
