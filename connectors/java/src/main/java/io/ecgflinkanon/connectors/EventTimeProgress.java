@@ -60,8 +60,11 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     private static final long serialVersionUID = 1L;
     private static final Logger LOG = LoggerFactory.getLogger(EventTimeProgress.class);
     private static final String SUMMARY = "";
-    /** The source checks idleness every 200 ms: it gets that long (and some) to report it first. */
-    private static final long SOURCE_GRACE_MILLIS = 1_000;
+    /**
+     * The source's idleness clocks start when it first polls, which can be seconds after this operator
+     * opens on a loaded machine: it gets this long beyond the timeout to report idle itself.
+     */
+    private static final long SOURCE_GRACE_MILLIS = 5_000;
 
     private final long outOfOrdernessMillis;
     private final long idleTimeoutMillis;
@@ -81,6 +84,7 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     private transient boolean idleByFallback;
     private transient PausableRelativeClock activityClock;
     private transient long lastActivityNanos;
+    private transient long fallbackNanos;
     private transient boolean backPressureListening;
 
     /** Without the idleness fallback (the source's report alone moves an idle input). */
@@ -204,6 +208,7 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         emit(target);
         idle = true;
         idleByFallback = true;
+        fallbackNanos = activityClock.relativeTimeNanos();
         output.emitWatermarkStatus(WatermarkStatus.IDLE);
     }
 
@@ -267,7 +272,12 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
             // The source stops emitting watermarks now. Without a crash it would have reached this
             // value from the records it read; after a restore it has forgotten them.
             emit(allIdleTarget());
-            idleByFallback = false;
+            if (idleByFallback) {
+                // Evidence for the next reader: was the source late, or would it never have said it?
+                LOG.info("event-time progress: the source reported idle {} ms after the fallback did",
+                        (activityClock.relativeTimeNanos() - fallbackNanos) / 1_000_000L);
+                idleByFallback = false;
+            }
             if (idle) {
                 return; // announced already, by the fallback
             }

@@ -158,9 +158,9 @@ class EventTimeProgressTest {
         try (OneInputStreamOperatorTestHarness<Row, Row> restored = opened(snapshot, 30_000)) {
             restored.setProcessingTime(1);
             assertEquals(List.of("W5000"), progressOf(restored));
-            restored.setProcessingTime(30_500); // the idle timeout, not yet its grace: the source's turn
+            restored.setProcessingTime(34_000); // the idle timeout, not yet its grace: the source's turn
             assertEquals(List.of("W5000"), progressOf(restored));
-            restored.setProcessingTime(32_000); // the source never said idle: what it would have done
+            restored.setProcessingTime(36_000); // the source never said idle: what it would have done
             assertEquals(List.of("W5000", "W9999", "IDLE"), progressOf(restored));
             restored.processWatermarkStatus(WatermarkStatus.IDLE); // a late report changes nothing
             restored.setProcessingTime(90_000);
@@ -180,7 +180,9 @@ class EventTimeProgressTest {
                 harness.setProcessingTime(second * 2_000L); // a record every 2 s, under the 3 s timeout
             }
             assertEquals(List.of(), progressOf(harness));
-            harness.setProcessingTime(40_000 + 4_500); // silent for 4.5 s > timeout + grace
+            harness.setProcessingTime(40_000 + 7_000); // silent for 7 s: within timeout + grace
+            assertEquals(List.of(), progressOf(harness));
+            harness.setProcessingTime(40_000 + 9_000); // silent for 9 s > timeout + grace
             assertEquals(List.of("W17999", "IDLE"), progressOf(harness));
             harness.processElement(record("ecg-raw", 0, 21, 21_000)); // the fallback's idleness ends here
             assertEquals(List.of("W17999", "IDLE", "ACTIVE"), progressOf(harness));
