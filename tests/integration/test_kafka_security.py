@@ -1,0 +1,248 @@
+"""Secured Kafka on the real broker (issue 20 item 5, issue 22 items 3-4).
+
+One Apache Kafka broker (devstack.local_stack) whose only client listener is SASL_SSL: TLS with a CA this
+test makes (devstack.secure_kafka.make_pki), SCRAM-SHA-512 users created when its log directory is
+formatted, StandardAuthorizer with the project's ACL set (connectors.kafka_acls, as the compose init applies
+it). Shown here:
+
+- ACLs: a device may write the input topic but is refused reading it or the dead-letter topic; an analyst
+  reads neither.
+- The simulator (as a device, settings from its environment) and the job (as the job principal, settings
+  from the environment, its password from a *_FILE) work only through that listener: the job's points and
+  dead letters are exactly the reference model's, and the password is in no log.
+- A wrong password, a certificate from an unknown CA, or a principal without ACLs fail the job at start
+  with one clear line (exit 2), within seconds, not after the restart strategy's retries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.config import PROJECT_ROOT
+from connectors.kafka_acls import Topics, apply_grants, grants
+from connectors.kafka_security import KafkaSecurity
+from devstack.simulator import SimConfig, generate_messages
+from tests.integration.support import TEST_SECRET, expected_output
+
+START_MS = 1_763_812_800_000
+K = 3
+GROUP = "ecg-secure"
+TOPICS = Topics("ecg-raw", "ecg-dlq", "ecg-anomalies", "ecg-model-updates")
+JOB, DEVICE, READER = "ecg-job", "ecg-device", "ecg-reader"
+
+
+@pytest.fixture(scope="module")
+def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Kafka with a SASL_SSL listener only, ACLs applied; influxd 1.x for the job's points."""
+    from tests.conftest import _missing_binaries
+
+    missing = _missing_binaries()
+    if missing:
+        if os.environ.get("CI") or os.environ.get("ECG_REQUIRE_STACK") == "1":
+            pytest.fail(f"local stack binaries missing: {', '.join(missing)} (run scripts/setup.sh)")
+        pytest.skip(f"local stack binaries missing: {', '.join(missing)}")
+    from devstack.local_stack import LocalStack, create_database_v1
+    from devstack.secure_kafka import BrokerSecurity, make_pki
+
+    root = tmp_path_factory.mktemp("secure-kafka")
+    security = BrokerSecurity(make_pki(root / "pki"),
+                              users={user: secrets.token_urlsafe(18) for user in (JOB, DEVICE, READER)})
+    topics = {TOPICS.input: 4, TOPICS.dlq: 1, TOPICS.anomalies: 1, TOPICS.models: 1}
+    stack = LocalStack(root / "stack", kafka_security=security, topics=topics)
+    stack.start(victoria_metrics=False)
+    try:
+        create_database_v1(stack.influx_v1_url, "ecg")
+        apply_grants(stack.kafka_bootstrap, security.admin,
+                     grants(TOPICS, GROUP, job=JOB, devices=DEVICE, readers=READER))
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _environment(security: KafkaSecurity, tmp_path: Path, *, password_file: bool = False) -> dict[str, str]:
+    """The process environment of a client with these settings (nothing from the developer's .env)."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("KAFKA_")}
+    environment.update({
+        "KAFKA_SECURITY_PROTOCOL": security.security_protocol,
+        "KAFKA_SASL_MECHANISM": security.sasl_mechanism,
+        "KAFKA_SASL_USERNAME": security.sasl_username,
+        "KAFKA_SSL_CA_FILE": security.ssl_ca_file,
+        "PSEUDONYM_SECRET": TEST_SECRET,
+    })
+    if password_file:
+        secret = tmp_path / "kafka-password"
+        secret.write_text(security.sasl_password + "\n")
+        environment["KAFKA_SASL_PASSWORD_FILE"] = str(secret)
+    else:
+        environment["KAFKA_SASL_PASSWORD"] = security.sasl_password
+    return environment
+
+
+def _consume(stack: Any, security: KafkaSecurity, topic: str, group: str | None = None) -> list[Any]:
+    """Every record of ``topic`` read as ``security``'s principal; TopicAuthorizationFailedError when the broker
+    refuses (a fetch without READ, or metadata without DESCRIBE: kafka-python then only logs it and knows no
+    partition, so the refusal is taken from its metadata)."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import TopicAuthorizationFailedError
+
+    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False, group_id=group,
+                             consumer_timeout_ms=1000, **security.kafka_python_config())
+    try:
+        # Without DESCRIBE the topic is missing from the metadata: assign partition 0, the fetch then asks for it.
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        records: list[Any] = []
+        idle_deadline = time.monotonic() + 3
+        while time.monotonic() < idle_deadline:
+            for batch in consumer.poll(timeout_ms=300).values():
+                records.extend(batch)
+                idle_deadline = time.monotonic() + 1.5
+            if topic in consumer._client.cluster.unauthorized_topics:
+                raise TopicAuthorizationFailedError(f"{topic}: DESCRIBE denied")
+        return records
+    finally:
+        consumer.close()
+
+
+def test_acls_device_writes_input_only(secure_stack: Any) -> None:
+    from kafka import KafkaProducer
+    from kafka.errors import TopicAuthorizationFailedError
+
+    security = secure_stack.kafka_security
+    device = security.client(DEVICE)
+    producer = KafkaProducer(bootstrap_servers=secure_stack.kafka_bootstrap, **device.kafka_python_config())
+    try:
+        producer.send(TOPICS.input, b"acl-probe", partition=3).get(timeout=30)
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(TOPICS.dlq, b"acl-probe").get(timeout=30)
+    finally:
+        producer.close(timeout=5)
+    for topic in (TOPICS.input, TOPICS.dlq):
+        with pytest.raises(TopicAuthorizationFailedError):
+            _consume(secure_stack, device, topic)
+    reader = security.client(READER)
+    for topic in (TOPICS.input, TOPICS.dlq):
+        with pytest.raises(TopicAuthorizationFailedError):
+            _consume(secure_stack, reader, topic)
+    assert _consume(secure_stack, reader, TOPICS.models) == []  # granted (nothing written yet)
+    # The probe record is there: the admin reads it.
+    assert [r.value for r in _consume(secure_stack, security.admin, TOPICS.input) if r.partition == 3] == [b"acl-probe"]
+
+
+def _job_argv(stack: Any, tmp_path: Path, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "flink_jobs.ecg_anonymization_job", "--env-file", os.devnull,
+        "--kafka-bootstrap", stack.kafka_bootstrap, "--kafka-group-id", GROUP,
+        "--kafka-input-topic", TOPICS.input, "--kafka-dlq-topic", TOPICS.dlq,
+        "--influx-transport", "v1", "--influx-url", stack.influx_v1_url, "--influx-db", "ecg",
+        "--checkpoint-dir", str(tmp_path / "checkpoints"), "--checkpoint-interval-seconds", "2",
+        "--restart-attempts", "1", "--cardio-branch", "false", *args,
+    ]
+
+
+def _job(stack: Any, environment: dict[str, str], tmp_path: Path, *args: str,
+         timeout: float) -> subprocess.CompletedProcess[str]:
+    environment = {**environment, "FLINK_LOG_DIR": str(tmp_path / "flink-log")}
+    return subprocess.run(_job_argv(stack, tmp_path, *args), cwd=PROJECT_ROOT, env=environment, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_job_reads_and_writes_only_through_the_secured_listener(secure_stack: Any, tmp_path: Path) -> None:
+    from devstack.local_stack import count_points_v1, query_v1
+
+    security = secure_stack.kafka_security
+    # The simulator as a device: its security settings from its environment, like the job's.
+    sim_args = ["--patients", "8", "--duration", "20", "--sites", "2", "--seed", "5", "--start-ms", str(START_MS),
+                "--bad-fraction", "0.05"]
+    config = SimConfig(patients=8, duration_s=20, sites=2, seed=5, start_ms=START_MS, bad_fraction=0.05)
+    messages = list(generate_messages(config))
+    bad = [message for message in messages if message.kind == "bad"]
+    assert len(bad) >= 4
+    simulated = subprocess.run(
+        [sys.executable, "-m", "devstack.simulator", "--bootstrap", secure_stack.kafka_bootstrap,
+         "--topic", TOPICS.input, *sim_args],
+        cwd=PROJECT_ROOT, env=_environment(security.client(DEVICE), tmp_path), capture_output=True, text=True,
+        timeout=120,
+    )
+    assert simulated.returncode == 0, simulated.stdout + simulated.stderr
+    assert f"{len(messages) - len(bad)} valid" in simulated.stdout, simulated.stdout
+
+    # A one-time backfill (KAFKA_STOP_AT=latest): the job ends by itself when it has read the input.
+    job_security = security.client(JOB)
+    started = time.monotonic()
+    result = _job(secure_stack, _environment(job_security, tmp_path, password_file=True), tmp_path,
+                  "--kafka-stop-at", "latest", "--k-anonymity", str(K), timeout=240)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    print(f"secured backfill job: {time.monotonic() - started:.0f} s")
+
+    expected = expected_output(messages, k=K)
+    assert count_points_v1(secure_stack.influx_v1_url, "ecg", "ecg_anonymized") == expected.points
+    rows = query_v1(secure_stack.influx_v1_url, 'SELECT count("ecg_mv") FROM "ecg_anonymized" GROUP BY "level"', "ecg")
+    assert Counter({int(row["level"]): int(row["count"]) for row in rows}) == expected.points_by_level
+
+    # Dead letters through the secured listener: exactly the injected ones, and the ACL test's probe record
+    # (not a frame) when that test ran first.
+    probes = {(r.partition, r.offset) for r in _consume(secure_stack, security.admin, TOPICS.input)
+              if r.value == b"acl-probe"}
+    letters = [json.loads(record.value) for record in _consume(secure_stack, security.admin, TOPICS.dlq)]
+    assert {letter["topic"] for letter in letters} == {TOPICS.input}
+    assert {(letter["partition"], letter["offset"]) for letter in letters} >= probes
+    injected = [letter for letter in letters if (letter["partition"], letter["offset"]) not in probes]
+    assert len(letters) == len(bad) + len(probes)
+    assert Counter(letter["reason"] for letter in injected) == Counter(message.expected_reason for message in bad)
+
+    # The password reached no log: neither the job's output nor Flink's.
+    logs = output + "".join(path.read_text(errors="replace") for path in (tmp_path / "flink-log").glob("*"))
+    assert job_security.sasl_password not in logs
+    assert "SASL_SSL" in output  # the settings line shows the protocol (and masks the password)
+
+
+def test_job_fails_at_start_with_one_clear_line(secure_stack: Any, tmp_path: Path) -> None:
+    """Three jobs at once (each its own JVM): wrong password, a CA that did not sign the broker's certificate, a
+    principal without ACLs. Each exits 2 with one `kafka error:` line naming the cause, in seconds."""
+    from devstack.secure_kafka import make_pki
+
+    security = secure_stack.kafka_security
+    other_ca = make_pki(tmp_path / "other-pki", name="unknown").ca_file
+    cases = {
+        "wrong password": (security.client(JOB, password="not-the-password"), "SASL login refused"),
+        "untrusted certificate": (security.client(JOB, ca_file=other_ca), "TLS handshake failed"),
+        "no ACL": (security.client(READER), f"access to topic '{TOPICS.input}' denied"),
+    }
+    started = time.monotonic()
+    running = {}
+    for number, (case, (client, _)) in enumerate(cases.items()):
+        workdir = tmp_path / f"case-{number}"
+        workdir.mkdir()
+        environment = {**_environment(client, workdir), "FLINK_LOG_DIR": str(workdir / "flink-log")}
+        running[case] = subprocess.Popen(_job_argv(secure_stack, workdir), cwd=PROJECT_ROOT, env=environment,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for case, process in running.items():
+            client, expected = cases[case]
+            stdout, stderr = process.communicate(timeout=max(1.0, 100 - (time.monotonic() - started)))
+            seconds = time.monotonic() - started
+            errors = [line for line in stderr.splitlines() if line.startswith("kafka error:")]
+            assert process.returncode == 2, f"{case}: {stdout[-2000:]}{stderr[-2000:]}"
+            assert len(errors) == 1 and expected in errors[0], f"{case}: {stderr[-2000:]}"
+            assert "Traceback" not in stderr
+            assert client.sasl_password not in stdout + stderr
+            print(f"{case}: exit 2 after {seconds:.0f} s: {errors[0]}")
+    finally:
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
