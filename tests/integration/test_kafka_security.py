@@ -246,3 +246,55 @@ def test_job_fails_at_start_with_one_clear_line(secure_stack: Any, tmp_path: Pat
             if process.poll() is None:
                 process.kill()
                 process.communicate()
+
+
+@pytest.mark.slow
+def test_cardio_job_through_the_secured_listener(secure_stack: Any, tmp_path: Path) -> None:
+    """Both jobs (CARDIO_BRANCH=true: the cardio job in a child process) as the job principal: the anomalies and
+    model updates (both written, the updates read back) are exactly the reference model's. Own topics, with the
+    same ACL set."""
+    from devstack.local_stack import create_database_v1
+    from devstack.simulator import Episode, make_producer, produce
+    from tests.integration.support import JobProcess, expected_branch, wait_until
+
+    security = secure_stack.kafka_security
+    topics = Topics("ecg-raw.cardio", "ecg-dlq.cardio", "ecg-anomalies.cardio", "ecg-model-updates.cardio")
+    secure_stack.create_topics({topics.input: 4, topics.dlq: 1, topics.anomalies: 1, topics.models: 1})
+    apply_grants(secure_stack.kafka_bootstrap, security.admin, grants(topics, GROUP, job=JOB, devices=DEVICE))
+    create_database_v1(secure_stack.influx_v1_url, "ecg_cardio")
+
+    config = SimConfig(patients=6, duration_s=100, start_ms=START_MS, sites=2, end_of_stream=True, partitions=4,
+                       seed=21, synthetic=True, episodes=(Episode("dev-0003", "tachycardia", 40, 40),))
+    messages = list(generate_messages(config))
+    args = [*_job_argv(secure_stack, tmp_path)[3:], "--cardio-branch", "true", "--influx-db", "ecg_cardio",
+            "--kafka-input-topic", topics.input, "--kafka-dlq-topic", topics.dlq,
+            "--kafka-anomaly-topic", topics.anomalies, "--kafka-model-topic", topics.models,
+            "--k-anonymity", "3", "--model-update-seconds", "30", "--model-grace-seconds", "5"]
+    expected = expected_branch(messages, args)
+    expected_anomalies = {e.event_id: json.loads(e.to_json()) for e in expected.anomalies}
+    expected_updates = {u.update_id: json.loads(u.to_json())
+                        for u in [*expected.local_updates, *expected.global_updates]}
+    assert expected_anomalies and expected.global_updates
+    producer = make_producer(secure_stack.kafka_bootstrap, security.client(DEVICE))
+    try:
+        assert produce(messages, secure_stack.kafka_bootstrap, topics.input, producer=producer).errors == 0
+    finally:
+        producer.close(timeout=10)
+
+    reader = security.admin
+
+    def read(topic: str) -> list[dict[str, Any]]:
+        return [json.loads(record.value) for record in _consume(secure_stack, reader, topic)]
+
+    job = JobProcess(args, tmp_path / "job.log", env=_environment(security.client(JOB), tmp_path, password_file=True))
+    try:
+        wait_until(lambda: len({a["event_id"] for a in read(topics.anomalies)}) >= len(expected_anomalies)
+                   and len({u["update_id"] for u in read(topics.models)}) >= len(expected_updates),
+                   180, "all anomalies and model updates", job=job, poll=3.0)
+        time.sleep(4)
+        anomalies, updates = read(topics.anomalies), read(topics.models)
+    finally:
+        job.stop()
+    assert {a["event_id"]: a for a in anomalies} == expected_anomalies
+    assert {u["update_id"]: u for u in updates} == expected_updates
+    assert security.client(JOB).sasl_password not in job.log_text() + job.flink_log_text()
