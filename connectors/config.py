@@ -583,7 +583,20 @@ class ComposeVariable:
 
 
 COMPOSE_VARIABLES: tuple[ComposeVariable, ...] = (
-    ComposeVariable("PUBLISH_ADDRESS", "127.0.0.1", "host address of the published web UI (8081) and Grafana (3000)"),
+    ComposeVariable("PUBLISH_ADDRESS", "127.0.0.1",
+                    "host address of the published web UI (8081), Grafana (3000) and Kafka's external SASL_SSL "
+                    "listener for devices (9094); devices outside this host need an address they can reach"),
+    ComposeVariable("KAFKA_EXTERNAL_HOST", "localhost",
+                    "name or address devices use for the broker (port 9094; advertised to them, and it must be in "
+                    "the broker's certificate: python -m devstack.secure_kafka --host NAME)"),
+    ComposeVariable("KAFKA_ADMIN_PASSWORD", "",
+                    "password of the broker's super user admin (init services only; required)", secret=True),
+    ComposeVariable("KAFKA_DEVICE_PASSWORD", "",
+                    "password of User:ecg-device (devices, the demo simulator: may only write the input topic; "
+                    "required)", secret=True),
+    ComposeVariable("KAFKA_READER_PASSWORD", "",
+                    "password of User:ecg-reader (dashboards / analysts: read anomalies and model updates only; "
+                    "empty: no such user)", secret=True),
     ComposeVariable("TASKMANAGER_SLOTS", "2", "task slots per TaskManager container"),
     ComposeVariable("TASKMANAGER_MEMORY", "4096m", "taskmanager.memory.process.size per TaskManager container"),
     ComposeVariable("INFLUXDB_ADMIN_USER", "admin", "InfluxDB 2.x admin user (set at the first start)"),

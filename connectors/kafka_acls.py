@@ -18,6 +18,8 @@ operators      (optional) read the dead-letter topic; consumer groups start with
 
 The admin principal (a super user of the broker) applies them; its connection settings are the job's own
 (KAFKA_BOOTSTRAP, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*), the topic names and the group id too.
+A user whose password is given (KAFKA_ACL_<ROLE>_PASSWORD, or its *_FILE) also gets its SCRAM-SHA-512
+credential created or updated, so the compose init needs no other tool.
 
     python -m connectors.kafka_acls --job-user ecg-job --device-user ecg-device --reader-user ecg-reader
 """
@@ -31,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.config import SETTINGS, ConfigError
+from connectors.config import SETTINGS, ConfigError, read_secret_file
 from connectors.kafka_security import KafkaSecurity
 
 # Prefix of the transactional ids of the job's exactly-once sinks (connectors/kafka.build_string_sink callers).
@@ -109,6 +111,36 @@ def apply_grants(bootstrap: str, security: KafkaSecurity, wanted: Sequence[Grant
         admin.close()
 
 
+def upsert_scram_users(bootstrap: str, security: KafkaSecurity, passwords: Mapping[str, str],
+                       timeout_s: float = 30.0) -> None:
+    """Create or update the SCRAM-SHA-512 credential of each user (name -> password)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+
+    if not passwords:
+        return
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ecg-acls",
+                             request_timeout_ms=int(timeout_s * 1000), **security.kafka_python_config())
+    try:
+        result = admin.alter_user_scram_credentials([
+            UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, password)
+            for user, password in passwords.items()
+        ])
+        failed = {user: error for user, error in (result or {}).items() if error}
+        if failed:
+            raise RuntimeError(f"SCRAM credentials refused by the broker: {failed}")
+    finally:
+        admin.close()
+
+
+def _password(environ: Mapping[str, str], name: str) -> str:
+    if environ.get(name):
+        return environ[name]
+    if environ.get(name + "_FILE"):
+        return read_secret_file(name + "_FILE", environ[name + "_FILE"])
+    return ""
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(prog="python -m connectors.kafka_acls", description=__doc__,
@@ -129,6 +161,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 0
     try:
         security = KafkaSecurity.from_environ(environ)
+        roles = {"JOB": args.job_user, "DEVICE": args.device_user, "READER": args.reader_user,
+                 "OPERATOR": args.operator_user}
+        passwords = {user: _password(environ, f"KAFKA_ACL_{role}_PASSWORD") for role, user in roles.items() if user}
+        passwords = {user: password for user, password in passwords.items() if password}
+        upsert_scram_users(args.bootstrap, security, passwords)
+        if passwords:
+            print(f"SCRAM-SHA-512 credentials set for {', '.join(sorted(passwords))}")
         count = apply_grants(args.bootstrap, security, wanted)
     except (ConfigError, RuntimeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -35,8 +35,8 @@ class Pki:
 
 
 def make_pki(directory: Path, hosts: Sequence[str] = ("127.0.0.1", "localhost", "kafka"),
-             name: str = "ecg-test") -> Pki:
-    """A new CA and a broker certificate it signs for ``hosts`` (IP addresses and DNS names), valid for 2 days."""
+             name: str = "ecg-test", days: int = 2) -> Pki:
+    """A new CA and a broker certificate it signs for ``hosts`` (IP addresses and DNS names), valid ``days``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,7 +44,7 @@ def make_pki(directory: Path, hosts: Sequence[str] = ("127.0.0.1", "localhost", 
 
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
-    later = now + datetime.timedelta(days=2)
+    later = now + datetime.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
     ca_cert = (
@@ -135,3 +135,35 @@ authorizer.class.name={AUTHORIZER}
 super.users=User:{admin}
 allow.everyone.if.no.acl.found=false
 """
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Certificates for the compose stack's broker (docker-compose.yml mounts them from docker/kafka/secrets)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.secure_kafka",
+        description="Make a CA and a broker certificate for docker-compose.yml's Kafka (SASL_SSL listeners): "
+                    "ca.pem (what clients trust: KAFKA_SSL_CA_FILE) and broker.pem (the broker's key + chain).")
+    parser.add_argument("--out", type=Path, default=Path("docker/kafka/secrets"))
+    parser.add_argument("--host", action="append", default=[],
+                        help="a name or address devices use to reach the broker (KAFKA_EXTERNAL_HOST); repeatable. "
+                             "kafka, localhost and 127.0.0.1 are always included")
+    parser.add_argument("--days", type=int, default=825, help="validity of both certificates")
+    parser.add_argument("--force", action="store_true", help="replace existing files")
+    args = parser.parse_args(argv)
+    if (args.out / "broker.pem").exists() and not args.force:
+        print(f"{args.out}/broker.pem exists (use --force to replace it)")
+        return 0
+    hosts = list(dict.fromkeys(["kafka", "localhost", "127.0.0.1", *args.host]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.out.chmod(0o700)  # the host's other users never reach the key; the broker container reads broker.pem
+    pki = make_pki(args.out, hosts, name="ecg-flink-anon", days=args.days)
+    pki.keystore_file.chmod(0o644)  # bind-mounted alone into the kafka container (its user is not the host's)
+    print(f"CA {pki.ca_file}, broker certificate for {', '.join(hosts)}: {pki.keystore_file} ({args.days} days; "
+          "a hospital PKI's files can take their place)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -298,3 +298,86 @@ def test_cardio_job_through_the_secured_listener(secure_stack: Any, tmp_path: Pa
     assert {a["event_id"]: a for a in anomalies} == expected_anomalies
     assert {u["update_id"]: u for u in updates} == expected_updates
     assert security.client(JOB).sasl_password not in job.log_text() + job.flink_log_text()
+
+
+def test_compose_broker_script_and_init(tmp_path: Path) -> None:
+    """docker-compose.yml's broker (docker/kafka/start-broker.sh, with the image's kafka-storage.sh and
+    kafka-server-start.sh replaced by the same classes of the local broker's classpath) and its init
+    (python -m connectors.kafka_acls as the kafka-acls service runs it): the init logs in as admin, creates the
+    SCRAM users and ACLs; a device then writes the input topic through the external listener and may not read
+    it. Certificates from `python -m devstack.secure_kafka`, as README says."""
+    from tests.conftest import _missing_binaries
+
+    if _missing_binaries():
+        pytest.skip("local broker missing (run scripts/setup.sh)")
+    from kafka import KafkaProducer
+    from kafka.errors import TopicAuthorizationFailedError
+
+    from devstack.local_stack import KAFKA_JVM_OPTS, _java, create_topics, free_port, kafka_classpath
+
+    secrets_dir = tmp_path / "secrets"
+    made = subprocess.run([sys.executable, "-m", "devstack.secure_kafka", "--out", str(secrets_dir), "--host",
+                           "127.0.0.1"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    java = f'{_java()} {" ".join(KAFKA_JVM_OPTS)} -cp "{kafka_classpath()}"'
+    for script, main_class in (("kafka-storage.sh", "kafka.tools.StorageTool"),
+                               ("kafka-server-start.sh", "kafka.Kafka")):
+        (bin_dir / script).write_text(f'#!/bin/bash\nexec {java} {main_class} "$@"\n')
+        (bin_dir / script).chmod(0o755)
+    internal, external, controller = free_port(), free_port(), free_port()
+    admin_password, job_password, device_password = (secrets.token_urlsafe(12) for _ in range(3))
+    environment = {
+        "PATH": os.environ["PATH"], "KAFKA_BIN": str(bin_dir), "DATA_DIR": str(tmp_path / "data"),
+        "SECRETS": str(secrets_dir), "INTERNAL_HOST": "localhost", "INTERNAL_PORT": str(internal),
+        "LISTEN_EXTERNAL_PORT": str(external), "CONTROLLER_PORT": str(controller), "EXTERNAL_HOST": "127.0.0.1",
+        "EXTERNAL_PORT": str(external), "ECG_KAFKA_ADMIN_PASSWORD": admin_password,
+    }
+    log = (tmp_path / "broker.log").open("wb")
+    broker = subprocess.Popen(["bash", str(PROJECT_ROOT / "docker" / "kafka" / "start-broker.sh")], env=environment,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        ca = str(secrets_dir / "ca.pem")
+        admin = KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "admin", admin_password, ca)
+        deadline = time.monotonic() + 90
+        while True:
+            assert broker.poll() is None, (tmp_path / "broker.log").read_text()[-3000:]
+            try:
+                create_topics(f"localhost:{internal}", {TOPICS.input: 4, TOPICS.dlq: 1},
+                              client_config=admin.kafka_python_config(), timeout=10)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        init_environment = {
+            "PATH": os.environ["PATH"], "KAFKA_BOOTSTRAP": f"localhost:{internal}",
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "admin", "KAFKA_SASL_PASSWORD": admin_password, "KAFKA_SSL_CA_FILE": ca,
+            "KAFKA_ACL_JOB_PASSWORD": job_password, "KAFKA_ACL_DEVICE_PASSWORD": device_password,
+        }
+        init = subprocess.run([sys.executable, "-m", "connectors.kafka_acls", "--job-user", "ecg-job",
+                               "--device-user", "ecg-device", "--reader-user", "ecg-reader"],
+                              cwd=PROJECT_ROOT, env=init_environment, capture_output=True, text=True, timeout=60)
+        assert init.returncode == 0, init.stdout + init.stderr
+        assert "SCRAM-SHA-512 credentials set for ecg-device, ecg-job" in init.stdout
+        assert admin_password not in init.stdout + init.stderr
+
+        class Stack:  # what _consume needs
+            kafka_bootstrap = f"127.0.0.1:{external}"
+
+        device = KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "ecg-device", device_password, ca)
+        producer = KafkaProducer(bootstrap_servers=Stack.kafka_bootstrap, **device.kafka_python_config())
+        try:
+            producer.send(TOPICS.input, b"from a device", partition=0).get(timeout=30)
+        finally:
+            producer.close(timeout=5)
+        with pytest.raises(TopicAuthorizationFailedError):
+            _consume(Stack, device, TOPICS.input)
+        job = KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "ecg-job", job_password, ca)
+        assert [r.value for r in _consume(Stack, job, TOPICS.input)] == [b"from a device"]
+    finally:
+        os.killpg(broker.pid, 9)
+        broker.wait(timeout=30)
+        log.close()
