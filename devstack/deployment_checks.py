@@ -28,6 +28,10 @@ NOT_PASSED_IN_COMPOSE: Mapping[str, str] = {
     "PYTHON_EXECUTABLE": "the image's /opt/venv/bin/python runs the job and its workers",
     "PYTHON_WORKERS": "embedded mini cluster only; a cluster's TaskManagers always start worker processes",
     "CSV_OUTPUT_DIR": "would write inside the TaskManager containers; mount a volume first",
+    "KAFKA_SSL_CERT_FILE": "the compose broker authenticates clients by SCRAM (ssl.client.auth=none); for mutual "
+                           "TLS mount the files into the submitter and pass them",
+    "KAFKA_SSL_KEY_FILE": "see KAFKA_SSL_CERT_FILE",
+    "KAFKA_SSL_KEY_PASSWORD": "see KAFKA_SSL_CERT_FILE",
 }
 
 # Which services may see which secret. Everything else must never carry it (environment, command,
