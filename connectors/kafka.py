@@ -246,7 +246,8 @@ def check_kafka_access(settings: Any, topics: Sequence[str], timeout_s: float = 
         if "ClusterAuthorizationException" in kinds or "AuthenticationException" in kinds:
             raise KafkaAccessError(f"{where}: {kinds[-1]}: {detail}") from None
         if "TimeoutException" in kinds:
-            log.warning("%s: no answer within %.0f s; starting anyway (the job retries)", where, timeout_s)
+            log.warning("%s: no answer within %.0f s (broker down, or KAFKA_SECURITY_PROTOCOL not the listener's); "
+                        "starting anyway (the job retries)", where, timeout_s)
             return
         raise KafkaAccessError(f"{where}: {kinds[-1]}: {detail}") from None
     finally:
