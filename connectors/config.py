@@ -201,6 +201,24 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "transaction.timeout.ms of exactly-once sinks; above max checkpoint + restart time",
     ),
+    # Kafka client security (source, sinks, liveness probe, pre-flight check, simulator): connectors/kafka_security.py
+    Setting(
+        "KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        "security.protocol of every Kafka client: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (TLS + SASL login)",
+    ),
+    Setting("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", _choice("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"),
+            "SASL_*: the SASL mechanism"),
+    Setting("KAFKA_SASL_USERNAME", "", _text, "SASL_*: user name (the principal User:<name> of the ACLs)"),
+    Setting("KAFKA_SASL_PASSWORD", "", _text, "SASL_*: its password (or KAFKA_SASL_PASSWORD_FILE)", secret=True),
+    Setting("KAFKA_SSL_CA_FILE", "", _text,
+            "SSL / SASL_SSL: PEM file of the CAs to trust for the broker's certificate (empty: the JVM's / system's)"),
+    Setting("KAFKA_SSL_CERT_FILE", "", _text,
+            "SSL / SASL_SSL, optional: PEM client certificate (chain) for mutual TLS; needs KAFKA_SSL_KEY_FILE"),
+    Setting("KAFKA_SSL_KEY_FILE", "", _text, "its private key, PEM (PKCS#8, encrypted or not)"),
+    Setting("KAFKA_SSL_KEY_PASSWORD", "", _text, "password of an encrypted KAFKA_SSL_KEY_FILE (or *_FILE)",
+            secret=True),
     # Windows and event time
     Setting("WINDOW_SECONDS", "5", _positive_int, "tumbling event-time window length"),
     Setting("ALLOWED_LATENESS_SECONDS", "0", _non_negative_int, "allowed lateness of windows"),
@@ -376,6 +394,15 @@ class Settings:
     __str__ = __repr__
 
 
+def read_secret_file(variable: str, path: str) -> str:
+    """A secret's value from the file a ``<SETTING>_FILE`` variable names (Docker secrets): its text, without the
+    trailing newline."""
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"invalid {variable} = {path!r}: cannot read it ({error.__class__.__name__})") from None
+
+
 def build_parser(description: str = "") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--env-file", default=None, help="dotenv file (default: .env in the project root)")
@@ -409,12 +436,19 @@ def load_settings(
     sources: dict[str, str] = {}
     for setting in SETTINGS:
         raw: str | None
+        secret_file = f"{setting.env}_FILE"
         if getattr(args, setting.attr) is not None:
             raw, source = getattr(args, setting.attr), setting.flag
         elif setting.env in process_env:
             raw, source = process_env[setting.env], f"env {setting.env}"
-        elif setting.env in file_values:
+        elif setting.secret and process_env.get(secret_file):
+            raw, source = read_secret_file(secret_file, process_env[secret_file]), f"env {secret_file}"
+        elif file_values.get(setting.env) or (
+            setting.env in file_values and not (setting.secret and file_values.get(secret_file))
+        ):
             raw, source = file_values[setting.env], f"{env_file.name} {setting.env}"
+        elif setting.secret and file_values.get(secret_file):
+            raw, source = read_secret_file(secret_file, file_values[secret_file]), f"{env_file.name} {secret_file}"
         else:
             raw, source = setting.default, "default"
         if raw is None:
@@ -454,6 +488,7 @@ def load_settings(
                               "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
         if secret in (key.hex(), base64.b64encode(key).decode("ascii")) or key == secret.encode("utf-8"):
             raise ConfigError("invalid DLQ_RAW_KEY: must differ from PSEUDONYM_SECRET")
+    check_kafka_security(values)
     if values["influx_transport"] == "v2" and not values["influx_bucket"]:
         raise ConfigError("invalid INFLUX_BUCKET: required with INFLUX_TRANSPORT=v2")
     # A transaction must outlive a checkpoint cycle plus the longest restart backoff, or the broker
@@ -488,6 +523,22 @@ def load_settings(
     if not hierarchy_path.exists():
         raise ConfigError(f"invalid HIERARCHY_PATH: {hierarchy_path} does not exist")
     return Settings(values=values, generated_secret=generated, sources=sources)
+
+
+def check_kafka_security(values: Mapping[str, Any]) -> None:
+    protocol = values["kafka_security_protocol"]
+    if protocol.startswith("SASL_") and not (values["kafka_sasl_username"] and values["kafka_sasl_password"]):
+        raise ConfigError(f"invalid KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: KAFKA_SECURITY_PROTOCOL={protocol} "
+                          "needs both")
+    if bool(values["kafka_ssl_cert_file"]) != bool(values["kafka_ssl_key_file"]):
+        raise ConfigError("invalid KAFKA_SSL_CERT_FILE / KAFKA_SSL_KEY_FILE: a client certificate needs both")
+    for name in ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file"):
+        path = values[name]
+        if path and protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            raise ConfigError(f"invalid {name.upper()}: KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS "
+                              "(SSL or SASL_SSL does)")
+        if path and not Path(path).is_file():
+            raise ConfigError(f"invalid {name.upper()}: {path} is not a readable file")
 
 
 # Options classes: frozen dataclasses whose field ``x`` is the setting ``SETTINGS_PREFIX + x`` (a class attribute,
@@ -532,7 +583,20 @@ class ComposeVariable:
 
 
 COMPOSE_VARIABLES: tuple[ComposeVariable, ...] = (
-    ComposeVariable("PUBLISH_ADDRESS", "127.0.0.1", "host address of the published web UI (8081) and Grafana (3000)"),
+    ComposeVariable("PUBLISH_ADDRESS", "127.0.0.1",
+                    "host address of the published web UI (8081), Grafana (3000) and Kafka's external SASL_SSL "
+                    "listener for devices (9094); devices outside this host need an address they can reach"),
+    ComposeVariable("KAFKA_EXTERNAL_HOST", "localhost",
+                    "name or address devices use for the broker (port 9094; advertised to them, and it must be in "
+                    "the broker's certificate: python -m devstack.secure_kafka --host NAME)"),
+    ComposeVariable("KAFKA_ADMIN_PASSWORD", "",
+                    "password of the broker's super user admin (init services only; required)", secret=True),
+    ComposeVariable("KAFKA_DEVICE_PASSWORD", "",
+                    "password of User:ecg-device (devices, the demo simulator: may only write the input topic; "
+                    "required)", secret=True),
+    ComposeVariable("KAFKA_READER_PASSWORD", "",
+                    "password of User:ecg-reader (dashboards / analysts: read anomalies and model updates only; "
+                    "empty: no such user)", secret=True),
     ComposeVariable("TASKMANAGER_SLOTS", "2", "task slots per TaskManager container"),
     ComposeVariable("TASKMANAGER_MEMORY", "4096m", "taskmanager.memory.process.size per TaskManager container"),
     ComposeVariable("INFLUXDB_ADMIN_USER", "admin", "InfluxDB 2.x admin user (set at the first start)"),
@@ -547,7 +611,9 @@ COMPOSE_VARIABLES: tuple[ComposeVariable, ...] = (
 
 def env_example() -> str:
     """The text of `.env.example`, generated from SETTINGS (and COMPOSE_VARIABLES) so that docs match the code."""
-    lines = ["# ecg-flink-anon settings. Copy to .env; flags (--k-anonymity 10 ...) override.", ""]
+    lines = ["# ecg-flink-anon settings. Copy to .env; flags (--k-anonymity 10 ...) override.",
+             "# A secret (PSEUDONYM_SECRET, INFLUX_TOKEN, KAFKA_SASL_PASSWORD, ...) may instead come from a file:",
+             "# <NAME>_FILE=/run/secrets/<name> (its text; Docker secrets).", ""]
     for setting in SETTINGS:
         lines.append(f"# {setting.help}")
         if setting.default is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 from pyflink.common import Duration, WatermarkStrategy
@@ -17,9 +19,13 @@ from pyflink.datastream.connectors.kafka import (
 )
 from pyflink.java_gateway import get_gateway
 
+from connectors.kafka_security import KafkaSecurity
+
 DESERIALIZER_CLASS = "io.ecgflinkanon.connectors.EcgRecordDeserializer"
 PROGRESS_CLASS = "io.ecgflinkanon.connectors.EventTimeProgress"
 GUARD_CLASS = "io.ecgflinkanon.connectors.LivenessGuard"
+
+log = logging.getLogger("ecg.kafka")
 
 
 def _starting_offsets(mode: str | int) -> KafkaOffsetsInitializer:
@@ -30,6 +36,11 @@ def _starting_offsets(mode: str | int) -> KafkaOffsetsInitializer:
     if mode == "committed":
         return KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST)
     return KafkaOffsetsInitializer.earliest()
+
+
+def client_properties(settings: Any) -> dict[str, str]:
+    """Security properties of every Java Kafka client of the job (connectors/kafka_security.py)."""
+    return KafkaSecurity.from_settings(settings).java_properties()
 
 
 def build_source(settings: Any) -> KafkaSource:
@@ -52,6 +63,8 @@ def build_source(settings: Any) -> KafkaSource:
         # test_chaos_resume.py, backlog). A record larger than this still comes through (KIP-74).
         .set_property("max.partition.fetch.bytes", str(1024 * 1024))
     )
+    for key, value in client_properties(settings).items():
+        builder = builder.set_property(key, value)
     # PyFlink exposes only value-only deserializers; ours keeps partition/offset for the DLQ.
     deserializer_class = get_gateway().jvm.io.ecgflinkanon.connectors.EcgRecordDeserializer
     if not callable(deserializer_class) or type(deserializer_class).__name__ == "JavaPackage":
@@ -72,7 +85,7 @@ def build_source(settings: Any) -> KafkaSource:
 
 def build_model_source(settings: Any) -> KafkaSource:
     """KafkaSource of the model-update topic (values as strings), read back by the cardio branch."""
-    return (
+    builder = (
         KafkaSource.builder()
         .set_bootstrap_servers(settings.kafka_bootstrap)
         .set_topics(settings.kafka_model_topic)
@@ -82,8 +95,10 @@ def build_model_source(settings: Any) -> KafkaSource:
         # Exactly-once sinks: only committed global updates reach the detectors.
         .set_property("isolation.level", "read_committed")
         .set_value_only_deserializer(SimpleStringSchema())
-        .build()
     )
+    for key, value in client_properties(settings).items():
+        builder = builder.set_property(key, value)
+    return builder.build()
 
 
 def model_watermark_strategy() -> WatermarkStrategy:
@@ -137,9 +152,12 @@ def with_liveness_guard(stream: DataStream, settings: Any, downstream: str) -> D
     if type(operator_class).__name__ == "JavaPackage":
         raise RuntimeError(f"{GUARD_CLASS} is not on the classpath: run scripts/setup.sh")
     timeout_ms = round(settings.liveness_timeout_seconds * 1000)
+    properties = get_gateway().jvm.java.util.HashMap()
+    for key, value in client_properties(settings).items():
+        properties.put(key, value)
     j_stream = stream._j_data_stream
     return DataStream(j_stream.transform("liveness guard", j_stream.getType(),
-                                         operator_class(settings.kafka_bootstrap, timeout_ms, downstream)))
+                                         operator_class(settings.kafka_bootstrap, properties, timeout_ms, downstream)))
 
 
 def build_string_sink(settings: Any, topic: str, transactional_id_prefix: str) -> KafkaSink:
@@ -157,8 +175,83 @@ def build_string_sink(settings: Any, topic: str, transactional_id_prefix: str) -
         .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE if exactly_once else DeliveryGuarantee.AT_LEAST_ONCE)
         .set_property("max.request.size", str(2 * 1024 * 1024))
     )
+    for key, value in client_properties(settings).items():
+        builder = builder.set_property(key, value)
     if exactly_once:
         builder = builder.set_transactional_id_prefix(transactional_id_prefix).set_property(
             "transaction.timeout.ms", str(settings.kafka_transaction_timeout_ms)
         )
     return builder.build()
+
+
+class KafkaAccessError(RuntimeError):
+    """The job cannot use Kafka with its settings (login refused, certificate not trusted, access denied): a
+    one-line message for the operator. Raised at start by `check_kafka_access`, before the job runs."""
+
+
+def _java_causes(error: Any) -> list[Any]:
+    causes: list[Any] = []
+    cause = error
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.getCause()
+    return causes
+
+
+def check_kafka_access(settings: Any, topics: Sequence[str], timeout_s: float = 30.0) -> None:
+    """Pre-flight check at job start, with the job's own Java client and security properties: log in to the
+    broker and describe ``topics``. A refused SASL login, an untrusted broker certificate (or a refused client
+    certificate) and a denied topic raise KafkaAccessError with one line saying which: Flink's Kafka source
+    would otherwise fail, restart and fail again until the restart strategy gives up, minutes later. A broker
+    that does not answer in ``timeout_s`` is only logged: the job starts and rides out the outage as usual."""
+    from py4j.protocol import Py4JJavaError
+
+    jvm = get_gateway().jvm
+    properties = jvm.java.util.Properties()
+    for key, value in {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": "ecg-preflight",
+        "request.timeout.ms": str(int(timeout_s * 1000)),
+        "default.api.timeout.ms": str(int(timeout_s * 1000)),
+        **client_properties(settings),
+    }.items():
+        properties.setProperty(key, value)
+    security = KafkaSecurity.from_settings(settings)
+    where = f"Kafka at {settings.kafka_bootstrap} ({security.security_protocol}"
+    where += f", {security.sasl_mechanism} user {security.sasl_username!r})" if security.uses_sasl else ")"
+    seconds = jvm.java.util.concurrent.TimeUnit.SECONDS
+    admin = jvm.org.apache.kafka.clients.admin.Admin.create(properties)
+    try:
+        admin.describeCluster().nodes().get(int(timeout_s), seconds)
+        names = jvm.java.util.ArrayList()
+        for topic in topics:
+            names.add(topic)
+        described = admin.describeTopics(names).topicNameValues()
+        for topic in topics:
+            try:
+                described.get(topic).get(int(timeout_s), seconds)
+            except Py4JJavaError as error:
+                kinds = [cause.getClass().getSimpleName() for cause in _java_causes(error.java_exception)]
+                if "TopicAuthorizationException" in kinds:
+                    raise KafkaAccessError(f"{where}: access to topic {topic!r} denied (missing ACL for this "
+                                           "principal)") from None
+                # A topic that does not exist yet is created by its first writer (or fails later, as before).
+    except Py4JJavaError as error:
+        causes = _java_causes(error.java_exception)
+        kinds = [cause.getClass().getSimpleName() for cause in causes]
+        detail = str(causes[-1].getMessage() or kinds[-1]).splitlines()[0]
+        if "SaslAuthenticationException" in kinds:
+            raise KafkaAccessError(f"{where}: SASL login refused (wrong user name or password?): {detail}") from None
+        if "SslAuthenticationException" in kinds or "SSLHandshakeException" in kinds:
+            trust = security.ssl_ca_file or "the JVM's default trust store"
+            raise KafkaAccessError(f"{where}: TLS handshake failed (broker certificate not trusted by {trust}, "
+                                   f"wrong host name, or client certificate refused): {detail}") from None
+        if "ClusterAuthorizationException" in kinds or "AuthenticationException" in kinds:
+            raise KafkaAccessError(f"{where}: {kinds[-1]}: {detail}") from None
+        if "TimeoutException" in kinds:
+            log.warning("%s: no answer within %.0f s (broker down, or KAFKA_SECURITY_PROTOCOL not the listener's); "
+                        "starting anyway (the job retries)", where, timeout_s)
+            return
+        raise KafkaAccessError(f"{where}: {kinds[-1]}: {detail}") from None
+    finally:
+        admin.close(jvm.java.time.Duration.ofSeconds(5))

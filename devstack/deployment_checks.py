@@ -28,6 +28,10 @@ NOT_PASSED_IN_COMPOSE: Mapping[str, str] = {
     "PYTHON_EXECUTABLE": "the image's /opt/venv/bin/python runs the job and its workers",
     "PYTHON_WORKERS": "embedded mini cluster only; a cluster's TaskManagers always start worker processes",
     "CSV_OUTPUT_DIR": "would write inside the TaskManager containers; mount a volume first",
+    "KAFKA_SSL_CERT_FILE": "the compose broker authenticates clients by SCRAM (ssl.client.auth=none); for mutual "
+                           "TLS mount the files into the submitter and pass them",
+    "KAFKA_SSL_KEY_FILE": "see KAFKA_SSL_CERT_FILE",
+    "KAFKA_SSL_KEY_PASSWORD": "see KAFKA_SSL_CERT_FILE",
 }
 
 # Which services may see which secret. Everything else must never carry it (environment, command,
@@ -41,10 +45,21 @@ SECRET_CONSUMERS: Mapping[str, frozenset[str]] = {
     "INFLUXDB_ADMIN_PASSWORD": frozenset({"influxdb"}),
     "GRAFANA_ADMIN_PASSWORD": frozenset({"grafana"}),
     "GRAFANA_INFLUX_PASSWORD": frozenset({"influxdb", "grafana"}),
+    # Kafka: the job's SCRAM password reaches the job and the init that creates the user; the admin's only the
+    # broker and the init services; the device password the init and the demo simulator (a device).
+    "KAFKA_SASL_PASSWORD": frozenset({"submitter", "kafka-acls"}),
+    "KAFKA_SSL_KEY_PASSWORD": frozenset({"submitter"}),
+    "KAFKA_ADMIN_PASSWORD": frozenset({"kafka", "kafka-init", "kafka-acls"}),
+    "KAFKA_DEVICE_PASSWORD": frozenset({"kafka-acls", "simulator"}),
+    "KAFKA_READER_PASSWORD": frozenset({"kafka-acls"}),
 }
 
-# Host ports a user needs: the Flink web UI and Grafana. Nothing else is published.
-PUBLISHED_PORTS = frozenset({("jobmanager", 8081), ("grafana", 3000)})
+# Host ports a user needs: the Flink web UI, Grafana and Kafka's external SASL_SSL listener (devices). Nothing
+# else is published.
+PUBLISHED_PORTS = frozenset({("jobmanager", 8081), ("grafana", 3000), ("kafka", 9094)})
+
+# Kafka clients of the compose stack and the principal each logs in as (ACLs: connectors/kafka_acls.py).
+KAFKA_PRINCIPALS: Mapping[str, str] = {"submitter": "ecg-job", "simulator": "ecg-device", "kafka-acls": "admin"}
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
@@ -273,6 +288,47 @@ def _volume(volume: Any) -> tuple[str, str]:
         return str(volume.get("type", "")), str(volume.get("target", ""))
     source, target = [*str(volume).split(":"), ""][:2]
     return ("bind" if source.startswith((".", "/", "~")) else "volume"), target
+
+
+def check_kafka_security(config: Mapping[str, Any], broker_script: str) -> list[str]:
+    """Kafka in the compose stack is secured: every client listener of the broker (docker/kafka/start-broker.sh)
+    is SASL_SSL with ACLs enforced and no one allowed by default, the controller listener stays inside the
+    container, every Kafka client service logs in over SASL_SSL as its own principal, and the ACL init
+    (connectors.kafka_acls) runs before the job and the simulator."""
+    services = _services(config)
+    problems: list[str] = []
+    properties = dict(line.split("=", 1) for line in broker_script.splitlines() if re.match(r"^[a-z.-]+=", line))
+    protocols = dict(entry.split(":", 1) for entry in properties.get("listener.security.protocol.map", "").split(","))
+    for listener, protocol in sorted(protocols.items()):
+        if listener != properties.get("controller.listener.names") and protocol != "SASL_SSL":
+            problems.append(f"kafka: listener {listener} is {protocol}, not SASL_SSL")
+    if "CONTROLLER://127.0.0.1:" not in properties.get("listeners", ""):
+        problems.append("kafka: the controller listener must be bound to 127.0.0.1 inside the container")
+    if not properties.get("authorizer.class.name", "").endswith("StandardAuthorizer"):
+        problems.append("kafka: no StandardAuthorizer (ACLs not enforced)")
+    if properties.get("allow.everyone.if.no.acl.found") != "false":
+        problems.append("kafka: allow.everyone.if.no.acl.found must be false")
+    if properties.get("super.users") != "User:admin":
+        problems.append(f"kafka: super.users is {properties.get('super.users')!r}, must be User:admin alone")
+    for name, principal in KAFKA_PRINCIPALS.items():
+        service = services.get(name)
+        if service is None:
+            if name != "simulator":  # a profile
+                problems.append(f"no {name} service")
+            continue
+        environment = _environment(service)
+        if environment.get("KAFKA_SECURITY_PROTOCOL") != "SASL_SSL":
+            problems.append(f"service {name}: KAFKA_SECURITY_PROTOCOL is not SASL_SSL")
+        if environment.get("KAFKA_SASL_USERNAME") != principal:
+            problems.append(f"service {name}: Kafka user {environment.get('KAFKA_SASL_USERNAME')!r}, "
+                            f"expected {principal}")
+    acls = services.get("kafka-acls", {})
+    if "connectors.kafka_acls" not in _command_text(acls):
+        problems.append("service kafka-acls does not run connectors.kafka_acls")
+    for name in ("submitter", "simulator"):
+        if name in services and _depends_on(services[name]).get("kafka-acls") != "service_completed_successfully":
+            problems.append(f"service {name} does not wait for kafka-acls")
+    return problems
 
 
 def check_topics(config: Mapping[str, Any], topics: Mapping[str, int], topic_config: Mapping[str, str]) -> list[str]:

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from connectors.config import ConfigError
+from connectors.kafka_security import KafkaSecurity
 from contract.bad_input_corpus import BadInput, injectable_bad_inputs
 from contract.frames import CONTROL_END_OF_STREAM, MAX_MESSAGE_BYTES, MAX_SAMPLES
 from devstack.ecg_data import MITBIH_FS_HZ, load_mitbih_208, synthetic_ecg
@@ -468,7 +470,8 @@ def generate_messages(cfg: SimConfig) -> Iterator[SimMessage]:
         yield from end_of_stream_messages(cfg.partitions, cfg.end_of_stream_ts_ms)
 
 
-def make_producer(bootstrap: str, **overrides: Any) -> Any:
+def make_producer(bootstrap: str, security: KafkaSecurity | None = None, **overrides: Any) -> Any:
+    """kafka-python producer; ``security``: the client security settings (None: PLAINTEXT)."""
     from kafka import KafkaProducer  # imported here so generate_messages works without a broker
 
     config: dict[str, Any] = {
@@ -480,6 +483,7 @@ def make_producer(bootstrap: str, **overrides: Any) -> Any:
         # the default message.max.bytes (~1 MB) still reject anything bigger, which we count.
         "max_request_size": MAX_MESSAGE_BYTES + 64 * 1024,
         "client_id": "ecg-simulator",
+        **(security.kafka_python_config() if security else {}),
     }
     config.update(overrides)
     return KafkaProducer(**config)
@@ -655,7 +659,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dry run: {counts[KIND_FRAME]} valid, {counts[KIND_BAD]} bad, {counts[KIND_CONTROL]} control")
         return 0
 
-    producer = make_producer(args.bootstrap)
+    try:
+        # The device side of a secured broker: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_* (as for the job).
+        security = KafkaSecurity.from_environ()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    producer = make_producer(args.bootstrap, security)
     try:
         if cfg.end_of_stream and args.partitions is None:
             cfg = dataclasses.replace(cfg, partitions=topic_partitions(producer, args.topic))

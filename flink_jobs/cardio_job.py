@@ -25,6 +25,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from connectors.checkpoints import latest_checkpoint
 from connectors.config import ConfigError, Settings, load_settings
 from connectors.jars import JarsError
+from connectors.kafka import KafkaAccessError, check_kafka_access
 from flink_jobs.cardio_branch import build_cardio_branch, needs_frame_heads
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
 from operators.parse import ParseFrames, ParseOptions
@@ -89,8 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         hierarchy = load_hierarchy(settings.path("hierarchy_path"))
         env = create_environment(settings)
         build_cardio_pipeline(env, settings, hierarchy)
-    except (FileNotFoundError, HierarchyError, JarsError) as error:
+    except (FileNotFoundError, HierarchyError, JarsError, ConfigError) as error:
         print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    try:
+        check_kafka_access(settings, [settings.kafka_input_topic, settings.kafka_anomaly_topic,
+                                      settings.kafka_model_topic])
+    except KafkaAccessError as error:
+        print(f"kafka error: {error}", file=sys.stderr)
         return 2
     env.execute(settings.job_name)
     return 0

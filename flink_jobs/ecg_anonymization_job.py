@@ -27,8 +27,10 @@ from connectors.http_output import HttpOutputOptions
 from connectors.influxdb import InfluxOptions
 from connectors.jars import JarsError, pipeline_jars
 from connectors.kafka import (
+    KafkaAccessError,
     build_source,
     build_string_sink,
+    check_kafka_access,
     watermark_strategy,
     with_event_time_progress,
     with_liveness_guard,
@@ -226,8 +228,13 @@ def main(argv: list[str] | None = None) -> int:
         hierarchy = load_hierarchy(settings.path("hierarchy_path"))  # fail fast, before the JVM starts
         env = create_environment(settings)
         build_pipeline(env, settings, hierarchy)
-    except (FileNotFoundError, HierarchyError, JarsError) as error:
+    except (FileNotFoundError, HierarchyError, JarsError, ConfigError) as error:
         print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    try:
+        check_kafka_access(settings, [settings.kafka_input_topic, settings.kafka_dlq_topic])
+    except KafkaAccessError as error:
+        print(f"kafka error: {error}", file=sys.stderr)
         return 2
     cardio = start_cardio_job(env, settings, sys.argv[1:] if argv is None else argv)
     try:

@@ -129,15 +129,16 @@ def test_hardening(tmp_path: Path) -> None:
          "service grafana: port 3000 is published on all interfaces (use PUBLISH_ADDRESS)"),
         (lambda t: t.replace("    image: influxdb:2.7.12\n",
                              '    image: influxdb:2.7.12\n    ports: ["127.0.0.1:8086:8086"]\n'),
-         "service influxdb: port 8086 is published; only [('grafana', 3000), ('jobmanager', 8081)] may be"),
+         "service influxdb: port 8086 is published; only [('grafana', 3000), ('jobmanager', 8081), ('kafka', 9094)] "
+         "may be"),
         (lambda t: t.replace("    command: taskmanager\n", "    command: taskmanager\n    container_name: tm\n"),
          "taskmanager cannot be scaled: no container_name, hostname or ports allowed"),
         (lambda t: t.replace("    command: taskmanager\n", "    command: taskmanager\n    user: root\n"),
          "service taskmanager runs as root"),
-        (lambda t: t.replace("      kafka-init:\n        condition: service_completed_successfully\n"
+        (lambda t: t.replace("      kafka-acls:\n        condition: service_completed_successfully\n"
                              "    restart: \"no\"\n\n  grafana:",
-                             "      - kafka-init\n    restart: \"no\"\n\n  grafana:"),
-         "service simulator: depends_on kafka-init only waits for service_started"),
+                             "      - kafka-acls\n    restart: \"no\"\n\n  grafana:"),
+         "service simulator: depends_on kafka-acls only waits for service_started"),
         (lambda t: t.replace('      test: ["CMD", "influx", "ping"]\n      interval: 10s\n      timeout: 5s\n',
                              "      disable: true\n").replace("      disable: true\n      retries: 12\n"
                                                             "      start_period: 20s\n", "      disable: true\n"),
@@ -320,3 +321,44 @@ def test_markdown_link_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
         "README.md: docs/missing.md does not exist",
         "README.md: docs/also-missing.md does not exist",
     ]
+
+
+# ---- Kafka: SASL_SSL everywhere, ACLs, each client its own principal (issue 20 item 6, issue 22 item 3) --------
+
+BROKER_SCRIPT = PROJECT_ROOT / "docker" / "kafka" / "start-broker.sh"
+
+
+def test_kafka_is_secured(tmp_path: Path) -> None:
+    assert checks.check_kafka_security(resolved(tmp_path), BROKER_SCRIPT.read_text()) == []
+
+
+@pytest.mark.parametrize(
+    ("edit_compose", "edit_script", "expected"),
+    [
+        (None, lambda t: t.replace("EXTERNAL:SASL_SSL", "EXTERNAL:PLAINTEXT"),
+         "kafka: listener EXTERNAL is PLAINTEXT, not SASL_SSL"),
+        (None, lambda t: t.replace("allow.everyone.if.no.acl.found=false", "allow.everyone.if.no.acl.found=true"),
+         "kafka: allow.everyone.if.no.acl.found must be false"),
+        (None, lambda t: t.replace("super.users=User:admin", "super.users=User:admin;User:ANONYMOUS"),
+         "kafka: super.users is 'User:admin;User:ANONYMOUS', must be User:admin alone"),
+        (None, lambda t: t.replace("CONTROLLER://127.0.0.1:", "CONTROLLER://:"),
+         "kafka: the controller listener must be bound to 127.0.0.1 inside the container"),
+        (lambda t: t.replace("  KAFKA_SASL_USERNAME: ecg-job\n", "  KAFKA_SASL_USERNAME: admin\n"), None,
+         "service submitter: Kafka user 'admin', expected ecg-job"),
+        (lambda t: t.replace("  KAFKA_SECURITY_PROTOCOL: SASL_SSL\n  KAFKA_SASL_MECHANISM: SCRAM-SHA-512\n"
+                             "  KAFKA_SASL_USERNAME: ecg-job", "  KAFKA_SECURITY_PROTOCOL: PLAINTEXT\n"
+                             "  KAFKA_SASL_MECHANISM: SCRAM-SHA-512\n  KAFKA_SASL_USERNAME: ecg-job"), None,
+         "service submitter: KAFKA_SECURITY_PROTOCOL is not SASL_SSL"),
+        (lambda t: t.replace("      kafka-acls:\n        condition: service_completed_successfully\n      influxdb:",
+                             "      kafka-init:\n        condition: service_completed_successfully\n      influxdb:"),
+         None, "service submitter does not wait for kafka-acls"),
+    ],
+)
+def test_kafka_security_check_fails(tmp_path: Path, edit_compose: Callable[[str], str] | None,
+                                    edit_script: Callable[[str], str] | None, expected: str) -> None:
+    script = BROKER_SCRIPT.read_text()
+    if edit_script is not None:
+        changed = edit_script(script)
+        assert changed != script
+        script = changed
+    assert expected in checks.check_kafka_security(resolved(tmp_path, edit_compose), script)

@@ -3,6 +3,7 @@ package io.ecgflinkanon.connectors;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
@@ -44,6 +45,7 @@ public class LivenessGuard extends AbstractStreamOperator<Row> implements OneInp
     private static final Logger LOG = LoggerFactory.getLogger(LivenessGuard.class);
 
     private final String bootstrapServers;
+    private final HashMap<String, String> clientProperties;
     private final long timeoutMillis;
     private final String stuckOperators;
 
@@ -55,7 +57,17 @@ public class LivenessGuard extends AbstractStreamOperator<Row> implements OneInp
     private transient Thread watchdog;
 
     public LivenessGuard(String bootstrapServers, long timeoutMillis, String stuckOperators) {
+        this(bootstrapServers, Collections.emptyMap(), timeoutMillis, stuckOperators);
+    }
+
+    /**
+     * @param clientProperties the job's Kafka client security properties (security.protocol, SASL, TLS), given to
+     *     the probe consumer as to the source
+     */
+    public LivenessGuard(String bootstrapServers, Map<String, String> clientProperties, long timeoutMillis,
+                         String stuckOperators) {
         this.bootstrapServers = bootstrapServers;
+        this.clientProperties = new HashMap<>(clientProperties);
         this.timeoutMillis = timeoutMillis;
         this.stuckOperators = stuckOperators;
     }
@@ -142,6 +154,7 @@ public class LivenessGuard extends AbstractStreamOperator<Row> implements OneInp
 
     private KafkaConsumer<byte[], byte[]> probeConsumer() {
         Properties properties = new Properties();
+        properties.putAll(clientProperties);
         properties.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
         properties.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         properties.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");

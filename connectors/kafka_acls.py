@@ -1,0 +1,180 @@
+"""Least-privilege Kafka ACLs of the deployment (issue 22): who may read and write which topic.
+
+One definition, used by the compose init (service ``kafka-acls``: ``python -m connectors.kafka_acls``) and by
+the ACL test on the real broker (tests/integration/test_kafka_security.py). The broker runs ``StandardAuthorizer``
+with ``allow.everyone.if.no.acl.found=false``: what is not granted here is refused.
+
+=============  ==================================================================================
+principal      may
+=============  ==================================================================================
+job            read the input topic; write the dead letters, anomalies and model updates; read the
+               model updates back (cardio branch); consumer groups ``<KAFKA_GROUP_ID>*``;
+               transactional ids ``ecg-*`` (KAFKA_DELIVERY=exactly-once)
+devices        write the input topic, nothing else (no read, not even their own frames)
+readers        dashboards / analysts: read the anonymized topics (anomalies, model updates); their
+               consumer groups start with their user name
+operators      (optional) read the dead-letter topic; consumer groups start with their user name
+=============  ==================================================================================
+
+The admin principal (a super user of the broker) applies them; its connection settings are the job's own
+(KAFKA_BOOTSTRAP, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*), the topic names and the group id too.
+A user whose password is given (KAFKA_ACL_<ROLE>_PASSWORD, or its *_FILE) also gets its SCRAM-SHA-512
+credential created or updated, so the compose init needs no other tool.
+
+    python -m connectors.kafka_acls --job-user ecg-job --device-user ecg-device --reader-user ecg-reader
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.config import SETTINGS, ConfigError, read_secret_file
+from connectors.kafka_security import KafkaSecurity
+
+# Prefix of the transactional ids of the job's exactly-once sinks (connectors/kafka.build_string_sink callers).
+TRANSACTIONAL_ID_PREFIX = "ecg-"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """ALLOW ``operation`` on ``resource_type`` ``name`` (``pattern``: literal or prefixed) to ``User:<user>``."""
+
+    user: str
+    resource_type: str  # topic, group, transactional_id
+    name: str
+    operation: str  # read, write, describe
+    pattern: str = "literal"
+
+
+@dataclass(frozen=True)
+class Topics:
+    input: str = "ecg-raw"
+    dlq: str = "ecg-dlq"
+    anomalies: str = "ecg-anomalies"
+    models: str = "ecg-model-updates"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Topics:
+        defaults = {setting.env: setting.default or "" for setting in SETTINGS}
+        get = lambda name: environ.get(name) or defaults[name]  # noqa: E731
+        return cls(get("KAFKA_INPUT_TOPIC"), get("KAFKA_DLQ_TOPIC"), get("KAFKA_ANOMALY_TOPIC"),
+                   get("KAFKA_MODEL_TOPIC"))
+
+
+def grants(topics: Topics, group_id: str, *, job: str, devices: str, readers: str = "",
+           operators: str = "") -> list[Grant]:
+    """The ACL set (see the module docstring); empty user names grant nothing."""
+    out: list[Grant] = []
+    if job:
+        out += [Grant(job, "topic", topics.input, op) for op in ("read", "describe")]
+        for topic in (topics.dlq, topics.anomalies, topics.models):
+            out += [Grant(job, "topic", topic, op) for op in ("write", "describe")]
+        out.append(Grant(job, "topic", topics.models, "read"))
+        out.append(Grant(job, "group", group_id, "read", "prefixed"))
+        out += [Grant(job, "transactional_id", TRANSACTIONAL_ID_PREFIX, op, "prefixed") for op in ("write", "describe")]
+    if devices:
+        out += [Grant(devices, "topic", topics.input, op) for op in ("write", "describe")]
+    for user, readable in ((readers, (topics.anomalies, topics.models)), (operators, (topics.dlq,))):
+        if user:
+            for topic in readable:
+                out += [Grant(user, "topic", topic, op) for op in ("read", "describe")]
+            out.append(Grant(user, "group", user, "read", "prefixed"))
+    return out
+
+
+def _acl(grant: Grant) -> Any:
+    from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
+
+    pattern = ResourcePattern(ResourceType[grant.resource_type.upper()], grant.name,
+                              ACLResourcePatternType[grant.pattern.upper()])
+    return ACL(f"User:{grant.user}", "*", ACLOperation[grant.operation.upper()], ACLPermissionType.ALLOW, pattern)
+
+
+def apply_grants(bootstrap: str, security: KafkaSecurity, wanted: Sequence[Grant], timeout_s: float = 30.0) -> int:
+    """Create the ACLs (idempotent: the broker keeps one of each); returns how many were sent."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ecg-acls",
+                             request_timeout_ms=int(timeout_s * 1000), **security.kafka_python_config())
+    try:
+        result = admin.create_acls([_acl(grant) for grant in wanted])
+        failed = result.get("failed") or []
+        if failed:
+            raise RuntimeError(f"{len(failed)} ACLs refused by the broker, e.g. {failed[0]!r}")
+        return len(wanted)
+    finally:
+        admin.close()
+
+
+def upsert_scram_users(bootstrap: str, security: KafkaSecurity, passwords: Mapping[str, str],
+                       timeout_s: float = 30.0) -> None:
+    """Create or update the SCRAM-SHA-512 credential of each user (name -> password)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+
+    if not passwords:
+        return
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ecg-acls",
+                             request_timeout_ms=int(timeout_s * 1000), **security.kafka_python_config())
+    try:
+        result = admin.alter_user_scram_credentials([
+            UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, password)
+            for user, password in passwords.items()
+        ])
+        failed = {user: error for user, error in (result or {}).items() if error}
+        if failed:
+            raise RuntimeError(f"SCRAM credentials refused by the broker: {failed}")
+    finally:
+        admin.close()
+
+
+def _password(environ: Mapping[str, str], name: str) -> str:
+    if environ.get(name):
+        return environ[name]
+    if environ.get(name + "_FILE"):
+        return read_secret_file(name + "_FILE", environ[name + "_FILE"])
+    return ""
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog="python -m connectors.kafka_acls", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--job-user", default=environ.get("KAFKA_ACL_JOB_USER", ""))
+    parser.add_argument("--device-user", default=environ.get("KAFKA_ACL_DEVICE_USER", ""))
+    parser.add_argument("--reader-user", default=environ.get("KAFKA_ACL_READER_USER", ""))
+    parser.add_argument("--operator-user", default=environ.get("KAFKA_ACL_OPERATOR_USER", ""))
+    parser.add_argument("--bootstrap", default=environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    parser.add_argument("--group-id", default=environ.get("KAFKA_GROUP_ID", "ecg-anonymizer"))
+    parser.add_argument("--dry-run", action="store_true", help="print the ACLs, send nothing")
+    args = parser.parse_args(argv)
+    wanted = grants(Topics.from_environ(environ), args.group_id, job=args.job_user, devices=args.device_user,
+                    readers=args.reader_user, operators=args.operator_user)
+    for grant in wanted:
+        print(f"ALLOW User:{grant.user} {grant.operation.upper()} {grant.resource_type} {grant.name} ({grant.pattern})")
+    if args.dry_run:
+        return 0
+    try:
+        security = KafkaSecurity.from_environ(environ)
+        roles = {"JOB": args.job_user, "DEVICE": args.device_user, "READER": args.reader_user,
+                 "OPERATOR": args.operator_user}
+        passwords = {user: _password(environ, f"KAFKA_ACL_{role}_PASSWORD") for role, user in roles.items() if user}
+        passwords = {user: password for user, password in passwords.items() if password}
+        upsert_scram_users(args.bootstrap, security, passwords)
+        if passwords:
+            print(f"SCRAM-SHA-512 credentials set for {', '.join(sorted(passwords))}")
+        count = apply_grants(args.bootstrap, security, wanted)
+    except (ConfigError, RuntimeError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{count} ACLs set on {args.bootstrap}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
