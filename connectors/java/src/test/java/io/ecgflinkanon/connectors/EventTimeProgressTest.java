@@ -180,9 +180,9 @@ class EventTimeProgressTest {
                 harness.setProcessingTime(second * 2_000L); // a record every 2 s, under the 3 s timeout
             }
             assertEquals(List.of(), progressOf(harness));
-            harness.setProcessingTime(40_000 + 7_000); // silent for 7 s: within timeout + grace
+            harness.setProcessingTime(38_000 + 7_000); // silent for 7 s since the last record: within timeout + grace
             assertEquals(List.of(), progressOf(harness));
-            harness.setProcessingTime(40_000 + 9_000); // silent for 9 s > timeout + grace
+            harness.setProcessingTime(38_000 + 9_000); // silent for 9 s > timeout + grace
             assertEquals(List.of("W17999", "IDLE"), progressOf(harness));
             harness.processElement(record("ecg-raw", 0, 21, 21_000)); // the fallback's idleness ends here
             assertEquals(List.of("W17999", "IDLE", "ACTIVE"), progressOf(harness));
