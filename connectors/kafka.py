@@ -131,14 +131,17 @@ def watermark_strategy(settings: Any) -> WatermarkStrategy:
 def with_event_time_progress(stream: DataStream, settings: Any) -> DataStream:
     """Chain connectors/java/EventTimeProgress after the source (operators chain by default): it keeps the
     per-partition event-time progress in checkpoints and re-emits it after a restore (Flink does not
-    checkpoint watermarks)."""
+    checkpoint watermarks), and moves an idle input on even when the source does not report it idle."""
     jvm = get_gateway().jvm
     operator_class = jvm.io.ecgflinkanon.connectors.EventTimeProgress
     if type(operator_class).__name__ == "JavaPackage":
         raise RuntimeError(f"{PROGRESS_CLASS} is not on the classpath: run scripts/setup.sh")
     bound_ms = int(settings.max_out_of_orderness_seconds) * 1000
+    # The source's idle timeout: the operator applies the source's idleness rule itself if the source
+    # does not report idle in time (issue 19).
+    idle_ms = round(settings.idle_partition_timeout_seconds * 1000)
     j_stream = stream._j_data_stream
-    return DataStream(j_stream.transform("event-time progress", j_stream.getType(), operator_class(bound_ms)))
+    return DataStream(j_stream.transform("event-time progress", j_stream.getType(), operator_class(bound_ms, idle_ms)))
 
 
 def with_liveness_guard(stream: DataStream, settings: Any, downstream: str) -> DataStream:

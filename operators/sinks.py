@@ -34,6 +34,7 @@ from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
+from connectors.csv_output import CsvSideOutput
 from connectors.influxdb import (
     InfluxOptions,
     LineWriter,
@@ -42,7 +43,6 @@ from connectors.influxdb import (
     make_writer,
     stats_line,
     window_stats_line,
-    write_window_csv,
 )
 from operators.k_anonymity import WindowOptions
 from operators.records import WindowOutput
@@ -179,7 +179,7 @@ class ConcurrentRequests:
 
 class WriteWindows(ProcessFunction):
     """Writes each anonymized window to InfluxDB (its classes, then its statistics line) and, with ``csv_dir``,
-    to a CSV file."""
+    to a CSV file, on a thread of its own that never holds back or fails the InfluxDB writes."""
 
     def __init__(self, influx: InfluxOptions, windows: WindowOptions, csv_dir: str = "") -> None:
         self._options = influx
@@ -188,9 +188,13 @@ class WriteWindows(ProcessFunction):
         self._writer: LineWriter | None = None
         self._background: BackgroundWriter | None = None
         self._concurrent: ConcurrentRequests | None = None
+        self._csv: CsvSideOutput | None = None
+        self._csv_reported = (0, 0, 0)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._writer = make_writer(self._options)
+        if self._csv_dir:
+            self._csv = CsvSideOutput(Path(self._csv_dir))
         if self._options.write_queue > 0 and _BundleHook.install():
             self._background = BackgroundWriter(self._writer, self._options.write_queue)
             _BundleHook.callbacks.append(self._background.drain)
@@ -201,9 +205,13 @@ class WriteWindows(ProcessFunction):
         self._accounting = {name: metrics.counter(name) for name in WINDOW_COUNTERS}
         self._accounting_violations = metrics.counter("accounting_violations")
         self._frames_by_level = {level: metrics.counter(f"frames_level_{level}") for level in range(1, 10)}
+        self._csv_counters = [metrics.counter(name) for name in ("csv_windows_written", "csv_windows_failed",
+                                                                  "csv_windows_shed")]
 
     def close(self) -> None:
         try:
+            if self._csv is not None:
+                self._csv.close()
             if self._background is not None:
                 _BundleHook.callbacks.remove(self._background.drain)
                 try:
@@ -239,12 +247,20 @@ class WriteWindows(ProcessFunction):
         # Last, so a reader who sees a window's statistics sees all of its classes.
         self._write([window_stats_line(WINDOW_STATS_MEASUREMENT, value.group, value.window_start_ms, value.metrics)])
         self._record(value.metrics)
-        if self._csv_dir:
+        if self._csv is not None:
             # The group value is not a published field: name the file by a digest of it.
-            write_window_csv(Path(self._csv_dir), f"window-{value.window_start_ms}-{group_digest(value.group)}",
-                             value.published)
+            self._csv.submit(f"window-{value.window_start_ms}-{group_digest(value.group)}", value.published)
+            self._report_csv()
         # No output: nothing consumes it, and PyFlink would pickle the whole window back to Java.
         return iter(())
+
+    def _report_csv(self) -> None:
+        """The CSV thread's counts into Flink counters (incremented on this thread only)."""
+        assert self._csv is not None
+        counts = self._csv.counts()
+        for counter, now, before in zip(self._csv_counters, counts, self._csv_reported, strict=True):
+            counter.inc(now - before)
+        self._csv_reported = counts
 
     def _record(self, metrics: Any) -> None:
         for name, attribute in WINDOW_COUNTERS.items():

@@ -13,10 +13,13 @@ import org.apache.flink.runtime.state.StateInitializationContext;
 import org.apache.flink.runtime.state.StateSnapshotContext;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
+import org.apache.flink.streaming.api.operators.util.PausableRelativeClock;
 import org.apache.flink.streaming.api.watermark.Watermark;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.streaming.runtime.watermarkstatus.WatermarkStatus;
 import org.apache.flink.types.Row;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Keeps the Kafka source's event-time progress in checkpoints and re-emits it after a restore.
@@ -45,12 +48,26 @@ import org.apache.flink.types.Row;
  *
  * <p>Both are values the uninterrupted run reaches from the same records, so windows fire with the
  * same contents; records that arrive behind them are late in both runs.
+ *
+ * <p>It does not depend on the source to say that it is idle: when no record has come for the idle
+ * timeout (on a clock that stops while the task is backpressured, as the source's idleness clocks do)
+ * and the source still has not reported idle, it applies the source's own rule itself: it raises the
+ * watermark to the all-idle value above and announces its output idle, with one WARN line. A restored
+ * job with nothing left to read sometimes waited for that report forever (RUNNING, checkpoints every
+ * 2 s, no window for 100 s: issue 19); the line shows when this fallback is what moved event time.
  */
 public class EventTimeProgress extends AbstractStreamOperator<Row> implements OneInputStreamOperator<Row, Row> {
     private static final long serialVersionUID = 1L;
+    private static final Logger LOG = LoggerFactory.getLogger(EventTimeProgress.class);
     private static final String SUMMARY = "";
+    /**
+     * The source's idleness clocks start when it first polls, which can be seconds after this operator
+     * opens on a loaded machine: it gets this long beyond the timeout to report idle itself.
+     */
+    private static final long SOURCE_GRACE_MILLIS = 5_000;
 
     private final long outOfOrdernessMillis;
+    private final long idleTimeoutMillis;
 
     /** Per partition ("topic#partition"): {max record timestamp, sequence number of its last record}. */
     private transient Map<String, long[]> partitions;
@@ -61,10 +78,24 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     private transient long sequence;
     private transient long lastEmitted;
     private transient long restoreFloor;
+    /** Whether the output is announced idle (by the source's report, or by this operator's fallback). */
     private transient boolean idle;
+    /** The output is idle because of this operator's fallback, not the source's report. */
+    private transient boolean idleByFallback;
+    private transient PausableRelativeClock activityClock;
+    private transient long lastActivityNanos;
+    private transient long fallbackNanos;
+    private transient boolean backPressureListening;
 
+    /** Without the idleness fallback (the source's report alone moves an idle input). */
     public EventTimeProgress(long outOfOrdernessMillis) {
+        this(outOfOrdernessMillis, 0);
+    }
+
+    /** {@code idleTimeoutMillis}: the source's idle timeout; 0 turns the fallback off. */
+    public EventTimeProgress(long outOfOrdernessMillis, long idleTimeoutMillis) {
         this.outOfOrdernessMillis = outOfOrdernessMillis;
+        this.idleTimeoutMillis = idleTimeoutMillis;
     }
 
     private long watermarkOf(long maxTimestamp) {
@@ -146,6 +177,48 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
             getProcessingTimeService().registerTimer(getProcessingTimeService().getCurrentProcessingTime(),
                     timestamp -> emit(floor));
         }
+        if (idleTimeoutMillis > 0) {
+            activityClock = new PausableRelativeClock(getProcessingTimeService().getClock());
+            try {
+                getContainingTask().getEnvironment().getMetricGroup().getIOMetricGroup()
+                        .registerBackPressureListener(activityClock);
+                backPressureListening = true;
+            } catch (RuntimeException | LinkageError noMetrics) {
+                LOG.debug("no back-pressure listener (test harness?): {}", noMetrics.toString());
+            }
+            lastActivityNanos = activityClock.relativeTimeNanos();
+            long period = Math.max(200L, Math.min(1_000L, idleTimeoutMillis / 4));
+            getProcessingTimeService().scheduleWithFixedDelay(timestamp -> checkSilence(), period, period);
+        }
+    }
+
+    /** The source's idleness rule, applied here when the source has not reported idle in time. */
+    private void checkSilence() {
+        if (idle) {
+            return;
+        }
+        long silentMillis = (activityClock.relativeTimeNanos() - lastActivityNanos) / 1_000_000L;
+        if (silentMillis < idleTimeoutMillis + SOURCE_GRACE_MILLIS) {
+            return;
+        }
+        long target = allIdleTarget();
+        LOG.warn("event-time progress: no record for {} ms (idle timeout {} ms) and the source has not reported "
+                + "idle; advancing event time to {} (was {}) and marking the input idle, as the source would",
+                silentMillis, idleTimeoutMillis, target, lastEmitted);
+        emit(target);
+        idle = true;
+        idleByFallback = true;
+        fallbackNanos = activityClock.relativeTimeNanos();
+        output.emitWatermarkStatus(WatermarkStatus.IDLE);
+    }
+
+    private long allIdleTarget() {
+        long target = allIdleWatermark(partitions, lastEmitted);
+        for (Map.Entry<Integer, Map<String, long[]>> owner : restoredByOwner.entrySet()) {
+            target = Math.max(target,
+                    allIdleWatermark(owner.getValue(), restoredForwarded.getOrDefault(owner.getKey(), Long.MIN_VALUE)));
+        }
+        return target;
     }
 
     private void emit(long watermark) {
@@ -170,6 +243,15 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         long timestamp = element.hasTimestamp() ? element.getTimestamp() : Long.MIN_VALUE;
         long[] progress = partitions.get(key);
         sequence++;
+        if (activityClock != null) {
+            lastActivityNanos = activityClock.relativeTimeNanos();
+        }
+        if (idleByFallback) {
+            // Only this operator called the input idle: records flow again.
+            idle = false;
+            idleByFallback = false;
+            output.emitWatermarkStatus(WatermarkStatus.ACTIVE);
+        }
         if (progress == null) {
             partitions.put(key, new long[] {timestamp, sequence});
         } else {
@@ -189,17 +271,35 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         if (status.isIdle()) {
             // The source stops emitting watermarks now. Without a crash it would have reached this
             // value from the records it read; after a restore it has forgotten them.
-            long target = allIdleWatermark(partitions, lastEmitted);
-            for (Map.Entry<Integer, Map<String, long[]>> owner : restoredByOwner.entrySet()) {
-                target = Math.max(target,
-                        allIdleWatermark(owner.getValue(), restoredForwarded.getOrDefault(owner.getKey(), Long.MIN_VALUE)));
+            emit(allIdleTarget());
+            if (idleByFallback) {
+                // Evidence for the next reader: was the source late, or would it never have said it?
+                LOG.info("event-time progress: the source reported idle {} ms after the fallback did",
+                        (activityClock.relativeTimeNanos() - fallbackNanos) / 1_000_000L);
+                idleByFallback = false;
             }
-            emit(target);
+            if (idle) {
+                return; // announced already, by the fallback
+            }
             idle = true;
         } else {
+            if (!idle) {
+                return;
+            }
             idle = false;
+            idleByFallback = false;
         }
         output.emitWatermarkStatus(status);
+    }
+
+    @Override
+    public void close() throws Exception {
+        if (backPressureListening) {
+            getContainingTask().getEnvironment().getMetricGroup().getIOMetricGroup()
+                    .unregisterBackPressureListener(activityClock);
+            backPressureListening = false;
+        }
+        super.close();
     }
 
     @Override

@@ -16,13 +16,15 @@ import org.junit.jupiter.api.Test;
 class EventTimeProgressTest {
     private static final long OUT_OF_ORDERNESS = 2_000;
 
-    private static OneInputStreamOperatorTestHarness<Row, Row> harness() throws Exception {
-        return new OneInputStreamOperatorTestHarness<>(new EventTimeProgress(OUT_OF_ORDERNESS));
-    }
-
     private static OneInputStreamOperatorTestHarness<Row, Row> opened(OperatorSubtaskState restoreFrom)
             throws Exception {
-        OneInputStreamOperatorTestHarness<Row, Row> harness = harness();
+        return opened(restoreFrom, 0);
+    }
+
+    private static OneInputStreamOperatorTestHarness<Row, Row> opened(OperatorSubtaskState restoreFrom,
+            long idleTimeoutMillis) throws Exception {
+        OneInputStreamOperatorTestHarness<Row, Row> harness =
+                new OneInputStreamOperatorTestHarness<>(new EventTimeProgress(OUT_OF_ORDERNESS, idleTimeoutMillis));
         harness.setup();
         if (restoreFrom == null) {
             harness.initializeEmptyState();
@@ -141,6 +143,50 @@ class EventTimeProgressTest {
             after.processElement(record("ecg-raw", 0, 1, 20_000));
             after.processWatermark(17_999);
             assertEquals(List.of("W7999", "IDLE", "ACTIVE", "W17999"), progressOf(after));
+        }
+    }
+
+    @Test
+    void restoredWithNothingToReadAdvancesAtTheIdleTimeoutWhenTheSourceNeverReportsIdle() throws Exception {
+        OperatorSubtaskState snapshot;
+        try (OneInputStreamOperatorTestHarness<Row, Row> before = opened(null)) {
+            before.processElement(record("ecg-raw", 0, 0, 10_000));
+            before.processElement(record("ecg-raw", 1, 0, 12_000));
+            before.processWatermark(5_000);
+            snapshot = before.snapshot(1L, 1L);
+        }
+        try (OneInputStreamOperatorTestHarness<Row, Row> restored = opened(snapshot, 30_000)) {
+            restored.setProcessingTime(1);
+            assertEquals(List.of("W5000"), progressOf(restored));
+            restored.setProcessingTime(34_000); // the idle timeout, not yet its grace: the source's turn
+            assertEquals(List.of("W5000"), progressOf(restored));
+            restored.setProcessingTime(36_000); // the source never said idle: what it would have done
+            assertEquals(List.of("W5000", "W9999", "IDLE"), progressOf(restored));
+            restored.processWatermarkStatus(WatermarkStatus.IDLE); // a late report changes nothing
+            restored.setProcessingTime(90_000);
+            assertEquals(List.of("W5000", "W9999", "IDLE"), progressOf(restored));
+            restored.processWatermarkStatus(WatermarkStatus.ACTIVE); // the source reads again
+            restored.processElement(record("ecg-raw", 0, 1, 20_000));
+            restored.processWatermark(17_999);
+            assertEquals(List.of("W5000", "W9999", "IDLE", "ACTIVE", "W17999"), progressOf(restored));
+        }
+    }
+
+    @Test
+    void theFallbackNeverFiresWhileRecordsFlowAndGivesWayToRecordsAfterIt() throws Exception {
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness = opened(null, 3_000)) {
+            for (int second = 1; second <= 20; second++) {
+                harness.processElement(record("ecg-raw", 0, second, second * 1_000L));
+                harness.setProcessingTime(second * 2_000L); // a record every 2 s, under the 3 s timeout
+            }
+            assertEquals(List.of(), progressOf(harness));
+            harness.setProcessingTime(38_000 + 7_000); // silent for 7 s since the last record: within timeout + grace
+            assertEquals(List.of(), progressOf(harness));
+            harness.setProcessingTime(38_000 + 9_000); // silent for 9 s > timeout + grace
+            assertEquals(List.of("W17999", "IDLE"), progressOf(harness));
+            harness.processElement(record("ecg-raw", 0, 21, 21_000)); // the fallback's idleness ends here
+            assertEquals(List.of("W17999", "IDLE", "ACTIVE"), progressOf(harness));
+            assertEquals(21, recordsOut(harness));
         }
     }
 }
