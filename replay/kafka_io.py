@@ -4,7 +4,7 @@ write the corrections log, copy the input with the corrections in place."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,30 +62,42 @@ class TopicSnapshot:
     records: dict[int, list[Any]] = field(default_factory=dict)
 
 
+def _scan_to_end(client: Any, topic: str) -> tuple[dict[int, int], dict[int, int], Iterator[tuple[int, list[Any]]]]:
+    """(first retained offsets, end offsets now, the records below those end offsets as (partition, records)
+    batches in poll order, partitions in order within a batch). Raises when nothing comes for READ_IDLE_SECONDS
+    before the end offsets."""
+    assignment = partitions_of(client, topic)
+    begin = {tp.partition: int(o) for tp, o in client.beginning_offsets(assignment).items()}
+    end = {tp.partition: int(o) for tp, o in client.end_offsets(assignment).items()}
+
+    def batches() -> Iterator[tuple[int, list[Any]]]:
+        client.assign(assignment)
+        client.seek_to_beginning(*assignment)
+        pending = {tp for tp in assignment if end[tp.partition] > begin[tp.partition]}
+        idle_deadline = time.monotonic() + READ_IDLE_SECONDS
+        while pending:
+            batch = client.poll(timeout_ms=500)
+            for tp, records in sorted(batch.items(), key=lambda item: item[0].partition):
+                yield tp.partition, [r for r in records if r.offset < end[tp.partition]]
+            if batch:
+                idle_deadline = time.monotonic() + READ_IDLE_SECONDS
+            pending = {tp for tp in pending if client.position(tp) < end[tp.partition]}
+            if pending and time.monotonic() > idle_deadline:
+                raise ReplayKafkaError(f"{topic}: no progress for {READ_IDLE_SECONDS:.0f} s before the end offsets")
+
+    return begin, end, batches()
+
+
 def read_topic(bootstrap: str, topic: str, *, keep: bool = True) -> TopicSnapshot:
     """Every committed record of ``topic`` (read_committed), from the first retained offset to the end offsets
     the broker reports at the start. ``keep=False``: positions only (records are not kept)."""
     client = consumer(bootstrap)
     try:
-        assignment = partitions_of(client, topic)
-        snapshot = TopicSnapshot(
-            begin={tp.partition: int(o) for tp, o in client.beginning_offsets(assignment).items()},
-            end={tp.partition: int(o) for tp, o in client.end_offsets(assignment).items()},
-            records={tp.partition: [] for tp in assignment})
-        client.assign(assignment)
-        client.seek_to_beginning(*assignment)
-        pending = {tp for tp in assignment if snapshot.end[tp.partition] > snapshot.begin[tp.partition]}
-        idle_deadline = time.monotonic() + READ_IDLE_SECONDS
-        while pending:
-            batch = client.poll(timeout_ms=500)
-            for tp, records in batch.items():
-                if keep:
-                    snapshot.records[tp.partition].extend(r for r in records if r.offset < snapshot.end[tp.partition])
-            if batch:
-                idle_deadline = time.monotonic() + READ_IDLE_SECONDS
-            pending = {tp for tp in pending if client.position(tp) < snapshot.end[tp.partition]}
-            if pending and time.monotonic() > idle_deadline:
-                raise ReplayKafkaError(f"{topic}: no progress for {READ_IDLE_SECONDS:.0f} s before the end offsets")
+        begin, end, batches = _scan_to_end(client, topic)
+        snapshot = TopicSnapshot(begin=begin, end=end, records={partition: [] for partition in end})
+        for partition, records in batches:
+            if keep:
+                snapshot.records[partition].extend(records)
         return snapshot
     finally:
         client.close()
@@ -198,33 +210,18 @@ def copy_with_corrections(bootstrap: str, source: str, target: str, corrections:
     report = CopyReport()
     futures: list[Any] = []
     try:
-        assignment = partitions_of(client, source)
-        report.begin = {tp.partition: int(o) for tp, o in client.beginning_offsets(assignment).items()}
-        report.end = {tp.partition: int(o) for tp, o in client.end_offsets(assignment).items()}
-        client.assign(assignment)
-        client.seek_to_beginning(*assignment)
-        pending = {tp for tp in assignment if report.end[tp.partition] > report.begin[tp.partition]}
-        idle_deadline = time.monotonic() + READ_IDLE_SECONDS
-        while pending:
-            batch = client.poll(timeout_ms=500)
-            for tp, records in sorted(batch.items(), key=lambda item: item[0].partition):
-                for record in records:
-                    if record.offset >= report.end[tp.partition]:
-                        continue
-                    position = (tp.partition, record.offset)
-                    value = corrections.get(position, record.value)
-                    if position in corrections:
-                        report.replaced.add(position)
-                    report.first_ts.setdefault(tp.partition, int(record.timestamp))
-                    report.last_ts[tp.partition] = int(record.timestamp)
-                    futures.append(out.send(target, value=value, key=record.key, partition=tp.partition,
-                                            timestamp_ms=record.timestamp))
-                    report.copied += 1
-            if batch:
-                idle_deadline = time.monotonic() + READ_IDLE_SECONDS
-            pending = {tp for tp in pending if client.position(tp) < report.end[tp.partition]}
-            if pending and time.monotonic() > idle_deadline:
-                raise ReplayKafkaError(f"{source}: no progress for {READ_IDLE_SECONDS:.0f} s before the end offsets")
+        report.begin, report.end, batches = _scan_to_end(client, source)
+        for partition, records in batches:
+            for record in records:
+                position = (partition, record.offset)
+                value = corrections.get(position, record.value)
+                if position in corrections:
+                    report.replaced.add(position)
+                report.first_ts.setdefault(partition, int(record.timestamp))
+                report.last_ts[partition] = int(record.timestamp)
+                futures.append(out.send(target, value=value, key=record.key, partition=partition,
+                                        timestamp_ms=record.timestamp))
+                report.copied += 1
             if len(futures) > 10_000:
                 out.flush(timeout=300)
                 for future in futures:

@@ -53,14 +53,19 @@ def _missing_binaries() -> list[str]:
     return missing
 
 
-@pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """A running LocalStack for the whole session (see module docstring)."""
+def require_stack_binaries() -> None:
+    """Fail (CI, ECG_REQUIRE_STACK=1) or skip when a binary of the local stack is missing."""
     missing = _missing_binaries()
     if missing:
         if os.environ.get("CI") or os.environ.get("ECG_REQUIRE_STACK") == "1":
             pytest.fail(f"local stack binaries missing: {', '.join(missing)} (run scripts/setup.sh)")
         pytest.skip(f"local stack binaries missing: {', '.join(missing)} (run scripts/setup.sh)")
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A running LocalStack for the whole session (see module docstring)."""
+    require_stack_binaries()
     from devstack.local_stack import LocalStack
 
     stack = LocalStack(tmp_path_factory.mktemp("stack"))

@@ -45,13 +45,9 @@ JOB, DEVICE, READER = "ecg-job", "ecg-device", "ecg-reader"
 @pytest.fixture(scope="module")
 def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Kafka with a SASL_SSL listener only, ACLs applied; influxd 1.x for the job's points."""
-    from tests.conftest import _missing_binaries
+    from tests.conftest import require_stack_binaries
 
-    missing = _missing_binaries()
-    if missing:
-        if os.environ.get("CI") or os.environ.get("ECG_REQUIRE_STACK") == "1":
-            pytest.fail(f"local stack binaries missing: {', '.join(missing)} (run scripts/setup.sh)")
-        pytest.skip(f"local stack binaries missing: {', '.join(missing)}")
+    require_stack_binaries()
     from devstack.local_stack import LocalStack, create_database_v1
     from devstack.secure_kafka import BrokerSecurity, make_pki
 
@@ -306,10 +302,9 @@ def test_compose_broker_script_and_init(tmp_path: Path) -> None:
     (python -m connectors.kafka_acls as the kafka-acls service runs it): the init logs in as admin, creates the
     SCRAM users and ACLs; a device then writes the input topic through the external listener and may not read
     it. Certificates from `python -m devstack.secure_kafka`, as README says."""
-    from tests.conftest import _missing_binaries
+    from tests.conftest import require_stack_binaries
 
-    if _missing_binaries():
-        pytest.skip("local broker missing (run scripts/setup.sh)")
+    require_stack_binaries()  # in CI a missing broker fails the run, never skips it
     from kafka import KafkaProducer
     from kafka.errors import TopicAuthorizationFailedError
 
