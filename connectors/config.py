@@ -196,6 +196,13 @@ SETTINGS: tuple[Setting, ...] = (
         "delivery guarantee of the Kafka sinks (exactly-once needs broker transactions)",
     ),
     Setting(
+        "KAFKA_TRANSACTIONAL_ID_PREFIX",
+        "ecg",
+        _non_empty,
+        "prefix of the exactly-once sinks' transactional ids (<prefix>-dlq, -anomalies, -model-updates); "
+        "two jobs on one broker need different ones",
+    ),
+    Setting(
         "KAFKA_TRANSACTION_TIMEOUT_MS",
         "900000",
         _positive_int,

@@ -165,7 +165,8 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
         anonymized.process(WriteWindows(influx, windows, csv_dir)).uid("influxdb-sink").name("InfluxDB sink")
 
     dead_letters = parsed.get_side_output(DEAD_LETTER).union(anonymized.get_side_output(LATE_FRAMES))
-    dead_letters.sink_to(build_string_sink(settings, settings.kafka_dlq_topic, "ecg-dlq")).uid("dlq-sink").name(
+    dlq_sink = build_string_sink(settings, settings.kafka_dlq_topic, f"{settings.kafka_transactional_id_prefix}-dlq")
+    dead_letters.sink_to(dlq_sink).uid("dlq-sink").name(
         "kafka: " + settings.kafka_dlq_topic
     )
     if settings.output == "influxdb":
