@@ -208,6 +208,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "transaction.timeout.ms of exactly-once sinks; above max checkpoint + restart time",
     ),
+    Setting(
+        "MAX_RECORDS_PER_SECOND",
+        "0",
+        _non_negative_float,
+        "throttle: input records per second of the whole job at most (each of the PARALLELISM source readers "
+        "gets its share); slows the source down (Kafka lag grows), drops and reorders nothing; 0 = off",
+    ),
     # Windows and event time
     Setting("WINDOW_SECONDS", "5", _positive_int, "tumbling event-time window length"),
     Setting("ALLOWED_LATENESS_SECONDS", "0", _non_negative_int, "allowed lateness of windows"),

@@ -29,6 +29,7 @@ from connectors.jars import JarsError, pipeline_jars
 from connectors.kafka import (
     build_source,
     build_string_sink,
+    throttled,
     watermark_strategy,
     with_event_time_progress,
     with_liveness_guard,
@@ -116,9 +117,9 @@ def guarded_input(env: StreamExecutionEnvironment, settings: Settings, downstrea
     """Kafka source -> event-time progress -> liveness guard (naming `downstream` when it fires): the input
     of both jobs, with the same uids."""
     env.set_max_parallelism(MAX_PARALLELISM)
-    source = env.from_source(
-        build_source(settings), watermark_strategy(settings), "kafka: " + settings.kafka_input_topic
-    ).uid("kafka-source")
+    kafka = throttled(build_source(settings), settings)  # MAX_RECORDS_PER_SECOND
+    source = env.from_source(kafka, watermark_strategy(settings), "kafka: " + settings.kafka_input_topic).uid(
+        "kafka-source")
     progress = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")
     return with_liveness_guard(progress, settings, downstream).uid("liveness-guard").name("liveness guard")
 
