@@ -3,6 +3,7 @@ through ``/jars/upload`` + ``/jars/:id/run`` of Flink's Python driver jar."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.error
@@ -125,21 +126,20 @@ class FlinkRest:
 
     # ---- metrics --------------------------------------------------------------------------------
 
-    def vertex_metrics(self, job_id: str, suffixes: Sequence[str]) -> dict[str, float]:
-        """Sum over all vertices and subtasks of the metrics whose names end with one of ``suffixes``."""
-        totals: dict[str, float] = {}
+    def operator_gauges(self, job_id: str, suffixes: Sequence[str]) -> dict[str, float]:
+        """Max over all subtasks of every vertex of the metrics whose names end with one of ``suffixes``."""
+        found: dict[str, float] = {}
         for vertex in self.job(job_id).get("vertices", []):
             base = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
-            names = [m["id"] for m in self.get(base) if any(m["id"].endswith(s) for s in suffixes)]
-            for start in range(0, len(names), 20):
-                query = urllib.parse.quote(",".join(names[start:start + 20]), safe=",")
-                for metric in self.get(f"{base}?get={query}&agg=sum"):
-                    suffix = next(s for s in suffixes if metric["id"].endswith(s))
-                    try:
-                        totals[suffix] = totals.get(suffix, 0.0) + float(metric.get("sum", 0.0))
-                    except (TypeError, ValueError):
-                        continue
-        return totals
+            names = [m["id"] for m in self.get(base) if m["id"].endswith(tuple(suffixes))]
+            if not names:
+                continue
+            query = urllib.parse.quote(",".join(names), safe=",")
+            for metric in self.get(f"{base}?get={query}&agg=max"):
+                suffix = next(s for s in suffixes if metric["id"].endswith(s))
+                with contextlib.suppress(KeyError, TypeError, ValueError):
+                    found[suffix] = max(found.get(suffix, float("-inf")), float(metric["max"]))
+        return found
 
     # ---- submission -----------------------------------------------------------------------------
 

@@ -132,7 +132,8 @@ class ViewStatus:
     state: str  # the job's state on the cluster, STOPPED (stopped with a savepoint) or UNKNOWN (cluster lost it)
     last_checkpoint: str  # path of the last completed checkpoint (REST, else the newest one on disk)
     points: int | None  # points in the view's measurement (None: not readable)
-    input_lag: float | None  # records not yet read from the input (Kafka source pendingRecords), if reported
+    event_time_lag_ms: float | None  # wall clock minus the job's event time (watermark), if reported
+    unread_input: int | None  # 1: Kafka has records the job has not read yet; 0: caught up (if reported)
     last_savepoint: str
 
 
@@ -387,17 +388,28 @@ class ViewManager:
             return "STOPPED"
         return state
 
+    def input_lag(self, view: View) -> tuple[float | None, int | None]:
+        """(event-time lag in ms: wall clock minus the job's watermark, max over its readers; 1 if a reader still
+        has unread records in Kafka, 0 if not), from the liveness guard's gauges (connectors/java/LivenessGuard:
+        ``event_time_lag_ms``, ``liveness_unread_records``); None when not reported yet. Offsets lag is not
+        available: the KafkaSource of this job reports no per-partition offset metrics and commits no offsets
+        to its group here (measured on the local cluster)."""
+        gauges = self.rest.operator_gauges(view.job_id, (".event_time_lag_ms", ".liveness_unread_records"))
+        lag, unread = gauges.get(".event_time_lag_ms"), gauges.get(".liveness_unread_records")
+        return (lag if lag is not None and lag >= 0 else None,
+                int(unread) if unread is not None and unread >= 0 else None)
+
     def status(self, name: str) -> ViewStatus:
         view = self.get(name)
         state = self.job_state(view)
-        last_checkpoint, lag = "", None
+        last_checkpoint, lag, unread = "", None, None
         if state in RUNNING_STATES | TERMINAL_STATES:
             with contextlib.suppress(FlinkRestError):
                 completed = (self.rest.checkpoints(view.job_id).get("latest") or {}).get("completed") or {}
                 last_checkpoint = local_path(str(completed.get("external_path", "")))
             if state == "RUNNING":
                 with contextlib.suppress(FlinkRestError):
-                    lag = self.rest.vertex_metrics(view.job_id, [".pendingRecords"]).get(".pendingRecords")
+                    lag, unread = self.input_lag(view)
         if not last_checkpoint:
             on_disk = latest_checkpoint(self.checkpoint_dir(name))
             last_checkpoint = str(on_disk) if on_disk else ""
@@ -405,7 +417,7 @@ class ViewManager:
             points = self.points(view)
         except ViewError:
             points = None
-        return ViewStatus(name, view.job_id, state, last_checkpoint, points, lag, view.last_savepoint)
+        return ViewStatus(name, view.job_id, state, last_checkpoint, points, lag, unread, view.last_savepoint)
 
     def list(self) -> list[ViewStatus]:
         return [self.status(name) for name in sorted(self._read())]
