@@ -65,8 +65,12 @@ def build_source(settings: Any) -> KafkaSource:
         # A throttled reader emits one poll's records over (max.poll.records / its rate) seconds; a partition
         # whose records wait at the end of a poll must not look idle meanwhile. About one second of records
         # per poll keeps that far below IDLE_PARTITION_TIMEOUT_SECONDS.
+        # Likewise one partition's fetch: at 1 MB (~400 frames) a reader at 120 records/s spent ~3 s on each
+        # partition in turn, so each waited ~10 s between its turns. ~1 KB per record of the reader's
+        # rate per partition fetch (at least 16 KB; a larger record still comes through, KIP-74).
         per_reader = settings.max_records_per_second / settings.parallelism
-        builder = builder.set_property("max.poll.records", str(max(1, min(500, round(per_reader)))))
+        builder = builder.set_property("max.poll.records", str(max(1, min(500, round(per_reader))))).set_property(
+            "max.partition.fetch.bytes", str(max(16 * 1024, min(1024 * 1024, round(per_reader * 1024)))))
     if settings.kafka_stop_at != "none":
         # A one-time backfill: the source ends there, Flink then emits the final watermark (every window
         # closes) and the job finishes. A timestamp stops before the first record at or after it.
