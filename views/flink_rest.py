@@ -144,7 +144,7 @@ class FlinkRest:
     # ---- submission -----------------------------------------------------------------------------
 
     def upload_jar(self, jar: Path) -> str:
-        """``POST /jars/upload`` (multipart); the jar id. 404: the cluster runs with web.submit.enable=false."""
+        """``POST /jars/upload`` (multipart); the jar id."""
         boundary = "----ecgviews" + uuid.uuid4().hex
         payload = b"".join([
             f"--{boundary}\r\n".encode(),
@@ -158,7 +158,8 @@ class FlinkRest:
         return str(answer["filename"]).rsplit("/", 1)[-1]
 
     def uploaded_jar(self, jar: Path) -> str:
-        """The id of an uploaded copy of ``jar`` (uploads it when the cluster has none)."""
+        """The id of an uploaded copy of ``jar`` (uploads it when the cluster has none). ``GET /jars`` answers 404
+        on a cluster with web.submit.enable: false (measured; an upload there breaks the connection)."""
         for entry in self.get("/jars").get("files", []):
             if entry.get("name") == jar.name:
                 return str(entry["id"])

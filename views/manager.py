@@ -5,8 +5,8 @@ API: ``/jars/upload`` of Flink's Python driver jar (``flink-python-*.jar`` of th
 ``/jars/:id/run`` with ``org.apache.flink.client.python.PythonDriver`` and ``-py <job file> <flags>``. The
 driver runs the job file in a Python process on the JobManager, which builds the graph and submits it; the
 job ships its own packages to the workers (flink_jobs/shipping.py). A cluster with ``web.submit.enable:
-false`` answers ``/jars/upload`` with 404: then ``flink run -d -m HOST:PORT -py ...`` submits the same job
-(``submit_mode`` in the registry says which was used).
+false`` answers ``GET /jars`` with 404 (an upload breaks the connection): then ``flink run -d -m HOST:PORT -py
+...`` submits the same job (``submit_mode`` in the registry says which was used).
 
 The registry (``<root>/views.json``, written under a lock, replaced atomically) holds per view its profile,
 outputs, the job's flags, job id, state and last savepoint. Secrets never appear in the flags (they would show
