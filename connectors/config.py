@@ -196,6 +196,13 @@ SETTINGS: tuple[Setting, ...] = (
         "delivery guarantee of the Kafka sinks (exactly-once needs broker transactions)",
     ),
     Setting(
+        "KAFKA_TRANSACTIONAL_ID_PREFIX",
+        "ecg",
+        _non_empty,
+        "prefix of the exactly-once sinks' transactional ids (<prefix>-dlq, -anomalies, -model-updates); "
+        "two jobs on one broker need different ones",
+    ),
+    Setting(
         "KAFKA_TRANSACTION_TIMEOUT_MS",
         "900000",
         _positive_int,
@@ -219,6 +226,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KAFKA_SSL_KEY_FILE", "", _text, "its private key, PEM (PKCS#8, encrypted or not)"),
     Setting("KAFKA_SSL_KEY_PASSWORD", "", _text, "password of an encrypted KAFKA_SSL_KEY_FILE (or *_FILE)",
             secret=True),
+    Setting(
+        "MAX_RECORDS_PER_SECOND",
+        "0",
+        _non_negative_float,
+        "throttle: input records per second of the whole job at most (each of the PARALLELISM source readers "
+        "gets its share); slows the source down (Kafka lag grows), drops and reorders nothing; 0 = off",
+    ),
     # Windows and event time
     Setting("WINDOW_SECONDS", "5", _positive_int, "tumbling event-time window length"),
     Setting("ALLOWED_LATENESS_SECONDS", "0", _non_negative_int, "allowed lateness of windows"),

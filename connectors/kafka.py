@@ -9,7 +9,7 @@ from typing import Any
 from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import DataStream
-from pyflink.datastream.connectors.base import DeliveryGuarantee
+from pyflink.datastream.connectors.base import DeliveryGuarantee, Source
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
     KafkaOffsetsInitializer,
@@ -24,6 +24,7 @@ from connectors.kafka_security import KafkaSecurity
 DESERIALIZER_CLASS = "io.ecgflinkanon.connectors.EcgRecordDeserializer"
 PROGRESS_CLASS = "io.ecgflinkanon.connectors.EventTimeProgress"
 GUARD_CLASS = "io.ecgflinkanon.connectors.LivenessGuard"
+THROTTLE_CLASS = "io.ecgflinkanon.connectors.ThrottledSource"
 
 log = logging.getLogger("ecg.kafka")
 
@@ -73,6 +74,16 @@ def build_source(settings: Any) -> KafkaSource:
             ".cache/jars/ecg-flink-anon-connectors.jar"
         )
     builder._j_builder.setDeserializer(deserializer_class())
+    if settings.max_records_per_second > 0:
+        # A throttled reader emits one poll's records over (max.poll.records / its rate) seconds; a partition
+        # whose records wait at the end of a poll must not look idle meanwhile. About one second of records
+        # per poll keeps that far below IDLE_PARTITION_TIMEOUT_SECONDS.
+        # Likewise one partition's fetch: at 1 MB (~400 frames) a reader at 120 records/s spent ~3 s on each
+        # partition in turn, so each waited ~10 s between its turns. ~1 KB per record of the reader's
+        # rate per partition fetch (at least 16 KB; a larger record still comes through, KIP-74).
+        per_reader = settings.max_records_per_second / settings.parallelism
+        builder = builder.set_property("max.poll.records", str(max(1, min(500, round(per_reader))))).set_property(
+            "max.partition.fetch.bytes", str(max(16 * 1024, min(1024 * 1024, round(per_reader * 1024)))))
     if settings.kafka_stop_at != "none":
         # A one-time backfill: the source ends there, Flink then emits the final watermark (every window
         # closes) and the job finishes. A timestamp stops before the first record at or after it.
@@ -81,6 +92,18 @@ def build_source(settings: Any) -> KafkaSource:
             KafkaOffsetsInitializer.latest() if stop == "latest" else KafkaOffsetsInitializer.timestamp(stop)
         )
     return builder.build()
+
+
+def throttled(source: KafkaSource, settings: Any) -> Source:
+    """MAX_RECORDS_PER_SECOND > 0: the source wrapped in connectors/java/ThrottledSource (the rate over the whole
+    job, each reader its share; backpressure, nothing dropped or reordered); else the source itself. Same splits
+    and serializers: checkpoints restore across a throttle change."""
+    if not settings.max_records_per_second > 0:
+        return source
+    throttle_class = get_gateway().jvm.io.ecgflinkanon.connectors.ThrottledSource
+    if type(throttle_class).__name__ == "JavaPackage":
+        raise RuntimeError(f"{THROTTLE_CLASS} is not on the classpath: run scripts/setup.sh")
+    return Source(throttle_class(source.get_java_function(), float(settings.max_records_per_second)))
 
 
 def build_model_source(settings: Any) -> KafkaSource:

@@ -137,7 +137,8 @@ def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, par
         .process(PublishBranch(influx, "anomalies"), Types.STRING())
         .name("anomalies: InfluxDB ecg_anomaly_stats").uid("cardio-anomaly-publish")
     )
-    anomalies.sink_to(build_string_sink(settings, settings.kafka_anomaly_topic, "ecg-anomalies")).name(
+    anomalies.sink_to(build_string_sink(settings, settings.kafka_anomaly_topic,
+                                    f"{settings.kafka_transactional_id_prefix}-anomalies")).name(
         "kafka: " + settings.kafka_anomaly_topic).uid("cardio-anomaly-sink")
     updates = (
         branch.filter(_is_model_signal).name("model signals").uid("cardio-model-signals")
@@ -147,5 +148,6 @@ def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, par
         .process(PublishBranch(influx, "model_updates"), Types.STRING())
         .name("model updates: InfluxDB ecg_model_stats").uid("cardio-model-publish")
     )
-    updates.sink_to(build_string_sink(settings, settings.kafka_model_topic, "ecg-model-updates")).name(
+    updates.sink_to(build_string_sink(settings, settings.kafka_model_topic,
+                                f"{settings.kafka_transactional_id_prefix}-model-updates")).name(
         "kafka: " + settings.kafka_model_topic).uid("cardio-model-sink")

@@ -31,6 +31,7 @@ from connectors.kafka import (
     build_source,
     build_string_sink,
     check_kafka_access,
+    throttled,
     watermark_strategy,
     with_event_time_progress,
     with_liveness_guard,
@@ -118,9 +119,9 @@ def guarded_input(env: StreamExecutionEnvironment, settings: Settings, downstrea
     """Kafka source -> event-time progress -> liveness guard (naming `downstream` when it fires): the input
     of both jobs, with the same uids."""
     env.set_max_parallelism(MAX_PARALLELISM)
-    source = env.from_source(
-        build_source(settings), watermark_strategy(settings), "kafka: " + settings.kafka_input_topic
-    ).uid("kafka-source")
+    kafka = throttled(build_source(settings), settings)  # MAX_RECORDS_PER_SECOND
+    source = env.from_source(kafka, watermark_strategy(settings), "kafka: " + settings.kafka_input_topic).uid(
+        "kafka-source")
     progress = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")
     return with_liveness_guard(progress, settings, downstream).uid("liveness-guard").name("liveness guard")
 
@@ -167,7 +168,8 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
         anonymized.process(WriteWindows(influx, windows, csv_dir)).uid("influxdb-sink").name("InfluxDB sink")
 
     dead_letters = parsed.get_side_output(DEAD_LETTER).union(anonymized.get_side_output(LATE_FRAMES))
-    dead_letters.sink_to(build_string_sink(settings, settings.kafka_dlq_topic, "ecg-dlq")).uid("dlq-sink").name(
+    dlq_sink = build_string_sink(settings, settings.kafka_dlq_topic, f"{settings.kafka_transactional_id_prefix}-dlq")
+    dead_letters.sink_to(dlq_sink).uid("dlq-sink").name(
         "kafka: " + settings.kafka_dlq_topic
     )
     if settings.output == "influxdb":

@@ -1,0 +1,138 @@
+"""Throttled views (issue 23 item 5): does a view run at its MAX_RECORDS_PER_SECOND, and does another view on
+the same cluster keep its rate?
+
+    .venv/bin/python -m benchmarks.view_throttle [--patients 40] [--duration 2000] [--window 60]
+
+On the local stack (Kafka, influxd) and a standalone Flink cluster (1 TaskManager, 2 slots), one input topic
+(4 partitions) is filled with a backlog of --patients x --duration s of 1 s frames. Then, through views.ViewManager
+(REST submission, as `python -m views`):
+
+  1. view `alone` (k=5, no throttle) reads the backlog alone: its rate R (frames/s);
+  2. it is deleted; view `throttled` (limit R/2) reads the same backlog alone: its rate;
+  3. view `other` (no throttle) starts beside it: the rate of each.
+
+A view's rate: frames it published (points in its measurement / samples per frame; every input record here is
+one frame, suppressed samples are points too) over a --window s stretch that starts 15 s after its first points
+(start-up excluded) and ends before it reaches the end of the backlog. Points come per closed 5 s window and
+site: with --patients 40 a step is 50 frames, so the figure is exact to about 100 frames over the window. (The
+REST metrics of the source, numRecordsOut, did not move during a first attempt, so the output is counted.)
+Prints one line per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from devstack.flink_cluster import FlinkCluster
+from devstack.local_stack import LocalStack, create_topics
+from devstack.simulator import SimConfig, generate_messages, produce
+from views import Outputs, Profile, ViewManager
+
+SECRET = "benchmark-secret-0123456789abcdef"
+
+
+def frames_published(manager: ViewManager, name: str, samples_per_frame: int) -> float:
+    """Frames the view has published: points in its measurement (every sample is a point, suppressed ones too)
+    divided by the samples of a frame."""
+    return (manager.points(manager.get(name)) or 0) / samples_per_frame
+
+
+def records_in(bootstrap: str, topic: str) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        begin, end = consumer.beginning_offsets(partitions), consumer.end_offsets(partitions)
+        return sum(end[tp] - begin[tp] for tp in partitions)
+    finally:
+        consumer.close()
+
+
+def measure(manager: ViewManager, names: list[str], window: float, total: int, spf: int) -> dict[str, float]:
+    """frames/s of each view over `window` s, from 15 s after all of them published their first points."""
+    deadline = time.monotonic() + 300
+    while any(frames_published(manager, name, spf) == 0 for name in names):
+        if time.monotonic() > deadline:
+            raise RuntimeError("a view published nothing in 300 s")
+        time.sleep(0.5)
+    time.sleep(15)
+    start = {name: (time.monotonic(), frames_published(manager, name, spf)) for name in names}
+    time.sleep(window)
+    rates = {}
+    for name in names:
+        now, read = time.monotonic(), frames_published(manager, name, spf)
+        if read >= total:
+            raise RuntimeError(f"view {name} reached the end of the backlog inside the window: more --duration")
+        rates[name] = (read - start[name][1]) / (now - start[name][0])
+    return rates
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=40)
+    parser.add_argument("--duration", type=int, default=2000)
+    parser.add_argument("--window", type=float, default=60.0)
+    ns = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="view-throttle-") as tmp:
+        workdir = Path(tmp)
+        stack = LocalStack(workdir / "stack")
+        stack.start(victoria_metrics=False)
+        cluster = FlinkCluster(workdir / "flink", rest_port=0, parallelism=1, slots=2)
+        try:
+            cluster.start()
+            topic, dlq = f"ecg-raw.throttle-{uuid.uuid4().hex[:6]}", f"ecg-dlq.throttle-{uuid.uuid4().hex[:6]}"
+            dlqs = {name: f"{dlq}.{name}" for name in ("alone", "throttled", "other")}
+            create_topics(stack.kafka_bootstrap, {topic: 4, dlq: 1, **dict.fromkeys(dlqs.values(), 1)})
+            config = SimConfig(patients=ns.patients, duration_s=ns.duration, sites=4, start_ms=1_763_812_800_000,
+                               partitions=4, seed=5)
+            messages = list(generate_messages(config))
+            spf = config.samples_per_frame
+            produce(messages, stack.kafka_bootstrap, topic)
+            total = len(messages)
+            print(f"backlog: {total} frames ({ns.patients} patients x {ns.duration} s) in {topic}", flush=True)
+            manager = ViewManager(workdir / "views", cluster.rest_url, {
+                "KAFKA_BOOTSTRAP": stack.kafka_bootstrap, "KAFKA_INPUT_TOPIC": topic, "KAFKA_DLQ_TOPIC": dlq,
+                "INFLUX_TRANSPORT": "v1", "INFLUX_URL": stack.influx_v1_url}, {"PSEUDONYM_SECRET": SECRET})
+            suffix = uuid.uuid4().hex[:6]
+
+            manager.create("alone", Profile(k=5), Outputs(influx_db=f"alone_{suffix}", dlq_topic=dlqs["alone"]),
+                           wait_running=120)
+            alone = measure(manager, ["alone"], ns.window, total, spf)["alone"]
+            print(f"alone, no throttle:           {alone:7.1f} frames/s", flush=True)
+            # Cancelled, not stopped: a savepoint of a job this far behind (an aligned checkpoint queued
+            # behind the backpressured backlog) expired after the 120 s checkpoint timeout in a first attempt.
+            manager.rest.cancel(manager.get("alone").job_id)
+            manager.rest.wait_for_state(manager.get("alone").job_id, ["CANCELED"], 60)
+            manager.delete("alone", drop_output=True)
+
+            limit = round(alone / 2, 1)
+            manager.create("throttled", Profile(k=5, max_records_per_second=limit),
+                           Outputs(influx_db=f"throttled_{suffix}", dlq_topic=dlqs["throttled"]), wait_running=120)
+            rate = measure(manager, ["throttled"], ns.window, total, spf)["throttled"]
+            print(f"throttled alone, limit {limit:7.1f}: {rate:7.1f} frames/s ({100 * (rate - limit) / limit:+.1f} % "
+                  "of the limit)", flush=True)
+            manager.create("other", Profile(k=5), Outputs(influx_db=f"other_{suffix}", dlq_topic=dlqs["other"]),
+                           wait_running=120)
+            rates = measure(manager, ["throttled", "other"], ns.window, total, spf)
+            off = 100 * (rates["throttled"] - limit) / limit
+            print(f"throttled beside other:       {rates['throttled']:7.1f} frames/s ({off:+.1f} % of the limit)")
+            print(f"other (no throttle) beside:   {rates['other']:7.1f} frames/s "
+                  f"({100 * rates['other'] / alone:.0f} % of the rate alone)", flush=True)
+            late = {name: records_in(stack.kafka_bootstrap, dlqs[name]) for name in dlqs}
+            print(f"dead letters (late frames would be here): {late}", flush=True)
+            for name in ("throttled", "other"):
+                manager.rest.cancel(manager.get(name).job_id)
+        finally:
+            cluster.stop()
+            stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
