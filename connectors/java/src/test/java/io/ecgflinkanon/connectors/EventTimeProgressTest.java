@@ -35,6 +35,16 @@ class EventTimeProgressTest {
         return harness;
     }
 
+    /** A checkpoint after partition 0 (t=10000) and partition 1 (t=12000) were read, watermark 5000 forwarded. */
+    private static OperatorSubtaskState checkpointOfTwoPartitionsAtWatermark5000() throws Exception {
+        try (OneInputStreamOperatorTestHarness<Row, Row> before = opened(null)) {
+            before.processElement(record("ecg-raw", 0, 0, 10_000));
+            before.processElement(record("ecg-raw", 1, 0, 12_000));
+            before.processWatermark(5_000);
+            return before.snapshot(1L, 1L);
+        }
+    }
+
     private static StreamRecord<Row> record(String topic, int partition, long offset, long timestamp) {
         return new StreamRecord<>(Row.of(topic, partition, offset, timestamp, new byte[] {1}), timestamp);
     }
@@ -74,13 +84,7 @@ class EventTimeProgressTest {
 
     @Test
     void restoreReEmitsTheCheckpointedWatermarkAndNeverFallsBelowIt() throws Exception {
-        OperatorSubtaskState snapshot;
-        try (OneInputStreamOperatorTestHarness<Row, Row> before = opened(null)) {
-            before.processElement(record("ecg-raw", 0, 0, 10_000));
-            before.processElement(record("ecg-raw", 1, 0, 12_000));
-            before.processWatermark(5_000);
-            snapshot = before.snapshot(1L, 1L);
-        }
+        OperatorSubtaskState snapshot = checkpointOfTwoPartitionsAtWatermark5000();
         try (OneInputStreamOperatorTestHarness<Row, Row> after = opened(snapshot)) {
             // The source restarts at the lowest watermark and has nothing new to read.
             assertEquals(List.of(), progressOf(after));
@@ -148,13 +152,7 @@ class EventTimeProgressTest {
 
     @Test
     void restoredWithNothingToReadAdvancesAtTheIdleTimeoutWhenTheSourceNeverReportsIdle() throws Exception {
-        OperatorSubtaskState snapshot;
-        try (OneInputStreamOperatorTestHarness<Row, Row> before = opened(null)) {
-            before.processElement(record("ecg-raw", 0, 0, 10_000));
-            before.processElement(record("ecg-raw", 1, 0, 12_000));
-            before.processWatermark(5_000);
-            snapshot = before.snapshot(1L, 1L);
-        }
+        OperatorSubtaskState snapshot = checkpointOfTwoPartitionsAtWatermark5000();
         try (OneInputStreamOperatorTestHarness<Row, Row> restored = opened(snapshot, 30_000)) {
             restored.setProcessingTime(1);
             assertEquals(List.of("W5000"), progressOf(restored));
