@@ -30,9 +30,9 @@ class CsvSideOutput:
         self._write = write
         self._queue: queue.Queue[tuple[str, list[Any]] | None] = queue.Queue(maxsize=max_pending)
         self._lock = threading.Lock()
-        self.written = 0
-        self.failed = 0
-        self.shed = 0
+        self._written = 0
+        self._failed = 0
+        self._shed = 0
         self._thread = threading.Thread(target=self._run, name="csv-writer", daemon=True)
         self._thread.start()
 
@@ -42,8 +42,8 @@ class CsvSideOutput:
             self._queue.put_nowait((file_stem, list(frames)))
         except queue.Full:
             with self._lock:
-                self.shed += 1
-                shed = self.shed
+                self._shed += 1
+                shed = self._shed
             if shed == 1 or shed % 100 == 0:
                 LOG.warning("CSV output cannot keep up: %d windows not written to CSV so far (InfluxDB unaffected)",
                             shed)
@@ -59,22 +59,22 @@ class CsvSideOutput:
                     self._write(self._directory, file_stem, frames)
                 except Exception as error:  # noqa: BLE001 - a side output's failure must not reach the task
                     with self._lock:
-                        self.failed += 1
-                        failed = self.failed
+                        self._failed += 1
+                        failed = self._failed
                     if failed == 1 or failed % 100 == 0:
                         # The error's type and errno only: no file content, nothing from a frame.
                         LOG.error("CSV output failed for %d windows so far (InfluxDB unaffected): %s errno=%s",
                                   failed, type(error).__name__, getattr(error, "errno", None))
                 else:
                     with self._lock:
-                        self.written += 1
+                        self._written += 1
             finally:
                 self._queue.task_done()
 
     def counts(self) -> tuple[int, int, int]:
         """(written, failed, shed) so far."""
         with self._lock:
-            return self.written, self.failed, self.shed
+            return self._written, self._failed, self._shed
 
     def close(self, timeout_seconds: float = 10.0) -> None:
         """Write what is queued (for at most ``timeout_seconds``), then stop the thread."""
