@@ -163,8 +163,13 @@ def with_event_time_progress(stream: DataStream, settings: Any) -> DataStream:
     # The source's idle timeout: the operator applies the source's idleness rule itself if the source
     # does not report idle in time (issue 19).
     idle_ms = round(settings.idle_partition_timeout_seconds * 1000)
+    # An idle input is announced idle only this long after its last watermark: a Python operator forwards a
+    # status at once but holds a watermark until its bundle ends, and an IDLE that overtakes the watermark
+    # there loses it for everything downstream (issue 19). Several Python operators are on the way.
+    announce_ms = max(10_000, 10 * int(settings.python_bundle_time_ms))
     j_stream = stream._j_data_stream
-    return DataStream(j_stream.transform("event-time progress", j_stream.getType(), operator_class(bound_ms, idle_ms)))
+    return DataStream(j_stream.transform("event-time progress", j_stream.getType(),
+                                         operator_class(bound_ms, idle_ms, announce_ms)))
 
 
 def with_liveness_guard(stream: DataStream, settings: Any, downstream: str) -> DataStream:

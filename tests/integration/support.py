@@ -299,6 +299,28 @@ def vertex_watermarks(port: int) -> dict[str, int | None]:
     return result
 
 
+def stall_report(port: int) -> dict[str, dict[str, float | None]]:
+    """Per vertex of the running job: its lowest input watermark and the time per second its subtasks were
+    busy, idle and backpressured (the highest over subtasks), to say where a job that makes no progress
+    waits. Best effort: an error is reported, not raised (this is for failure messages)."""
+    try:
+        jid = running_job_id(port)
+        if jid is None:
+            return {"job": {"running": 0.0}}
+        report: dict[str, dict[str, float | None]] = {}
+        watermarks = vertex_watermarks(port)
+        names = ("busyTimeMsPerSecond", "idleTimeMsPerSecond", "backPressuredTimeMsPerSecond")
+        for vertex in rest_get(port, f"/jobs/{jid}")["vertices"]:
+            subtasks = rest_get(port, f"/jobs/{jid}/vertices/{vertex['id']}/subtasks/metrics?get={','.join(names)}")
+            entry: dict[str, float | None] = {"watermark": watermarks.get(vertex["name"])}
+            for metric in subtasks:
+                entry[metric["id"]] = metric.get("max")
+            report[vertex["name"][:60]] = entry
+        return report
+    except (OSError, AssertionError, KeyError, ValueError) as error:
+        return {"error": {repr(error): None}}
+
+
 def accounting_errors(metrics: dict[str, float]) -> list[str]:
     """The accounting invariant over the job's metrics; empty when every record is accounted for:
     input = control + dead-lettered + valid; valid = windowed + late; windowed = anonymized + pending;

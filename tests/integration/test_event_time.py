@@ -40,6 +40,7 @@ from tests.integration.support import (
     job_metrics,
     last_offsets_of,
     source_drained,
+    stall_report,
     wait_until,
 )
 
@@ -314,8 +315,11 @@ def test_restore_with_nothing_left_to_read_still_fires_the_restored_windows(isol
 
         second, port = start_job(run, tmp_path, "--from-checkpoint", "latest", idle_seconds=30,
                                  log_name="job-2.log")
-        wait_until(lambda: run.points() >= expected.points, 120, f"{expected.points} points after the restore",
-                   job=second)
+        try:
+            wait_until(lambda: run.points() >= expected.points, 120, f"{expected.points} points after the restore",
+                       job=second)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; {job_metrics(port)}; {stall_report(port)}") from None
         assert_stays(run, expected.points)
         assert run.points_by_level() == expected.points_by_level
         metrics = job_metrics(port)
@@ -353,13 +357,17 @@ def test_devices_waiting_for_their_prior_at_a_restore_are_released(isolated_run:
         first.kill_hard()
         assert not [u for u in run.model_updates() if u["kind"] == "local"], "devices must still wait at the kill"
 
-        second, port = start_job(run, tmp_path, *rounds, "--from-checkpoint", "latest", idle_seconds=30,
+        # Nothing is left to read: a short idle timeout here only brings the restored event time sooner.
+        second, port = start_job(run, tmp_path, *rounds, "--from-checkpoint", "latest", idle_seconds=10,
                                  log_name="job-2.log")
         try:
             wait_until(lambda: {u["update_id"] for u in run.model_updates() if u["kind"] == "local"}
                        >= expected_locals, 150, "every local update after the restore", job=second, poll=2.0)
         except AssertionError as error:
-            raise AssertionError(f"{error} (waiting at the kill: {waiting}); {branch_metrics(port)}") from None
+            seen = [(u["kind"], u.get("round"), u.get("update_id")) for u in run.model_updates()]
+            raise AssertionError(f"{error} (waiting at the kill: {waiting}); {branch_metrics(port)}; "
+                                 f"{stall_report(CARDIO_PORTS[port])}; expected {sorted(expected_locals)}; "
+                                 f"model topic {seen}") from None
     finally:
         first.stop()
         if second is not None:

@@ -28,8 +28,9 @@ import org.slf4j.LoggerFactory;
  * (a drained backlog, or an end-of-stream marker read just before the checkpoint) would otherwise
  * never see event time move again, and the windows in its restored state would never fire. This
  * operator runs chained right after the source on records {@code Row(topic, partition, offset,
- * timestamp, value)} and keeps, per partition, the largest record timestamp and the sequence number
- * of its last record, plus the last watermark it forwarded. All of it is union operator state, so a
+ * timestamp, value)} and keeps, per partition, the largest record timestamp (and, unused since the
+ * all-idle rule below and kept for checkpoint compatibility, the sequence number of its last record),
+ * plus the last watermark it forwarded. All of it is union operator state, so a
  * restore at another parallelism sees everything.
  *
  * <p>It forwards the source's watermarks unchanged except that they never fall below a floor:
@@ -38,13 +39,19 @@ import org.slf4j.LoggerFactory;
  *   <li>at restore, the watermark the job had reached at the checkpoint (Flink restarts every
  *       operator at the lowest possible watermark; the restored windows behind it fire at once);
  *   <li>when the source reports that all its partitions are idle (nothing more to read, e.g. after
- *       a restore from a checkpoint whose offsets are at the end of every partition), the watermark
- *       the source reaches from the records it has read when its partitions go idle one after the
- *       other in the order of their last records (what Flink's per-split idleness does without a
- *       crash), the maximum over subtasks as Flink's watermark valve takes it when all inputs are
- *       idle. Records read before the checkpoint count, so a restored job that has nothing left to
- *       read still closes the windows the uninterrupted job closes.
+ *       a restore from a checkpoint whose offsets are at the end of every partition), the newest
+ *       partition's watermark (largest record timestamp minus the bound), the maximum over partitions
+ *       and subtasks, as Flink's watermark valve takes it when all its inputs are idle. Records read
+ *       before the checkpoint count, so a restored job that has nothing left to read closes the same
+ *       windows as the uninterrupted job.
  * </ul>
+ *
+ * <p>Why the maximum: Flink's source keeps the minimum over partitions that went idle in the same
+ * periodic check, so where a drained backlog ends depended on which partition the fetcher happened to
+ * read last (an earlier version emulated that order: a restored job closed the windows of a partition
+ * that stopped early in 1 of 2 runs and stalled behind it in the other). With every partition idle no
+ * record is in flight anywhere; a partition that later sends frames behind this watermark has them
+ * dead-lettered as late, as it would after going idle alone in a live stream.
  *
  * <p>Both are values the uninterrupted run reaches from the same records, so windows fire with the
  * same contents; records that arrive behind them are late in both runs.
@@ -55,6 +62,15 @@ import org.slf4j.LoggerFactory;
  * watermark to the all-idle value above and announces its output idle, with one WARN line. A restored
  * job with nothing left to read sometimes waited for that report forever (RUNNING, checkpoints every
  * 2 s, no window for 100 s: issue 19); the line shows when this fallback is what moved event time.
+ *
+ * <p>An idle input is announced idle downstream ({@link WatermarkStatus#IDLE}) only {@code
+ * idleAnnounceDelayMillis} after the last watermark emitted. A PyFlink operator holds a watermark back while
+ * its bundle is open but forwards a watermark status at once, and an output announced idle drops every
+ * watermark that follows; an IDLE right behind the all-idle watermark overtook it in such an operator, and
+ * the watermark was lost for everything downstream (a restored cardio job whose detector was kept busy by
+ * its poll timers never closed a round again). The delay must exceed what the Python operators on the way
+ * can hold a watermark (their bundle time each); meanwhile this input still counts downstream, at the
+ * watermark it has reached.
  */
 public class EventTimeProgress extends AbstractStreamOperator<Row> implements OneInputStreamOperator<Row, Row> {
     private static final long serialVersionUID = 1L;
@@ -78,10 +94,16 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     private transient long sequence;
     private transient long lastEmitted;
     private transient long restoreFloor;
-    /** Whether the output is announced idle (by the source's report, or by this operator's fallback). */
-    private transient boolean idle;
-    /** The output is idle because of this operator's fallback, not the source's report. */
+    /** How long after its last watermark the output is announced idle (see the class comment). */
+    private final long idleAnnounceDelayMillis;
+
+    /** The input is idle: the source reported it, or this operator's fallback decided it. */
+    private transient boolean inputIdle;
+    /** The input is idle because of this operator's fallback, not the source's report. */
     private transient boolean idleByFallback;
+    /** Whether the output is announced idle (downstream then leaves it out of its watermark). */
+    private transient boolean announcedIdle;
+    private transient long lastWatermarkMillis;
     private transient PausableRelativeClock activityClock;
     private transient long lastActivityNanos;
     private transient long fallbackNanos;
@@ -92,10 +114,19 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         this(outOfOrdernessMillis, 0);
     }
 
-    /** {@code idleTimeoutMillis}: the source's idle timeout; 0 turns the fallback off. */
+    /** {@code idleTimeoutMillis}: the source's idle timeout; 0 turns the fallback off. Idleness announced at once. */
     public EventTimeProgress(long outOfOrdernessMillis, long idleTimeoutMillis) {
+        this(outOfOrdernessMillis, idleTimeoutMillis, 0);
+    }
+
+    /**
+     * {@code idleAnnounceDelayMillis}: an idle input is announced idle downstream only this long after the last
+     * watermark this operator emitted (longer than the Python operators downstream can hold a watermark back).
+     */
+    public EventTimeProgress(long outOfOrdernessMillis, long idleTimeoutMillis, long idleAnnounceDelayMillis) {
         this.outOfOrdernessMillis = outOfOrdernessMillis;
         this.idleTimeoutMillis = idleTimeoutMillis;
+        this.idleAnnounceDelayMillis = idleAnnounceDelayMillis;
     }
 
     private long watermarkOf(long maxTimestamp) {
@@ -149,20 +180,11 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         }
     }
 
-    /** The watermark the source reaches when the partitions go idle in the order of their last record. */
+    /** All partitions idle: the newest partition's watermark, never below what was forwarded. */
     private long allIdleWatermark(Map<String, long[]> owned, long forwarded) {
-        List<long[]> ordered = new ArrayList<>(owned.values());
-        ordered.sort((a, b) -> Long.compare(a[1], b[1]));
         long result = forwarded;
-        // Before partition i goes idle the active set is {i, ..., n-1}: the combined watermark is its minimum.
-        long suffixMin = Long.MAX_VALUE;
-        long[] suffixMins = new long[ordered.size()];
-        for (int i = ordered.size() - 1; i >= 0; i--) {
-            suffixMin = Math.min(suffixMin, watermarkOf(ordered.get(i)[0]));
-            suffixMins[i] = suffixMin;
-        }
-        for (long value : suffixMins) {
-            result = Math.max(result, value);
+        for (long[] progress : owned.values()) {
+            result = Math.max(result, watermarkOf(progress[0]));
         }
         return result;
     }
@@ -175,7 +197,14 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
             // On the task thread, as soon as the task runs: the restored windows need it even if the
             // source never emits again.
             getProcessingTimeService().registerTimer(getProcessingTimeService().getCurrentProcessingTime(),
-                    timestamp -> emit(floor));
+                    timestamp -> {
+                        LOG.info("event-time progress: restored watermark {} (last emitted {})", floor, lastEmitted);
+                        emit(floor);
+                    });
+        }
+        if (idleAnnounceDelayMillis > 0 && idleTimeoutMillis <= 0) {
+            long period = Math.max(100L, Math.min(1_000L, idleAnnounceDelayMillis / 4));
+            getProcessingTimeService().scheduleWithFixedDelay(timestamp -> announceIdleIfDue(), period, period);
         }
         if (idleTimeoutMillis > 0) {
             activityClock = new PausableRelativeClock(getProcessingTimeService().getClock());
@@ -187,14 +216,16 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
                 LOG.debug("no back-pressure listener (test harness?): {}", noMetrics.toString());
             }
             lastActivityNanos = activityClock.relativeTimeNanos();
-            long period = Math.max(200L, Math.min(1_000L, idleTimeoutMillis / 4));
+            long shortest = idleAnnounceDelayMillis > 0 ? Math.min(idleTimeoutMillis, idleAnnounceDelayMillis) : idleTimeoutMillis;
+            long period = Math.max(100L, Math.min(1_000L, shortest / 4));
             getProcessingTimeService().scheduleWithFixedDelay(timestamp -> checkSilence(), period, period);
         }
     }
 
     /** The source's idleness rule, applied here when the source has not reported idle in time. */
     private void checkSilence() {
-        if (idle) {
+        announceIdleIfDue();
+        if (inputIdle) {
             return;
         }
         long silentMillis = (activityClock.relativeTimeNanos() - lastActivityNanos) / 1_000_000L;
@@ -206,9 +237,29 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
                 + "idle; advancing event time to {} (was {}) and marking the input idle, as the source would",
                 silentMillis, idleTimeoutMillis, target, lastEmitted);
         emit(target);
-        idle = true;
+        inputIdle = true;
         idleByFallback = true;
         fallbackNanos = activityClock.relativeTimeNanos();
+        announceIdleIfDue();
+    }
+
+    /**
+     * Announces an idle input downstream once its last watermark is {@code idleAnnounceDelayMillis} old. A
+     * Python operator holds a watermark back while its bundle is open but forwards a status at once, and an
+     * output announced idle drops the watermarks that come after: an IDLE right behind a watermark overtook
+     * it there, and everything downstream lost that watermark for good (a restored detector, kept busy by its
+     * poll timers, never passed on the watermark that closes the rounds: issue 19).
+     */
+    private void announceIdleIfDue() {
+        if (!inputIdle || announcedIdle) {
+            return;
+        }
+        long now = getProcessingTimeService().getCurrentProcessingTime();
+        if (lastEmitted != Long.MIN_VALUE && now - lastWatermarkMillis < idleAnnounceDelayMillis) {
+            return;
+        }
+        announcedIdle = true;
+        LOG.info("event-time progress: input idle, announced idle at watermark {}", lastEmitted);
         output.emitWatermarkStatus(WatermarkStatus.IDLE);
     }
 
@@ -226,14 +277,14 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
             return;
         }
         lastEmitted = watermark;
-        if (idle) {
-            // An idle output drops watermarks; announce activity for this one step.
+        if (announcedIdle) {
+            // An idle output drops watermarks: active again for this one, idle again after the delay.
+            announcedIdle = false;
             output.emitWatermarkStatus(WatermarkStatus.ACTIVE);
-            output.emitWatermark(new Watermark(watermark));
-            output.emitWatermarkStatus(WatermarkStatus.IDLE);
-        } else {
-            output.emitWatermark(new Watermark(watermark));
         }
+        output.emitWatermark(new Watermark(watermark));
+        lastWatermarkMillis = getProcessingTimeService().getCurrentProcessingTime();
+        announceIdleIfDue();
     }
 
     @Override
@@ -248,9 +299,9 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         }
         if (idleByFallback) {
             // Only this operator called the input idle: records flow again.
-            idle = false;
+            inputIdle = false;
             idleByFallback = false;
-            output.emitWatermarkStatus(WatermarkStatus.ACTIVE);
+            announceActive();
         }
         if (progress == null) {
             partitions.put(key, new long[] {timestamp, sequence});
@@ -271,25 +322,31 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         if (status.isIdle()) {
             // The source stops emitting watermarks now. Without a crash it would have reached this
             // value from the records it read; after a restore it has forgotten them.
-            emit(allIdleTarget());
+            long target = allIdleTarget();
+            LOG.info("event-time progress: the source reports idle; watermark {} -> {}", lastEmitted,
+                    Math.max(lastEmitted, target));
+            emit(target);
             if (idleByFallback) {
                 // Evidence for the next reader: was the source late, or would it never have said it?
                 LOG.info("event-time progress: the source reported idle {} ms after the fallback did",
                         (activityClock.relativeTimeNanos() - fallbackNanos) / 1_000_000L);
                 idleByFallback = false;
             }
-            if (idle) {
-                return; // announced already, by the fallback
-            }
-            idle = true;
+            inputIdle = true;
+            announceIdleIfDue();
         } else {
-            if (!idle) {
-                return;
-            }
-            idle = false;
+            inputIdle = false;
             idleByFallback = false;
+            announceActive();
         }
-        output.emitWatermarkStatus(status);
+    }
+
+    private void announceActive() {
+        if (announcedIdle) {
+            announcedIdle = false;
+            LOG.info("event-time progress: input active again at watermark {}", lastEmitted);
+            output.emitWatermarkStatus(WatermarkStatus.ACTIVE);
+        }
     }
 
     @Override
@@ -308,7 +365,7 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         int subtask = getRuntimeContext().getTaskInfo().getIndexOfThisSubtask();
         state.clear();
         List<Tuple5<Integer, String, Long, Long, Boolean>> entries = new ArrayList<>();
-        entries.add(Tuple5.of(subtask, SUMMARY, lastEmitted, 0L, !idle));
+        entries.add(Tuple5.of(subtask, SUMMARY, lastEmitted, 0L, !announcedIdle));
         for (Map.Entry<String, long[]> partition : partitions.entrySet()) {
             entries.add(Tuple5.of(subtask, partition.getKey(), partition.getValue()[0], partition.getValue()[1], true));
         }

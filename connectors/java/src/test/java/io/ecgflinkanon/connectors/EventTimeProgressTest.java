@@ -23,8 +23,13 @@ class EventTimeProgressTest {
 
     private static OneInputStreamOperatorTestHarness<Row, Row> opened(OperatorSubtaskState restoreFrom,
             long idleTimeoutMillis) throws Exception {
-        OneInputStreamOperatorTestHarness<Row, Row> harness =
-                new OneInputStreamOperatorTestHarness<>(new EventTimeProgress(OUT_OF_ORDERNESS, idleTimeoutMillis));
+        return opened(restoreFrom, idleTimeoutMillis, 0);
+    }
+
+    private static OneInputStreamOperatorTestHarness<Row, Row> opened(OperatorSubtaskState restoreFrom,
+            long idleTimeoutMillis, long idleAnnounceDelayMillis) throws Exception {
+        OneInputStreamOperatorTestHarness<Row, Row> harness = new OneInputStreamOperatorTestHarness<>(
+                new EventTimeProgress(OUT_OF_ORDERNESS, idleTimeoutMillis, idleAnnounceDelayMillis));
         harness.setup();
         if (restoreFrom == null) {
             harness.initializeEmptyState();
@@ -100,8 +105,7 @@ class EventTimeProgressTest {
 
     @Test
     void allIdleAfterRestoreAdvancesToWhatTheUninterruptedRunReaches() throws Exception {
-        // Uninterrupted: partition 0 delivers its last record first, so it goes idle first and
-        // partition 1 (t=12000) alone sets the watermark: 12000 - 2000 - 1.
+        // Uninterrupted: all idle, the newest partition (1, t=12000) sets the watermark: 12000 - 2000 - 1.
         OperatorSubtaskState snapshot;
         try (OneInputStreamOperatorTestHarness<Row, Row> uninterrupted = opened(null)) {
             uninterrupted.processElement(record("ecg-raw", 0, 0, 10_000));
@@ -121,13 +125,16 @@ class EventTimeProgressTest {
     }
 
     @Test
-    void allIdleIsHeldBackByThePartitionWhoseLastRecordCameLast() throws Exception {
-        try (OneInputStreamOperatorTestHarness<Row, Row> harness = opened(null)) {
-            harness.processElement(record("ecg-raw", 1, 0, 12_000));
-            harness.processElement(record("ecg-raw", 0, 0, 10_000));
-            harness.processWatermarkStatus(WatermarkStatus.IDLE);
-            // Partition 1 goes idle first; until partition 0 does, the minimum is partition 0's 7999.
-            assertEquals(List.of("W7999", "IDLE"), progressOf(harness));
+    void allIdleReachesTheNewestPartitionWhicheverWasReadLast() throws Exception {
+        for (boolean olderLast : new boolean[] {false, true}) {
+            try (OneInputStreamOperatorTestHarness<Row, Row> harness = opened(null)) {
+                // A drained backlog: the order the fetcher read the partitions in must not matter.
+                harness.processElement(record("ecg-raw", olderLast ? 1 : 0, 0, olderLast ? 12_000 : 10_000));
+                harness.processElement(record("ecg-raw", olderLast ? 0 : 1, 0, olderLast ? 10_000 : 12_000));
+                harness.processWatermark(7_999);
+                harness.processWatermarkStatus(WatermarkStatus.IDLE);
+                assertEquals(List.of("W7999", "W9999", "IDLE"), progressOf(harness));
+            }
         }
     }
 
@@ -185,6 +192,44 @@ class EventTimeProgressTest {
             harness.processElement(record("ecg-raw", 0, 21, 21_000)); // the fallback's idleness ends here
             assertEquals(List.of("W17999", "IDLE", "ACTIVE"), progressOf(harness));
             assertEquals(21, recordsOut(harness));
+        }
+    }
+
+    @Test
+    void anIdleInputIsAnnouncedOnlyOnceItsLastWatermarkIsTheDelayOld() throws Exception {
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness = opened(null, 0, 5_000)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processWatermark(7_999); // at processing time 0
+            harness.processWatermarkStatus(WatermarkStatus.IDLE);
+            // A Python operator downstream may still hold W7999 in an open bundle: an IDLE now would overtake it.
+            assertEquals(List.of("W7999"), progressOf(harness));
+            harness.setProcessingTime(4_999);
+            assertEquals(List.of("W7999"), progressOf(harness));
+            harness.setProcessingTime(5_000);
+            assertEquals(List.of("W7999", "IDLE"), progressOf(harness));
+            harness.processWatermarkStatus(WatermarkStatus.ACTIVE);
+            harness.processElement(record("ecg-raw", 0, 1, 20_000));
+            harness.processWatermark(17_999);
+            assertEquals(List.of("W7999", "IDLE", "ACTIVE", "W17999"), progressOf(harness));
+        }
+    }
+
+    @Test
+    void restoredWithNothingToReadTheAllIdleWatermarkComesFirstAndTheIdleStatusAfterTheDelay() throws Exception {
+        OperatorSubtaskState snapshot = checkpointOfTwoPartitionsAtWatermark5000();
+        try (OneInputStreamOperatorTestHarness<Row, Row> restored = opened(snapshot, 3_000, 5_000)) {
+            restored.setProcessingTime(1); // the restored floor
+            restored.setProcessingTime(7_900); // silent for less than the timeout + grace
+            assertEquals(List.of("W5000"), progressOf(restored));
+            restored.setProcessingTime(8_500); // the fallback: the all-idle watermark, not yet the status
+            assertEquals(List.of("W5000", "W9999"), progressOf(restored));
+            restored.processWatermarkStatus(WatermarkStatus.IDLE); // the source's late report: no status yet either
+            restored.setProcessingTime(13_000);
+            assertEquals(List.of("W5000", "W9999"), progressOf(restored));
+            restored.setProcessingTime(15_000);
+            assertEquals(List.of("W5000", "W9999", "IDLE"), progressOf(restored));
+            restored.processWatermarkStatus(WatermarkStatus.ACTIVE); // the source reads again: active at once
+            assertEquals(List.of("W5000", "W9999", "IDLE", "ACTIVE"), progressOf(restored));
         }
     }
 }
