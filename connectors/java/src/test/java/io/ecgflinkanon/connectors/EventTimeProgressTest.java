@@ -67,6 +67,13 @@ class EventTimeProgressTest {
         return seen;
     }
 
+    /** The source reports active and partition 0 delivers t=20000, then the watermark 17999. */
+    private static void readsAgainUpTo17999(OneInputStreamOperatorTestHarness<Row, Row> harness) throws Exception {
+        harness.processWatermarkStatus(WatermarkStatus.ACTIVE);
+        harness.processElement(record("ecg-raw", 0, 1, 20_000));
+        harness.processWatermark(17_999);
+    }
+
     private static long recordsOut(OneInputStreamOperatorTestHarness<Row, Row> harness) {
         return harness.getOutput().stream().filter(element -> element instanceof StreamRecord).count();
     }
@@ -150,9 +157,7 @@ class EventTimeProgressTest {
         try (OneInputStreamOperatorTestHarness<Row, Row> after = opened(snapshot)) {
             after.processWatermarkStatus(WatermarkStatus.IDLE); // nothing to read after the restore
             after.setProcessingTime(1);
-            after.processWatermarkStatus(WatermarkStatus.ACTIVE);
-            after.processElement(record("ecg-raw", 0, 1, 20_000));
-            after.processWatermark(17_999);
+            readsAgainUpTo17999(after);
             assertEquals(List.of("W7999", "IDLE", "ACTIVE", "W17999"), progressOf(after));
         }
     }
@@ -170,9 +175,7 @@ class EventTimeProgressTest {
             restored.processWatermarkStatus(WatermarkStatus.IDLE); // a late report changes nothing
             restored.setProcessingTime(90_000);
             assertEquals(List.of("W5000", "W9999", "IDLE"), progressOf(restored));
-            restored.processWatermarkStatus(WatermarkStatus.ACTIVE); // the source reads again
-            restored.processElement(record("ecg-raw", 0, 1, 20_000));
-            restored.processWatermark(17_999);
+            readsAgainUpTo17999(restored); // the source reads again
             assertEquals(List.of("W5000", "W9999", "IDLE", "ACTIVE", "W17999"), progressOf(restored));
         }
     }
@@ -207,9 +210,7 @@ class EventTimeProgressTest {
             assertEquals(List.of("W7999"), progressOf(harness));
             harness.setProcessingTime(5_000);
             assertEquals(List.of("W7999", "IDLE"), progressOf(harness));
-            harness.processWatermarkStatus(WatermarkStatus.ACTIVE);
-            harness.processElement(record("ecg-raw", 0, 1, 20_000));
-            harness.processWatermark(17_999);
+            readsAgainUpTo17999(harness);
             assertEquals(List.of("W7999", "IDLE", "ACTIVE", "W17999"), progressOf(harness));
         }
     }
