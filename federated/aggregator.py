@@ -1,5 +1,5 @@
 """The FedAvg aggregator as a pure state machine (the Flink operator only stores its state and
-feeds it signals, the watermark and round ticks: ``close`` whenever event time reaches a round's close).
+feeds it signals, the watermark and timers).
 
 Determinism: the global update of round ``r`` is FedAvg of exactly the local updates of round ``r``,
 whatever the order or the moment they arrive in:
@@ -74,6 +74,10 @@ class Aggregator:
             state.pending.pop(signal.pid, None)
         out.extend(self.close(state, watermark))
         return out
+
+    def rounds_to_schedule(self, state: AggregatorState) -> list[int]:
+        """Event times at which the operator should call ``close`` (one timer per open round)."""
+        return [self.clock.close_ms(r) - 1 for r in state.activity_rounds()]
 
     # --- closing -----------------------------------------------------------------------------
 

@@ -10,8 +10,6 @@
                                                              +--broadcast--------------> |
                                                    DetectAnomalies (KeyedBroadcastProcessFunction, uid cardio-detector)
                                                      | AnomalyEvent             | LocalUpdate / Join / Ready
-                                                     |                          | + RoundTick (RoundTicks, Java:
-                                                     |                          |   the watermark at round closes)
                                                      v                          v key_by(constant)
                                         PublishBranch -> ecg-anomalies   AggregateModels (FedAvg, uid fedavg)
                                         + InfluxDB ecg_anomaly_stats      v LocalUpdate / GlobalUpdate
@@ -21,8 +19,7 @@
 The global updates travel through Kafka and back as the broadcast input, so the detectors see what
 every consumer of the topic sees. A joining device waits for the global round of its first frame;
 MatchPriors hands it that round as a record keyed by its pid (federated.priors), so its release
-never depends on a timer; nor does the publishing of a round (RoundTick records close it, not Python
-event-time timers, which a checkpoint can miss). CARDIO_BRANCH=false leaves the branch's job out.
+never depends on a timer. CARDIO_BRANCH=false leaves the branch's job out.
 """
 
 from __future__ import annotations
@@ -49,7 +46,6 @@ from operators.anomaly_models import (
     MatchPriors,
     PublishBranch,
     RequestPriors,
-    round_ticks,
 )
 from operators.parse import FRAME_HEADS
 
@@ -146,7 +142,6 @@ def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, par
         "kafka: " + settings.kafka_anomaly_topic).uid("cardio-anomaly-sink")
     updates = (
         branch.filter(_is_model_signal).name("model signals").uid("cardio-model-signals")
-        .union(round_ticks(branch, round_clock(settings)))
         .key_by(lambda _: "fedavg", key_type=Types.STRING())
         .process(AggregateModels(round_clock(settings), settings.model_dp_clip_norm > 0), Types.PICKLED_BYTE_ARRAY())
         .name("FedAvg aggregator").uid("fedavg")

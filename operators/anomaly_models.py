@@ -4,13 +4,11 @@ federated/, pure and unit-tested; flink_jobs/cardio_branch.py wires these togeth
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from pyflink.common import Types
 from pyflink.common.time import Time
 from pyflink.datastream import (
-    DataStream,
     KeyedBroadcastProcessFunction,
     KeyedCoProcessFunction,
     KeyedProcessFunction,
@@ -18,7 +16,6 @@ from pyflink.datastream import (
     RuntimeContext,
 )
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
-from pyflink.java_gateway import get_gateway
 
 from anomaly.beats import BeatSource
 from anomaly.device import WAITING, DeviceConfig, DeviceOutput, DeviceProcessor, DeviceState, FrameInput
@@ -222,35 +219,9 @@ class MatchPriors(KeyedCoProcessFunction):
         yield from self._answer(on_global(state, update.round, value), state)
 
 
-ROUND_TICKS_CLASS = "io.ecgflinkanon.connectors.RoundTicks"
-
-
-@dataclass(frozen=True)
-class RoundTick:
-    """Event time reached a round's close time (``watermark_ms``, from connectors/java RoundTicks)."""
-
-    watermark_ms: int
-
-
-def round_ticks(stream: DataStream, clock: RoundClock) -> DataStream:
-    """The aggregator's clock as records: a RoundTick each time `stream`'s watermark reaches a round's
-    close time, and at its first watermark after every (re)start (connectors/java RoundTicks). Python
-    event-time timers registered just before a checkpoint can be missing from it (PyFlink hands them to
-    the JVM after the bundle): a restored aggregator with open rounds and no timer never published them."""
-    operator_class = get_gateway().jvm.io.ecgflinkanon.connectors.RoundTicks
-    if type(operator_class).__name__ == "JavaPackage":
-        raise RuntimeError(f"{ROUND_TICKS_CLASS} is not on the classpath: run scripts/setup.sh")
-    j_stream = stream._j_data_stream
-    ticks = DataStream(j_stream.transform("round ticks", Types.LONG().get_java_type_info(),
-                                          operator_class(clock.update_ms, clock.grace_ms)))
-    return ticks.uid("cardio-round-ticks").map(RoundTick, Types.PICKLED_BYTE_ARRAY()).name(
-        "round ticks (watermark at round closes)").uid("cardio-round-tick-records")
-
-
 class AggregateModels(KeyedProcessFunction):
     """Keyed by one constant: the FedAvg aggregator (federated.aggregator) with its state in keyed
-    state. Its inputs are the devices' model signals and RoundTicks, which close the rounds the
-    watermark allows (no Python timers: see round_ticks). Emits LocalUpdate and GlobalUpdate objects."""
+    state and one event-time timer per open round. Emits LocalUpdate and GlobalUpdate objects."""
 
     def __init__(self, clock: RoundClock, dp: bool) -> None:
         self._aggregator = Aggregator(clock, dp)
@@ -265,13 +236,15 @@ class AggregateModels(KeyedProcessFunction):
                      "model_closed_through", "model_aggregator_watermark_s"):
             metrics.gauge(name, lambda name=name: self._last.get(name, 0))
 
-    def _run(self, signal: ModelSignal | None, watermark: int) -> list[LocalUpdate | GlobalUpdate]:
+    def _run(self, signal: ModelSignal | None, watermark: int, ctx: Any) -> list[LocalUpdate | GlobalUpdate]:
         state: AggregatorState = self._state.value() or AggregatorState()
         late = state.late_updates
         if signal is None:
             out = self._aggregator.close(state, watermark)
         else:
             out = self._aggregator.on_signal(state, signal, watermark)
+            for timer in self._aggregator.rounds_to_schedule(state):
+                ctx.timer_service().register_event_time_timer(timer)
         self._late.inc(state.late_updates - late)
         for update in out:
             if isinstance(update, GlobalUpdate):
@@ -286,12 +259,11 @@ class AggregateModels(KeyedProcessFunction):
         self._state.update(state)
         return out
 
-    def process_element(self, value: ModelSignal | RoundTick, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
-        watermark = ctx.timer_service().current_watermark()
-        if isinstance(value, RoundTick):
-            yield from self._run(None, max(watermark, value.watermark_ms))
-        else:
-            yield from self._run(value, watermark)
+    def process_element(self, value: ModelSignal, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        yield from self._run(value, ctx.timer_service().current_watermark(), ctx)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
+        yield from self._run(None, timestamp, ctx)
 
 
 def anomaly_line(event: AnomalyEvent) -> str:

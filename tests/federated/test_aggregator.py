@@ -34,6 +34,7 @@ def test_round_closes_when_event_time_reaches_its_close_time() -> None:
     assert globals_of(agg.on_signal(state, local("a", R, 60.0, 2), close - 2)) == []
     out = agg.on_signal(state, local("b", R, 90.0, 6), close - 2)
     assert [o.pid for o in out if isinstance(o, LocalUpdate)] == ["b"]  # passed through for publishing
+    assert agg.rounds_to_schedule(state) == [close - 1]
     (update,) = globals_of(agg.close(state, close - 1))
     assert update.round == R and update.n_samples == 8 and update.clients == 2 and update.ts_ms == close
     assert update.weights is not None and update.weights.hr30_mean == pytest.approx(82.5)
