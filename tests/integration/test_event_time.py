@@ -353,6 +353,12 @@ def test_devices_waiting_for_their_prior_at_a_restore_are_released(isolated_run:
     try:
         wait_for_drain_and_a_checkpoint(run, port, last_offsets, first)
         wait_for_branch_drain_and_a_checkpoint(run, port, last_offsets, first)
+        # One more branch checkpoint: a round timer the aggregator registered in the bundle just before the
+        # first one can be missing from it (PyFlink, README "Known limit"; seen in 1 of 8 runs). This test is
+        # about the devices' release by prior notices, not about that open limit.
+        seen = latest_checkpoint(run.checkpoint_dir / "cardio")
+        wait_until(lambda: latest_checkpoint(run.checkpoint_dir / "cardio") != seen, 30, "a second branch checkpoint",
+                   job=first)
         waiting = branch_metrics(port).get("devices_waiting_for_prior", 0)
         first.kill_hard()
         assert not [u for u in run.model_updates() if u["kind"] == "local"], "devices must still wait at the kill"
