@@ -10,6 +10,7 @@
                                                              +--broadcast--------------> |
                                                    DetectAnomalies (KeyedBroadcastProcessFunction, uid cardio-detector)
                                                      | AnomalyEvent             | LocalUpdate / Join / Ready
+                                                     |                          v RoundTicks (Java): + a tick
                                                      v                          v key_by(constant)
                                         PublishBranch -> ecg-anomalies   AggregateModels (FedAvg, uid fedavg)
                                         + InfluxDB ecg_anomaly_stats      v LocalUpdate / GlobalUpdate
@@ -17,9 +18,10 @@
                                                                          + InfluxDB ecg_model_stats
 
 The global updates travel through Kafka and back as the broadcast input, so the detectors see what
-every consumer of the topic sees. A joining device waits for the global round of its first frame;
-MatchPriors hands it that round as a record keyed by its pid (federated.priors), so its release
-never depends on a timer. CARDIO_BRANCH=false leaves the branch's job out.
+every consumer of the topic sees. Round ticks (records behind the watermarks that let a round close)
+re-arm the aggregator's round timers, which PyFlink can leave out of a checkpoint. A joining device
+waits for the global round of its first frame; MatchPriors hands it that round as a record keyed by
+its pid (federated.priors), so its release never depends on a timer. CARDIO_BRANCH=false leaves the branch's job out.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from operators.anomaly_models import (
     RequestPriors,
 )
 from operators.parse import FRAME_HEADS
+from operators.round_ticks import with_round_ticks
 
 
 def device_config(settings: Settings) -> DeviceConfig:
@@ -140,8 +143,9 @@ def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, par
     anomalies.sink_to(build_string_sink(settings, settings.kafka_anomaly_topic,
                                     f"{settings.kafka_transactional_id_prefix}-anomalies")).name(
         "kafka: " + settings.kafka_anomaly_topic).uid("cardio-anomaly-sink")
+    signals = branch.filter(_is_model_signal).name("model signals").uid("cardio-model-signals")
     updates = (
-        branch.filter(_is_model_signal).name("model signals").uid("cardio-model-signals")
+        with_round_ticks(signals, round_clock(settings)).uid("cardio-round-ticks")
         .key_by(lambda _: "fedavg", key_type=Types.STRING())
         .process(AggregateModels(round_clock(settings), settings.model_dp_clip_norm > 0), Types.PICKLED_BYTE_ARRAY())
         .name("FedAvg aggregator").uid("fedavg")

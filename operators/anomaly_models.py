@@ -221,7 +221,13 @@ class MatchPriors(KeyedCoProcessFunction):
 
 class AggregateModels(KeyedProcessFunction):
     """Keyed by one constant: the FedAvg aggregator (federated.aggregator) with its state in keyed
-    state and one event-time timer per open round. Emits LocalUpdate and GlobalUpdate objects."""
+    state and one event-time timer per open round. Emits LocalUpdate and GlobalUpdate objects.
+
+    Its input also carries round ticks (a Python int, from connectors/java RoundTicks, see
+    flink_jobs/cardio_branch.py) behind every watermark that makes a round closable and behind the first
+    watermark after a (re)start: a tick closes what the operator's own watermark allows and registers again
+    the timer of every open round, since PyFlink can leave a timer registered just before a barrier out of
+    the checkpoint (issue 19). A timer at or below the watermark fires with the watermark's next advance."""
 
     def __init__(self, clock: RoundClock, dp: bool) -> None:
         self._aggregator = Aggregator(clock, dp)
@@ -232,17 +238,21 @@ class AggregateModels(KeyedProcessFunction):
         metrics = runtime_context.get_metrics_group().add_group("ecg")
         self._late = metrics.counter("model_updates_late")
         self._late.inc(0)
+        self._ticks = metrics.counter("model_round_ticks")
+        self._ticks.inc(0)
         for name in ("model_round", "model_clients", "model_pending_devices", "model_open_rounds",
                      "model_closed_through", "model_aggregator_watermark_s"):
             metrics.gauge(name, lambda name=name: self._last.get(name, 0))
 
-    def _run(self, signal: ModelSignal | None, watermark: int, ctx: Any) -> list[LocalUpdate | GlobalUpdate]:
+    def _run(self, signal: ModelSignal | None, watermark: int, ctx: Any,
+             reschedule: bool = True) -> list[LocalUpdate | GlobalUpdate]:
         state: AggregatorState = self._state.value() or AggregatorState()
         late = state.late_updates
         if signal is None:
             out = self._aggregator.close(state, watermark)
         else:
             out = self._aggregator.on_signal(state, signal, watermark)
+        if reschedule:
             for timer in self._aggregator.rounds_to_schedule(state):
                 ctx.timer_service().register_event_time_timer(timer)
         self._late.inc(state.late_updates - late)
@@ -259,11 +269,16 @@ class AggregateModels(KeyedProcessFunction):
         self._state.update(state)
         return out
 
-    def process_element(self, value: ModelSignal, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
-        yield from self._run(value, ctx.timer_service().current_watermark(), ctx)
+    def process_element(self, value: ModelSignal | int, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        watermark = ctx.timer_service().current_watermark()
+        if isinstance(value, int):  # a round tick: its value is one upstream subtask's watermark, not ours
+            self._ticks.inc()
+            yield from self._run(None, watermark, ctx)
+        else:
+            yield from self._run(value, watermark, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
-        yield from self._run(None, timestamp, ctx)
+        yield from self._run(None, timestamp, ctx, reschedule=False)
 
 
 def anomaly_line(event: AnomalyEvent) -> str:
