@@ -29,7 +29,7 @@ from typing import Any
 
 from devstack.local_stack import LocalStack, create_database_v1, create_topics, query_v1
 from devstack.simulator import SimConfig, SimMessage, generate_messages, produce
-from tests.integration.support import JobProcess, job_args, wait_until
+from testkit.jobs import JobProcess, job_args, wait_until
 
 WINDOW_MS = 5000
 

@@ -33,7 +33,8 @@ from connectors.config import PROJECT_ROOT
 from connectors.kafka_acls import Topics, apply_grants, grants
 from connectors.kafka_security import KafkaSecurity
 from devstack.simulator import SimConfig, generate_messages
-from tests.integration.support import TEST_SECRET, expected_output
+from testkit.jobs import TEST_SECRET
+from testkit.reference import expected_output
 
 START_MS = 1_763_812_800_000
 K = 3
@@ -251,7 +252,8 @@ def test_cardio_job_through_the_secured_listener(secure_stack: Any, tmp_path: Pa
     same ACL set."""
     from devstack.local_stack import create_database_v1
     from devstack.simulator import Episode, make_producer, produce
-    from tests.integration.support import JobProcess, expected_branch, wait_until
+    from testkit.jobs import JobProcess, wait_until
+    from testkit.reference import expected_branch
 
     security = secure_stack.kafka_security
     topics = Topics("ecg-raw.cardio", "ecg-dlq.cardio", "ecg-anomalies.cardio", "ecg-model-updates.cardio")

@@ -20,16 +20,10 @@ from typing import Any
 from connectors.influxdb import frame_tags, sample_timestamps_ns
 from devstack.simulator import SimConfig, SimMessage, generate_messages
 from replay.merge import InfluxQL
-from tests.integration.support import (
-    TEST_SECRET,
-    IsolatedRun,
-    JobProcess,
-    anonymized_windows,
-    find_needles,
-    list_topics,
-    make_large_producer,
-    visible_classes_below_k,
-)
+from testkit.jobs import TEST_SECRET, JobProcess
+from testkit.kafka_topics import list_topics, make_large_producer
+from testkit.reference import anonymized_windows
+from tests.integration.support import IsolatedRun, find_needles, visible_classes_below_k
 
 START_MS = 1_763_812_800_000  # window-aligned
 K = 5
