@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from devstack.local_stack import LocalStack
+from devstack.stack import LocalStack
 from testkit.chaos import run_chaos
 
 

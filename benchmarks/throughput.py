@@ -65,8 +65,11 @@ from connectors.config import PROJECT_ROOT, SETTINGS
 from connectors.influxdb import InfluxV1Writer, class_requests
 from contract.frames import EcgFrame, parse_frame
 from devstack.flink_cluster import FlinkCluster
-from devstack.local_stack import LocalStack, count_points_v1, create_database_v1, create_topics, free_port
+from devstack.influx_queries import count_points_v1, create_database_v1
+from devstack.kafka_admin import create_topics
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, SimMessage, generate_messages, produce
+from devstack.stack import LocalStack
 from hierarchy.loader import load_hierarchy
 from privacy.intake import IntakeOptions, to_core_frame
 from privacy.kanonymity import AnonymizationConfig, KeyState, anonymize_window

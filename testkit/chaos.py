@@ -28,8 +28,11 @@ from typing import Any
 from connectors.checkpoints import latest_checkpoint
 from connectors.config import PROJECT_ROOT
 from devstack.flink_cluster import FlinkCluster
-from devstack.local_stack import LocalStack, count_points_v1, create_database_v1, create_topics, free_port, query_v1
+from devstack.influx_queries import count_points_v1, create_database_v1, query_v1
+from devstack.kafka_admin import create_topics
+from devstack.processes import free_port
 from devstack.simulator import ProduceReport, SimConfig, generate_messages, produce
+from devstack.stack import LocalStack
 from testkit.flink_rest import job_metrics, source_drained, vertex_watermarks
 from testkit.jobs import TEST_SECRET, JobProcess, branch_args, job_args, wait_until
 from testkit.kafka_topics import last_offsets_of, read_topic

@@ -97,9 +97,9 @@ def read_topics(bootstrap: str, topics: Iterable[str], timeout: float = 5.0,
 
 
 def list_topics(bootstrap: str) -> list[str]:
-    from devstack.local_stack import _admin
+    from devstack.kafka_admin import admin_client
 
-    admin = _admin(bootstrap)
+    admin = admin_client(bootstrap)
     try:
         return sorted(admin.list_topics())
     finally:

@@ -40,7 +40,7 @@ def visible_classes_below_k(url: str, db: str, k: int, window_seconds: int = 5,
     """What a privacy officer checks on the output, at this moment: the published points (levels 1..8)
     grouped by the window of their timestamps and by class (level + generalized labels); every group
     with fewer than k distinct pseudonyms, as text (empty = fine)."""
-    from devstack.local_stack import query_v1
+    from devstack.influx_queries import query_v1
 
     rows = query_v1(url, f'SELECT count("ecg_mv") FROM "{measurement}" WHERE "level" != \'9\' AND time > 0 '
                          f'GROUP BY time({window_seconds}s), "level", "age", "sex", "zip", "pid" fill(none)', db)
@@ -87,7 +87,7 @@ class IsolatedRun:
     @classmethod
     def create(cls, stack: Any, fresh_topics: Callable[..., list[str]], workdir: Path,
                partitions: int = 4) -> IsolatedRun:
-        from devstack.local_stack import create_database_v1
+        from devstack.influx_queries import create_database_v1
 
         (raw_topic,) = fresh_topics("ecg-raw", partitions=partitions)
         dlq_topic, anomaly_topic, model_topic = fresh_topics("ecg-dlq", "ecg-anomalies", "ecg-model-updates",
@@ -112,12 +112,12 @@ class IsolatedRun:
         return [json.loads(r.value) for r in read_topic(self.stack.kafka_bootstrap, self.model_topic)]
 
     def points(self, where: str | None = None) -> int:
-        from devstack.local_stack import count_points_v1
+        from devstack.influx_queries import count_points_v1
 
         return count_points_v1(self.stack.influx_v1_url, self.db, "ecg_anonymized", where=where)
 
     def points_by_level(self) -> Counter[int]:
-        from devstack.local_stack import query_v1
+        from devstack.influx_queries import query_v1
 
         rows = query_v1(self.stack.influx_v1_url,
                         'SELECT count("ecg_mv") FROM "ecg_anonymized" GROUP BY "level"', self.db)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from devstack.local_stack import free_port
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, generate_messages, make_producer, produce
 from testkit.flink_rest import job_metrics
 from testkit.jobs import JobProcess, wait_until

@@ -9,7 +9,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from devstack.local_stack import count_points_v1, create_database_v1
+from devstack.influx_queries import count_points_v1, create_database_v1
 from devstack.simulator import SimConfig, SimMessage, generate_messages, produce
 from testkit.jobs import TEST_SECRET, JobProcess
 from testkit.kafka_topics import read_topic

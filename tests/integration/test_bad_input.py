@@ -24,7 +24,8 @@ from typing import Any
 
 from contract.frames import MAX_MESSAGE_BYTES, REASON_INVALID_JSON, REASON_OVERSIZED
 from devstack.bad_input_corpus import BadInput, bad_inputs, valid_frame
-from devstack.local_stack import count_points_v1, create_database_v1, free_port
+from devstack.influx_queries import count_points_v1, create_database_v1
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, SimMessage, end_of_stream_messages, generate_messages
 from privacy.pseudonym import pseudonymize
 from testkit.flink_rest import job_restart_lines, job_restarts, rest_get, running_job_id

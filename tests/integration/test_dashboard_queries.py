@@ -13,7 +13,7 @@ from pathlib import Path
 
 from connectors.config import PROJECT_ROOT
 from devstack import deployment_checks as checks
-from devstack.local_stack import query_v1
+from devstack.influx_queries import query_v1
 from devstack.simulator import SimConfig, end_of_stream_messages, generate_messages, produce
 from testkit.jobs import JobProcess, wait_until
 from testkit.reference import expected_output

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from connectors.checkpoints import latest_checkpoint
-from devstack.local_stack import free_port
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, SimMessage, end_of_stream_messages, generate_messages, produce
 from testkit.flink_rest import job_metrics, source_drained, stall_report
 from testkit.jobs import JobProcess, wait_until

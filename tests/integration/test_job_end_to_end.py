@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from devstack.local_stack import query_v1
+from devstack.influx_queries import query_v1
 from devstack.simulator import SimConfig, generate_messages, produce
 from testkit.jobs import TEST_SECRET, JobProcess, wait_until
 from testkit.reference import expected_output

@@ -14,7 +14,7 @@ import re
 import time
 from pathlib import Path
 
-from devstack.local_stack import free_port
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, generate_messages, produce
 from testkit.flink_rest import job_metrics, job_restart_lines
 from testkit.jobs import JobProcess, wait_until

@@ -47,7 +47,8 @@ import pytest
 
 from connectors import influxdb
 from devstack.bad_input_corpus import valid_frame
-from devstack.local_stack import count_points_v1, create_database_v1, free_port, query_v1
+from devstack.influx_queries import count_points_v1, create_database_v1, query_v1
+from devstack.processes import free_port
 from devstack.simulator import KIND_FRAME, Episode, SimConfig, SimMessage, generate_messages, produce
 from privacy.dead_letters import open_raw
 from testkit.flink_rest import rest_get, running_job_id

@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from devstack.local_stack import query_v1
+from devstack.influx_queries import query_v1
 from devstack.simulator import SimConfig, generate_messages, produce
 from hierarchy.loader import load_hierarchy
 from privacy.pseudonym import pseudonymize

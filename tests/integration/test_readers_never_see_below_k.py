@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from devstack.fault_proxy import FaultProxy
-from devstack.local_stack import free_port
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, generate_messages, produce
 from testkit.flink_rest import job_restarts, running_job_id
 from testkit.jobs import JobProcess, wait_until

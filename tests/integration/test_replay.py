@@ -89,7 +89,7 @@ def test_replay_through_a_fix_gives_the_unbroken_stream_and_a_second_replay_chan
         isolated_run: IsolatedRun, tmp_path: Path) -> None:
     from kafka import TopicPartition
 
-    from devstack.local_stack import _admin
+    from devstack.kafka_admin import admin_client
 
     run, stack = isolated_run, isolated_run.stack
     messages = list(generate_messages(SimConfig(patients=20, duration_s=30, start_ms=START_MS, sites=2, seed=5)))
@@ -134,7 +134,7 @@ def test_replay_through_a_fix_gives_the_unbroken_stream_and_a_second_replay_chan
     before = stored_points(run)
     assert before != reference and len(before) < len(reference), "control: the broken frames are missing"
 
-    admin = _admin(stack.kafka_bootstrap)
+    admin = admin_client(stack.kafka_bootstrap)
     try:
         admin.delete_records({TopicPartition(run.raw_topic, 3): 1})
     finally:

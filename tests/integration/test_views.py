@@ -19,7 +19,7 @@ import pytest
 
 from connectors.checkpoints import latest_checkpoint
 from devstack.flink_cluster import FlinkCluster
-from devstack.local_stack import query_v1
+from devstack.influx_queries import query_v1
 from devstack.simulator import SimConfig, SimMessage, generate_messages, produce
 from testkit.jobs import TEST_SECRET, wait_until
 from testkit.reference import expected_output
