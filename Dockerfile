@@ -83,7 +83,7 @@ RUN cp /opt/flink/opt/flink-python-*.jar /opt/flink/lib/ \
 COPY --from=downloads /build/jars /opt/ecg/.cache/jars
 COPY --from=java /ecg-flink-anon-connectors.jar /opt/ecg/.cache/jars/ecg-flink-anon-connectors.jar
 # Code is owned by root and read-only for the flink user the containers run as. Exactly the job's packages
-# (its import closure: python -m flink_jobs.shipping) and docker/ (submitter, health check); no devstack,
+# (its import closure: python -m flink_jobs.shipping) and docker/ (submitter, health check); no devstack, testkit,
 # tests or benchmarks. Checked against the imports by tests/devstack/test_deployment_checks.py, and run
 # from a copy of this tree by tests/integration/test_image_tree.py.
 COPY anomaly /opt/ecg/anomaly

@@ -5,7 +5,7 @@
     .venv/bin/python -m benchmarks.anomaly_evaluation --random-episodes [--devices 60] [--seconds 240]
         [--seed 5] [--png docs/anomaly_episodes.png]
 
-Runs the branch's pure core in event-time order (anomaly.pipeline.run_branch: the reference model the
+Runs the branch's pure core in event-time order (testkit.branch_model.run_branch: the reference model the
 end-to-end tests prove the job equal to) twice, with new devices starting from the global prior
 (MODEL_GLOBAL_PRIOR=true) and local-only (false), and prints:
 
@@ -36,7 +36,6 @@ import numpy as np
 from anomaly.beats import CardioBeats
 from anomaly.detector import WINDOW_MS
 from anomaly.device import FrameInput
-from anomaly.pipeline import run_branch
 from connectors.config import load_settings
 from contract.frames import EcgFrame, parse_frame
 from devstack.simulator import RATE_EPISODE_KINDS as RATE_KINDS
@@ -46,7 +45,9 @@ from flink_jobs.cardio_branch import device_config
 from hierarchy.loader import load_hierarchy
 from privacy.intake import IntakeOptions, to_core_frame
 from privacy.pseudonym import pseudonymize
-from tests.integration.support import TEST_SECRET, score_events, score_table
+from testkit.branch_model import run_branch
+from testkit.jobs import TEST_SECRET
+from testkit.scoring import score_events, score_table
 
 START_MS = 1_763_812_800_000
 

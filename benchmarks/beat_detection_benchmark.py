@@ -1,6 +1,6 @@
 """Beat-detection quality of the streaming detector (cardio/) against exact truth and reference detectors.
 
-1. Synthetic ECG with exactly known beat times (cardio.synthetic) at several heart rates (brady to
+1. Synthetic ECG with exactly known beat times (testkit.cardio_synthetic) at several heart rates (brady to
    tachy) per condition (clean, white-noise SNR steps, baseline-wander amplitudes, mains hum, PVCs):
    sensitivity / positive predictivity (50 ms tolerance) and timing error of our detector fed 1 s
    frames, of neurokit2 and of wfdb's XQRS (both batch, whole record, in .venv-refs).
@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy
 
-from benchmarks.reference_detectors import REFERENCES, run_references
 from cardio.detector import BeatDetector, DetectorState, detect_beats
-from cardio.evaluation import Match, agreement, compare
-from cardio.synthetic import SyntheticEcg, synthetic_ecg
 from devstack.ecg_data import MITBIH_FS_HZ, load_mitbih_208
+from testkit.cardio_evaluation import Match, agreement, compare
+from testkit.cardio_synthetic import SyntheticEcg, synthetic_ecg
+from testkit.reference_detectors import REFERENCES, run_references
 
 HEART_RATES = (40.0, 60.0, 80.0, 110.0, 150.0, 180.0)
 DETECTORS = ("ours (1 s frames)", "neurokit2", "xqrs")

@@ -24,7 +24,7 @@ from hierarchy.loader import load_hierarchy
 from operators.records import KeyedFrame, SourcePosition
 from privacy.intake import IntakeOptions, to_core_frame
 from privacy.model import Frame
-from tests.integration.support import TEST_SECRET
+from testkit.jobs import TEST_SECRET
 
 
 def keyed_frames(patients: int, duration: int) -> list[KeyedFrame]:

@@ -27,9 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from devstack.local_stack import LocalStack, create_database_v1, create_topics, query_v1
+from devstack.influx_queries import create_database_v1, query_v1
+from devstack.kafka_admin import create_topics
 from devstack.simulator import SimConfig, SimMessage, generate_messages, produce
-from tests.integration.support import JobProcess, job_args, wait_until
+from devstack.stack import LocalStack
+from testkit.jobs import JobProcess, job_args, wait_until
 
 WINDOW_MS = 5000
 

@@ -8,7 +8,7 @@ For each window size and k, on the same generated window:
   * core   - privacy.kanonymity.anonymize_window on the full window (frames with samples, HR
              derivation for half of the patients, rounding, imputation, metrics)
   * core-tb - only the level assignment (privacy.kanonymity.assign_levels) on the per-patient table
-  * naive  - benchmarks/naive_kanonymity.py: the bottom-up rule of the core before issue 8, per
+  * naive  - testkit/naive_kanonymity.py: the bottom-up rule of the core before issue 8, per
              record in pure Python (also rounds every sample; no HR derivation)
   * anjana - anjana 1.2.3 k_anonymity (global recoding, Datafly-style) on the per-patient table
              only, with hierarchies derived from ours and its suppression limit set to the share
@@ -37,11 +37,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.naive_kanonymity import naive_anonymize  # noqa: E402
-from benchmarks.privacy_workload import Population, make_population, make_window  # noqa: E402
 from hierarchy.loader import Hierarchy, load_hierarchy  # noqa: E402
 from privacy.kanonymity import AnonymizationConfig, anonymize_window, assign_levels  # noqa: E402
 from privacy.metrics import ncp_table  # noqa: E402
+from testkit.naive_kanonymity import naive_anonymize  # noqa: E402
+from testkit.privacy_workload import Population, make_population, make_window  # noqa: E402
 
 CHECKERS_PY = ROOT / ".venv-checkers" / "bin" / "python"
 RUNNER = ROOT / "benchmarks" / "anjana_runner.py"

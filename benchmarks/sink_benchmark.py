@@ -22,8 +22,9 @@ from typing import Any
 
 from benchmarks.throughput import published_windows
 from connectors.influxdb import InfluxV1Writer, class_requests, window_lines
-from devstack.local_stack import LocalStack, count_points_v1, create_database_v1
+from devstack.influx_queries import count_points_v1, create_database_v1
 from devstack.simulator import SimConfig, generate_messages
+from devstack.stack import LocalStack
 
 MEASUREMENT = "ecg_anonymized"
 START_MS = 1_763_812_800_000

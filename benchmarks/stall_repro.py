@@ -20,17 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.throughput import DiscardingInflux
-from devstack.local_stack import LocalStack, count_points_v1, create_database_v1, free_port
+from devstack.influx_queries import count_points_v1, create_database_v1
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, generate_messages, produce
-from tests.integration.support import (
-    JobProcess,
-    job_args,
-    last_offsets_of,
-    rest_get,
-    running_job_id,
-    source_drained,
-    wait_until,
-)
+from devstack.stack import LocalStack
+from testkit.flink_rest import rest_get, running_job_id, source_drained
+from testkit.jobs import JobProcess, job_args, wait_until
+from testkit.kafka_topics import last_offsets_of
 
 START_MS = 1_763_812_800_000
 

@@ -26,7 +26,7 @@ A Flink run's clock starts when the sink has delivered its first points and stop
 expected point, so JVM and Python worker start-up are not counted. CPU = user + system seconds of every
 process of the run (JVM(s) and Python workers; for (d)/(e) the writer process). Every run
 must account for every record: the points (a, b, d, e) or frames (c) are checked exactly against the
-reference model (tests.integration.support.expected_output), otherwise the benchmark fails. Before a Flink
+reference model (testkit.reference.expected_output), otherwise the benchmark fails. Before a Flink
 run's job is stopped, its checkpoint statistics are read from the REST API (/jobs/<id>/checkpoints).
 
 --latency (paced runs, after the runs above): the full job (a) into the local influxd while devices stream
@@ -65,23 +65,19 @@ from connectors.config import PROJECT_ROOT, SETTINGS
 from connectors.influxdb import InfluxV1Writer, class_requests
 from contract.frames import EcgFrame, parse_frame
 from devstack.flink_cluster import FlinkCluster
-from devstack.local_stack import LocalStack, count_points_v1, create_database_v1, create_topics, free_port
+from devstack.influx_queries import count_points_v1, create_database_v1
+from devstack.kafka_admin import create_topics
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, SimMessage, generate_messages, produce
+from devstack.stack import LocalStack
 from hierarchy.loader import load_hierarchy
 from privacy.intake import IntakeOptions, to_core_frame
 from privacy.kanonymity import AnonymizationConfig, KeyState, anonymize_window
 from privacy.model import Frame
 from privacy.pseudonym import suppression_token_key
-from tests.integration.support import (
-    TEST_SECRET,
-    JobProcess,
-    anonymized_windows,
-    expected_output,
-    job_args,
-    rest_get,
-    running_job_id,
-    wait_until,
-)
+from testkit.flink_rest import rest_get, running_job_id
+from testkit.jobs import TEST_SECRET, JobProcess, job_args, wait_until
+from testkit.reference import anonymized_windows, expected_output
 
 MEASUREMENT = "ecg_anonymized"
 PARTITIONS = 4

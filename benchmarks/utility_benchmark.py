@@ -17,10 +17,10 @@ Every patient sends one frame per window. Figures per workload and k, summed ove
 * NCP     mean over patient-windows of privacy.metrics.ncp_table on each window's table (supp = 1)
 * audit   groups (window of timestamp, level, labels) with < k distinct pseudonyms / all groups
 * attack  min candidates over all prefixes and published patients (the cross-window attacker of
-          privacy.audit), and the number of patients that ever had < k candidates
+          testkit.privacy_audit), and the number of patients that ever had < k candidates
 
 Methods: before = the bottom-up pass with carry-over (MAX_DELAY_WINDOWS=1, the old default), as in
-benchmarks/naive_kanonymity.py, with the old default hierarchy (benchmarks/hierarchy_before_issue8.csv:
+testkit/naive_kanonymity.py, with the old default hierarchy (benchmarks/hierarchy_before_issue8.csv:
 level 8 splits ages at 80); the others use --hierarchy (default: hierarchy/ecg_hierarchy.csv).
 after = privacy.kanonymity.anonymize_window (optimal levels + anchors); no-anchor = the same
 optimal levels per window with no cross-window rule; global = one level for the whole window (the
@@ -47,11 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.naive_kanonymity import naive_levels  # noqa: E402
 from devstack.population import benchmark_ward, draw_population, ward_profile  # noqa: E402
 from hierarchy.loader import STAR, Hierarchy, load_hierarchy  # noqa: E402
-from privacy.audit import auditor_violations, cross_window_attack_prefixes  # noqa: E402
-from privacy.exhaustive import exhaustive_levels  # noqa: E402
 from privacy.kanonymity import (  # noqa: E402
     AnonymizationConfig,
     KeyState,
@@ -64,6 +61,9 @@ from privacy.metrics import ncp_table  # noqa: E402
 from privacy.model import Frame  # noqa: E402
 from privacy.planner import build_tree, plan_levels  # noqa: E402
 from privacy.pseudonym import pseudonymize  # noqa: E402
+from testkit.naive_kanonymity import naive_levels  # noqa: E402
+from testkit.privacy_audit import auditor_violations, cross_window_attack_prefixes  # noqa: E402
+from testkit.privacy_exhaustive import exhaustive_levels  # noqa: E402
 
 CHECKERS_PY = ROOT / ".venv-checkers" / "bin" / "python"
 # The default hierarchy before issue 8 (level 8 still split ages at 80); "before" always uses it.

@@ -29,8 +29,9 @@ import uuid
 from pathlib import Path
 
 from devstack.flink_cluster import FlinkCluster
-from devstack.local_stack import LocalStack, create_topics
+from devstack.kafka_admin import create_topics
 from devstack.simulator import SimConfig, generate_messages, produce
+from devstack.stack import LocalStack
 from views import Outputs, Profile, ViewManager
 
 SECRET = "benchmark-secret-0123456789abcdef"

@@ -333,7 +333,7 @@ def check_kafka_security(config: Mapping[str, Any], broker_script: str) -> list[
 
 def check_topics(config: Mapping[str, Any], topics: Mapping[str, int], topic_config: Mapping[str, str]) -> list[str]:
     """The kafka-init service creates the topics (name -> partitions) and configuration the job needs
-    (devstack.local_stack.DEFAULT_TOPICS / DEFAULT_TOPIC_CONFIG)."""
+    (devstack.stack.DEFAULT_TOPICS / DEFAULT_TOPIC_CONFIG)."""
     init = _services(config).get("kafka-init")
     if init is None:
         return ["no kafka-init service"]

@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from devstack.local_stack import free_port, pid_alive, proc_cmdline
+from devstack.processes import free_port, pid_alive, proc_cmdline
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = REPO_ROOT / ".run"

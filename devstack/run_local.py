@@ -2,7 +2,7 @@
 
     .venv/bin/python -m devstack.run_local [--patients 40] [--k-anonymity 5] [--seconds 0]
 
-Starts the local stack (devstack.local_stack), the anonymization job in an embedded Flink mini
+Starts the local stack (devstack.stack), the anonymization job in an embedded Flink mini
 cluster with its web UI, and the ECG simulator in real time; prints where to look and a progress line
 per window; Ctrl+C (or --seconds) stops everything it started, and nothing else.
 """
@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from connectors.config import PROJECT_ROOT
-from devstack.local_stack import LocalStack, count_points_v1, query_v1
+from devstack.influx_queries import count_points_v1, query_v1
+from devstack.stack import LocalStack
 
 DEFAULT_RUN_DIR = PROJECT_ROOT / ".run" / "local"
 

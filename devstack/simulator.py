@@ -29,8 +29,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from connectors.config import ConfigError
 from connectors.kafka_security import KafkaSecurity
-from contract.bad_input_corpus import BadInput, injectable_bad_inputs
 from contract.frames import CONTROL_END_OF_STREAM, MAX_MESSAGE_BYTES, MAX_SAMPLES
+from devstack.bad_input_corpus import BadInput, injectable_bad_inputs
 from devstack.ecg_data import MITBIH_FS_HZ, load_mitbih_208, synthetic_ecg
 from devstack.population import draw_population
 

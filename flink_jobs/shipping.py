@@ -4,7 +4,7 @@ The job hands exactly these packages to its Python workers (``stage_packages`` +
 Dockerfile copies the same ones into ``/opt/ecg`` (devstack.deployment_checks.check_image_code compares
 them). Whole packages are shipped, so the closure follows every module of a package it reaches, not only
 the modules imported: a package on a worker never imports one that was left behind. Development code
-(devstack, tests, benchmarks) is never reached from a job: tests/test_import_layers.py keeps it so.
+(devstack, testkit, tests, benchmarks) is never reached from a job: tests/test_import_layers.py keeps it so.
 
     python -m flink_jobs.shipping            # the packages of the job (JOB_ENTRY_MODULES), one a line
 """

@@ -1,16 +1,7 @@
 """Privacy core (pure Python + numpy, no pyflink): pseudonyms, PHI scrubbing, windowed
-k-anonymity by optimal local recoding with cross-window anchors, audits, NCP metrics and
-heart-rate derivation."""
+k-anonymity by optimal local recoding with cross-window anchors, NCP metrics and heart-rate
+derivation. (The audits and the exhaustive optimum that check it are in testkit/.)"""
 
-from privacy.audit import (
-    AttackReport,
-    AuditViolation,
-    auditor_violations,
-    cross_window_attack,
-    cross_window_attack_prefixes,
-    published_labels,
-)
-from privacy.exhaustive import exhaustive_levels
 from privacy.heart_rate import derive_hr_bpm, detect_r_peaks
 from privacy.kanonymity import (
     AnonymizationConfig,
@@ -29,8 +20,6 @@ from privacy.pseudonym import pseudonymize
 
 __all__ = [
     "AnonymizationConfig",
-    "AttackReport",
-    "AuditViolation",
     "Frame",
     "KeyState",
     "PatientRow",
@@ -41,19 +30,14 @@ __all__ = [
     "anonymize_window",
     "assign_levels",
     "attribute_ncp",
-    "auditor_violations",
     "build_tree",
-    "cross_window_attack",
-    "cross_window_attack_prefixes",
     "derive_hr_bpm",
     "detect_r_peaks",
-    "exhaustive_levels",
     "looks_like_phi",
     "ncp_table",
     "patient_table",
     "plan_levels",
     "pseudonymize",
-    "published_labels",
     "scrub_extras",
     "suppression_token",
 ]

@@ -2,7 +2,7 @@
 # Set up everything the project needs on Debian bookworm (CI and local), idempotently:
 #   - Java 17 (java required; javac installed with apt when missing), Apache Maven (apt when missing)
 #   - apt: influxdb (influxd 1.6), influxdb-client (influx CLI), victoria-metrics
-#     (services are NOT started: we run them ourselves via devstack/local_stack.py)
+#     (services are NOT started: we run them ourselves via devstack/stack.py)
 #   - apt: docker-compose (1.29, validates docker-compose.yml) and chromium (web UI test)
 #   - .venv (python3.11) with requirements-dev.txt (skipped when the requirements hash matches)
 #   - Kafka connector jars from Maven Central in .cache/jars (python -m connectors.jars, SHA-256 verified)

@@ -1,6 +1,6 @@
 """Shared pytest fixtures.
 
-- ``local_stack`` (session): one ``devstack.local_stack.LocalStack`` (Apache Kafka + influxd 1.x +
+- ``local_stack`` (session): one ``devstack.stack.LocalStack`` (Apache Kafka + influxd 1.x +
   victoria-metrics) in a temporary run dir, started on first use and stopped at the end of the
   session; asserts that none of its processes is left running. Tests that do not ask for it never
   start anything.
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from devstack.local_stack import LocalStack
+    from devstack.stack import LocalStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # make `import connectors`, `contract`, ... work under plain `pytest`
@@ -43,7 +43,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _missing_binaries() -> list[str]:
-    from devstack.local_stack import KAFKA_LIB, KAFKA_VERSION, StackError, kafka_classpath
+    from devstack.processes import StackError
+    from devstack.stack import KAFKA_LIB, KAFKA_VERSION, kafka_classpath
 
     missing = [b for b in ("influxd", "victoria-metrics", "java") if shutil.which(b) is None]
     try:
@@ -66,7 +67,7 @@ def require_stack_binaries() -> None:
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """A running LocalStack for the whole session (see module docstring)."""
     require_stack_binaries()
-    from devstack.local_stack import LocalStack
+    from devstack.stack import LocalStack
 
     stack = LocalStack(tmp_path_factory.mktemp("stack"))
     stack.start()
@@ -100,7 +101,7 @@ def fresh_topics(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callab
     """Factory: ``fresh_topics(*bases, partitions=1) -> [unique topic names]`` (created, ready)."""
     test_name = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40]
 
-    from devstack.local_stack import create_topics
+    from devstack.kafka_admin import create_topics
 
     def make(*bases: str, partitions: int = 1) -> list[str]:
         suffix = f"{test_name}-{next(_topic_counter)}-{uuid.uuid4().hex[:6]}"

@@ -1,4 +1,5 @@
-"""Imports run one way: pure cores <- connectors <- operators <- job entry points <- dev tools <- tests, with no
+"""Imports run one way: pure cores <- connectors <- operators <- job entry points <- dev tools <- testkit <- tests
+(and benchmarks, which share testkit with tests but never import each other), with no
 loop between packages. Read from the source (flink_jobs/shipping.py), so a new import that breaks a layer
 fails here before it ships."""
 
@@ -22,8 +23,8 @@ CORE = frozenset({"anomaly", "cardio", "contract", "federated", "hierarchy", "pr
 # Rank of each layer: a package imports only packages of its own rank or below.
 # replay and views (deployment tooling: they submit jobs, never shipped) rank with devstack.
 LAYERS = {**dict.fromkeys(CORE, 0), "connectors": 1, "operators": 2, "flink_jobs": 3, "devstack": 4, "replay": 4,
-          "views": 4, "tests": 5}
-DEVELOPMENT = frozenset({"devstack", "views", "tests", "benchmarks", "replay"})
+          "views": 4, "testkit": 5, "tests": 6}
+DEVELOPMENT = frozenset({"devstack", "views", "tests", "testkit", "benchmarks", "replay"})
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -63,6 +64,15 @@ def test_pure_cores_import_no_flink_and_no_outer_code(package: str) -> None:
     outer = {"pyflink", *(name for name in LAYERS if name not in CORE)}
     found = sorted({f"{module} imports {name}" for module, path in package_modules(package)
                     for name in imported_modules(module, path) if name.split(".")[0] in outer})
+    assert found == []
+
+
+@pytest.mark.parametrize(("package", "forbidden"), [("benchmarks", "tests"), ("tests", "benchmarks"),
+                                                     ("testkit", "tests"), ("testkit", "benchmarks")])
+def test_tests_and_benchmarks_share_only_testkit(package: str, forbidden: str) -> None:
+    # benchmarks has no __init__.py (a folder of scripts), so the package graph above does not see it.
+    found = sorted({f"{module} imports {name}" for module, path in package_modules(package)
+                    for name in imported_modules(module, path) if name.split(".")[0] == forbidden})
     assert found == []
 
 

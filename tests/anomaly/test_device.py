@@ -13,10 +13,10 @@ import numpy as np
 from anomaly.beats import Beats
 from anomaly.detector import DetectorConfig
 from anomaly.device import LIVE, WAITING, DeviceConfig, DeviceProcessor, FrameInput
-from anomaly.pipeline import run_branch
 from federated.messages import GlobalUpdate, JoinSignal, LocalUpdate, ReadySignal
 from federated.model import ModelWeights
 from federated.rounds import RoundClock
+from testkit.branch_model import run_branch
 
 CLOCK = RoundClock(60_000, 5_000)
 T0 = 1_763_812_800_000  # a round boundary (multiple of 60 s)

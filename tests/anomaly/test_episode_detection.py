@@ -9,14 +9,15 @@ import json
 
 from anomaly.beats import CardioBeats
 from anomaly.device import FrameInput
-from anomaly.pipeline import run_branch
 from connectors.config import load_settings
 from contract.frames import EcgFrame, parse_frame
 from devstack.simulator import RATE_EPISODE_KINDS, generate_messages, ground_truth, random_rate_episodes
 from flink_jobs.cardio_branch import device_config
 from hierarchy.loader import load_hierarchy
 from privacy.intake import IntakeOptions, to_core_frame
-from tests.integration.support import TEST_SECRET, score_events
+from testkit.branch_model import run_branch
+from testkit.jobs import TEST_SECRET
+from testkit.scoring import score_events
 
 START_MS = 1_763_812_800_000
 

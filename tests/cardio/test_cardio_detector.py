@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from cardio.detector import Beat, BeatDetector, DetectorConfig, DetectorState, detect_beats, window_heart_rate
-from cardio.evaluation import compare
-from cardio.synthetic import synthetic_ecg
+from testkit.cardio_evaluation import compare
+from testkit.cardio_synthetic import synthetic_ecg
 
 T0_MS = 1_763_812_800_000  # a realistic epoch-ms origin: float event times must stay exact enough
 

@@ -1,11 +1,11 @@
-"""cardio.evaluation and cardio.synthetic: matching with known numbers, exact synthetic beat times."""
+"""testkit.cardio_evaluation and testkit.cardio_synthetic: matching with known numbers, exact synthetic beat times."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cardio.evaluation import agreement, compare, consensus, match_pairs
-from cardio.synthetic import synthetic_ecg
+from testkit.cardio_evaluation import agreement, compare, consensus, match_pairs
+from testkit.cardio_synthetic import synthetic_ecg
 
 
 def test_compare_counts_one_to_one_within_tolerance() -> None:

@@ -17,7 +17,7 @@ from connectors.influxdb import (
     sample_timestamps_ns,
     write_window_csv,
 )
-from devstack.local_stack import count_points_v1, count_points_vm, create_database_v1, query_v1
+from devstack.influx_queries import count_points_v1, count_points_vm, create_database_v1, query_v1
 from privacy.model import PublishedFrame
 
 

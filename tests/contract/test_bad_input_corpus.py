@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from contract.bad_input_corpus import BAD_INPUTS, BadInput, bad_inputs, injectable_bad_inputs
 from contract.frames import REASONS, Rejection, parse_frame
+from devstack.bad_input_corpus import BAD_INPUTS, BadInput, bad_inputs, injectable_bad_inputs
 
 
 @pytest.mark.parametrize("entry", BAD_INPUTS, ids=[entry.name for entry in BAD_INPUTS])

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from contract import frames
-from contract.bad_input_corpus import DEFAULT_TS_MS, valid_frame
 from contract.frames import Control, EcgFrame, Rejection, parse_frame
+from devstack.bad_input_corpus import DEFAULT_TS_MS, valid_frame
 
 TS = DEFAULT_TS_MS
 

@@ -10,8 +10,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contract.bad_input_corpus import DEFAULT_TS_MS, valid_frame
 from contract.frames import MAX_TS_MS, MIN_TS_MS, Control, EcgFrame, Rejection, parse_frame
+from devstack.bad_input_corpus import DEFAULT_TS_MS, valid_frame
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -18,7 +18,7 @@ import pytest
 from connectors.config import COMPOSE_VARIABLES, PROJECT_ROOT, SETTINGS, env_example
 from connectors.jars import CONNECTOR_JARS
 from devstack import deployment_checks as checks
-from devstack.local_stack import DEFAULT_TOPIC_CONFIG, DEFAULT_TOPICS, KAFKA_VERSION
+from devstack.stack import DEFAULT_TOPIC_CONFIG, DEFAULT_TOPICS, KAFKA_VERSION
 from flink_jobs.shipping import image_packages, job_packages
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"

@@ -1,4 +1,5 @@
-"""Real-process tests for devstack.local_stack (Apache Kafka, influxd 1.x, victoria-metrics)."""
+"""Real-process tests for the local stack (devstack.stack, its CLI devstack.local_stack, the process and query
+helpers): Apache Kafka, influxd 1.x, victoria-metrics."""
 
 from __future__ import annotations
 
@@ -13,20 +14,9 @@ from typing import Any
 
 import pytest
 
-from devstack.local_stack import (
-    DEFAULT_TOPICS,
-    LocalStack,
-    ProcRecord,
-    StackError,
-    count_points_v1,
-    count_points_vm,
-    export_vm,
-    pid_alive,
-    proc_start_ticks,
-    query_v1,
-    terminate_verified,
-    write_v1,
-)
+from devstack.influx_queries import count_points_v1, count_points_vm, export_vm, query_v1, write_v1
+from devstack.processes import ProcRecord, StackError, pid_alive, proc_start_ticks, terminate_verified
+from devstack.stack import DEFAULT_TOPICS, LocalStack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEN_MB = 10 * 1024 * 1024

@@ -15,16 +15,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from devstack.local_stack import free_port
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, generate_messages, make_producer, produce
-from tests.integration.support import (
-    IsolatedRun,
-    JobProcess,
-    accounting_errors,
-    expected_output,
-    job_metrics,
-    wait_until,
-)
+from testkit.flink_rest import job_metrics
+from testkit.jobs import JobProcess, wait_until
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun, accounting_errors
 
 START_MS = 1_763_812_800_000
 K = 5

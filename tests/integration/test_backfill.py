@@ -9,9 +9,12 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from devstack.local_stack import count_points_v1, create_database_v1
+from devstack.influx_queries import count_points_v1, create_database_v1
 from devstack.simulator import SimConfig, SimMessage, generate_messages, produce
-from tests.integration.support import TEST_SECRET, IsolatedRun, JobProcess, expected_output, read_topic
+from testkit.jobs import TEST_SECRET, JobProcess
+from testkit.kafka_topics import read_topic
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun
 
 START_MS = 1_763_812_800_000  # window-aligned
 K = 5

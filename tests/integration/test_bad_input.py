@@ -1,6 +1,6 @@
 """Bad-input corpus through the real job: every hostile message is dead-lettered, nothing restarts.
 
-All 100 entries of `contract.bad_input_corpus` (a ~10 MB message, 10 000-deep nesting, non-UTF-8,
+All 100 entries of `devstack.bad_input_corpus` (a ~10 MB message, 10 000-deep nesting, non-UTF-8,
 NaN/Infinity, duplicate keys, 5000-sample arrays, absurd timestamps, ...) and a Kafka tombstone are
 produced to the input topic interleaved with valid simulator frames, spread over all four partitions, followed by
 end-of-stream controls. The job must
@@ -22,24 +22,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from contract.bad_input_corpus import BadInput, bad_inputs, valid_frame
 from contract.frames import MAX_MESSAGE_BYTES, REASON_INVALID_JSON, REASON_OVERSIZED
-from devstack.local_stack import count_points_v1, create_database_v1, free_port
+from devstack.bad_input_corpus import BadInput, bad_inputs, valid_frame
+from devstack.influx_queries import count_points_v1, create_database_v1
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, SimMessage, end_of_stream_messages, generate_messages
 from privacy.pseudonym import pseudonymize
-from tests.integration.support import (
-    TEST_SECRET,
-    JobProcess,
-    expected_output,
-    job_args,
-    job_restart_lines,
-    job_restarts,
-    make_large_producer,
-    read_topics,
-    rest_get,
-    running_job_id,
-    wait_until,
-)
+from testkit.flink_rest import job_restart_lines, job_restarts, rest_get, running_job_id
+from testkit.jobs import TEST_SECRET, JobProcess, job_args, wait_until
+from testkit.kafka_topics import make_large_producer, read_topics
+from testkit.reference import expected_output
 
 START_MS = 1_763_812_800_000  # window-aligned, fixed so the run is reproducible
 K = 5

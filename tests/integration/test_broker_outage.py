@@ -25,16 +25,14 @@ from pathlib import Path
 
 import pytest
 
-from devstack.local_stack import LocalStack, create_database_v1, create_topics
+from devstack.influx_queries import create_database_v1
+from devstack.kafka_admin import create_topics
 from devstack.simulator import SimConfig, generate_messages, produce
-from tests.integration.support import (
-    IsolatedRun,
-    JobProcess,
-    expected_output,
-    job_restart_lines,
-    visible_classes_below_k,
-    wait_until,
-)
+from devstack.stack import LocalStack
+from testkit.flink_rest import job_restart_lines
+from testkit.jobs import JobProcess, wait_until
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun, visible_classes_below_k
 
 START_MS = 1_763_812_800_000
 K = 5

@@ -5,7 +5,7 @@ ecg-model-updates.
 labelled episodes, and one of them joins 90 s late. The job must publish:
 
 - anomaly events for exactly those three pids, during their episodes (precision/recall printed), and
-  exactly the events of the reference model (anomaly.pipeline.run_branch: same frames, same pure
+  exactly the events of the reference model (testkit.branch_model.run_branch: same frames, same pure
   core, in event-time order) -- same ids, same bytes;
 - local updates of every device and global updates with increasing rounds, equal to the reference;
 - z-score events from the device whose own baseline is warm when its tachycardia starts (dev-0007:
@@ -26,15 +26,10 @@ from pathlib import Path
 from devstack.simulator import Episode, SimConfig, generate_messages, ground_truth, produce
 from federated.rounds import RoundClock
 from privacy.pseudonym import pseudonymize
-from tests.integration.support import (
-    TEST_SECRET,
-    IsolatedRun,
-    JobProcess,
-    expected_branch,
-    score_events,
-    score_table,
-    wait_until,
-)
+from testkit.jobs import TEST_SECRET, JobProcess, wait_until
+from testkit.reference import expected_branch
+from testkit.scoring import score_events, score_table
+from tests.integration.support import IsolatedRun
 
 START_MS = 1_763_812_800_000
 ROUND_ARGS = ("--model-update-seconds", "30", "--model-grace-seconds", "5")

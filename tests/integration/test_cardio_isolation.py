@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 from devstack.simulator import SimConfig, generate_messages, produce
-from tests.integration.support import IsolatedRun, JobProcess, expected_output, wait_until
+from testkit.jobs import JobProcess, wait_until
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun
 
 START_MS = 1_763_812_800_000
 K = 3

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.chaos_resume import run_chaos
+from testkit.chaos import run_chaos
 from tests.integration.support import visible_classes_below_k
 
 

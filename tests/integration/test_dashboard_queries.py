@@ -13,9 +13,11 @@ from pathlib import Path
 
 from connectors.config import PROJECT_ROOT
 from devstack import deployment_checks as checks
-from devstack.local_stack import query_v1
+from devstack.influx_queries import query_v1
 from devstack.simulator import SimConfig, end_of_stream_messages, generate_messages, produce
-from tests.integration.support import IsolatedRun, JobProcess, expected_output, wait_until
+from testkit.jobs import JobProcess, wait_until
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun
 
 DASHBOARD = PROJECT_ROOT / "docker" / "grafana" / "dashboards" / "ecg-anonymization.json"
 START_MS = 1_763_812_800_000

@@ -29,20 +29,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from connectors.checkpoints import latest_checkpoint
-from devstack.local_stack import free_port
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, SimMessage, end_of_stream_messages, generate_messages, produce
-from tests.integration.support import (
-    IsolatedRun,
-    JobProcess,
-    accounting_errors,
-    expected_branch,
-    expected_output,
-    job_metrics,
-    last_offsets_of,
-    source_drained,
-    stall_report,
-    wait_until,
-)
+from testkit.flink_rest import job_metrics, source_drained, stall_report
+from testkit.jobs import JobProcess, wait_until
+from testkit.kafka_topics import last_offsets_of
+from testkit.reference import expected_branch, expected_output
+from tests.integration.support import IsolatedRun, accounting_errors
 
 START_MS = 1_763_812_800_000  # window-aligned
 K = 3

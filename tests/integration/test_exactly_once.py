@@ -21,7 +21,10 @@ from kafka import KafkaConsumer, TopicPartition
 
 from connectors.checkpoints import completed_checkpoints, latest_checkpoint
 from devstack.simulator import ProduceReport, SimConfig, generate_messages, produce
-from tests.integration.support import IsolatedRun, JobProcess, expected_output, read_topic, wait_until
+from testkit.jobs import JobProcess, wait_until
+from testkit.kafka_topics import read_topic
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun
 
 START_MS = 1_763_812_800_000
 K = 5

@@ -17,7 +17,9 @@ from typing import Any
 from connectors.http_output import window_requests
 from devstack.simulator import SimConfig, generate_messages, produce
 from operators.records import WindowOutput
-from tests.integration.support import IsolatedRun, JobProcess, anonymized_windows, wait_until
+from testkit.jobs import JobProcess, wait_until
+from testkit.reference import anonymized_windows
+from tests.integration.support import IsolatedRun
 
 START_MS = 1_763_812_800_000
 K = 5

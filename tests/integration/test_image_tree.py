@@ -28,7 +28,9 @@ from connectors.config import PROJECT_ROOT
 from devstack.deployment_checks import CopyLine, dockerfile_stages, stage_copies
 from devstack.simulator import Episode, SimConfig, generate_messages, produce
 from flink_jobs.shipping import first_party_packages, image_packages, imported_modules, job_packages, package_modules
-from tests.integration.support import IsolatedRun, JobProcess, expected_branch, expected_output, wait_until
+from testkit.jobs import JobProcess, wait_until
+from testkit.reference import expected_branch, expected_output
+from tests.integration.support import IsolatedRun
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 IMAGE_ROOT = "/opt/ecg"

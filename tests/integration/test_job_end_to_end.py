@@ -12,9 +12,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from devstack.local_stack import query_v1
+from devstack.influx_queries import query_v1
 from devstack.simulator import SimConfig, generate_messages, produce
-from tests.integration.support import TEST_SECRET, IsolatedRun, JobProcess, expected_output, wait_until
+from testkit.jobs import TEST_SECRET, JobProcess, wait_until
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun
 
 START_MS = 1_763_812_800_000  # window-aligned, fixed so the run is reproducible
 K = 5

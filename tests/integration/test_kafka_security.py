@@ -1,6 +1,6 @@
 """Secured Kafka on the real broker (issue 20 item 5, issue 22 items 3-4).
 
-One Apache Kafka broker (devstack.local_stack) whose only client listener is SASL_SSL: TLS with a CA this
+One Apache Kafka broker (devstack.stack) whose only client listener is SASL_SSL: TLS with a CA this
 test makes (devstack.secure_kafka.make_pki), SCRAM-SHA-512 users created when its log directory is
 formatted, StandardAuthorizer with the project's ACL set (connectors.kafka_acls, as the compose init applies
 it). Shown here:
@@ -33,7 +33,8 @@ from connectors.config import PROJECT_ROOT
 from connectors.kafka_acls import Topics, apply_grants, grants
 from connectors.kafka_security import KafkaSecurity
 from devstack.simulator import SimConfig, generate_messages
-from tests.integration.support import TEST_SECRET, expected_output
+from testkit.jobs import TEST_SECRET
+from testkit.reference import expected_output
 
 START_MS = 1_763_812_800_000
 K = 3
@@ -48,8 +49,9 @@ def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from tests.conftest import require_stack_binaries
 
     require_stack_binaries()
-    from devstack.local_stack import LocalStack, create_database_v1
+    from devstack.influx_queries import create_database_v1
     from devstack.secure_kafka import BrokerSecurity, make_pki
+    from devstack.stack import LocalStack
 
     root = tmp_path_factory.mktemp("secure-kafka")
     security = BrokerSecurity(make_pki(root / "pki"),
@@ -156,7 +158,7 @@ def _job(stack: Any, environment: dict[str, str], tmp_path: Path, *args: str,
 
 
 def test_job_reads_and_writes_only_through_the_secured_listener(secure_stack: Any, tmp_path: Path) -> None:
-    from devstack.local_stack import count_points_v1, query_v1
+    from devstack.influx_queries import count_points_v1, query_v1
 
     security = secure_stack.kafka_security
     # The simulator as a device: its security settings from its environment, like the job's.
@@ -249,9 +251,10 @@ def test_cardio_job_through_the_secured_listener(secure_stack: Any, tmp_path: Pa
     """Both jobs (CARDIO_BRANCH=true: the cardio job in a child process) as the job principal: the anomalies and
     model updates (both written, the updates read back) are exactly the reference model's. Own topics, with the
     same ACL set."""
-    from devstack.local_stack import create_database_v1
+    from devstack.influx_queries import create_database_v1
     from devstack.simulator import Episode, make_producer, produce
-    from tests.integration.support import JobProcess, expected_branch, wait_until
+    from testkit.jobs import JobProcess, wait_until
+    from testkit.reference import expected_branch
 
     security = secure_stack.kafka_security
     topics = Topics("ecg-raw.cardio", "ecg-dlq.cardio", "ecg-anomalies.cardio", "ecg-model-updates.cardio")
@@ -308,7 +311,9 @@ def test_compose_broker_script_and_init(tmp_path: Path) -> None:
     from kafka import KafkaProducer
     from kafka.errors import TopicAuthorizationFailedError
 
-    from devstack.local_stack import KAFKA_JVM_OPTS, _java, create_topics, free_port, kafka_classpath
+    from devstack.kafka_admin import create_topics
+    from devstack.processes import free_port
+    from devstack.stack import KAFKA_JVM_OPTS, _java, kafka_classpath
 
     secrets_dir = tmp_path / "secrets"
     made = subprocess.run([sys.executable, "-m", "devstack.secure_kafka", "--out", str(secrets_dir), "--host",

@@ -14,16 +14,12 @@ import re
 import time
 from pathlib import Path
 
-from devstack.local_stack import free_port
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, generate_messages, produce
-from tests.integration.support import (
-    IsolatedRun,
-    JobProcess,
-    expected_output,
-    job_metrics,
-    job_restart_lines,
-    wait_until,
-)
+from testkit.flink_rest import job_metrics, job_restart_lines
+from testkit.jobs import JobProcess, wait_until
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun
 
 START_MS = 1_763_812_800_000
 K = 3

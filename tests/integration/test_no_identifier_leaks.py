@@ -46,21 +46,16 @@ from typing import Any, ClassVar
 import pytest
 
 from connectors import influxdb
-from contract.bad_input_corpus import valid_frame
-from devstack.local_stack import count_points_v1, create_database_v1, free_port, query_v1
+from devstack.bad_input_corpus import valid_frame
+from devstack.influx_queries import count_points_v1, create_database_v1, query_v1
+from devstack.processes import free_port
 from devstack.simulator import KIND_FRAME, Episode, SimConfig, SimMessage, generate_messages, produce
 from privacy.dead_letters import open_raw
-from tests.integration.support import (
-    JobProcess,
-    expected_output,
-    find_needles,
-    job_args,
-    list_topics,
-    read_topics,
-    rest_get,
-    running_job_id,
-    wait_until,
-)
+from testkit.flink_rest import rest_get, running_job_id
+from testkit.jobs import JobProcess, job_args, wait_until
+from testkit.kafka_topics import list_topics, read_topics
+from testkit.reference import expected_output
+from tests.integration.support import find_needles
 
 START_MS = 1_763_812_800_000
 K = 5

@@ -16,19 +16,14 @@ import json
 import time
 from pathlib import Path
 
-from devstack.local_stack import query_v1
+from devstack.influx_queries import query_v1
 from devstack.simulator import SimConfig, generate_messages, produce
 from hierarchy.loader import load_hierarchy
-from privacy.audit import cross_window_attack_prefixes
 from privacy.pseudonym import pseudonymize
-from tests.integration.support import (
-    TEST_SECRET,
-    IsolatedRun,
-    JobProcess,
-    expected_output,
-    visible_classes_below_k,
-    wait_until,
-)
+from testkit.jobs import TEST_SECRET, JobProcess, wait_until
+from testkit.privacy_audit import cross_window_attack_prefixes
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun, visible_classes_below_k
 
 START_MS = 1_763_812_800_000
 K = 5

@@ -16,17 +16,12 @@ import time
 from pathlib import Path
 
 from devstack.fault_proxy import FaultProxy
-from devstack.local_stack import free_port
+from devstack.processes import free_port
 from devstack.simulator import SimConfig, generate_messages, produce
-from tests.integration.support import (
-    IsolatedRun,
-    JobProcess,
-    expected_output,
-    job_restarts,
-    running_job_id,
-    visible_classes_below_k,
-    wait_until,
-)
+from testkit.flink_rest import job_restarts, running_job_id
+from testkit.jobs import JobProcess, wait_until
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun, visible_classes_below_k
 
 START_MS = 1_763_812_800_000
 K = 5

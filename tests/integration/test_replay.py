@@ -20,16 +20,10 @@ from typing import Any
 from connectors.influxdb import frame_tags, sample_timestamps_ns
 from devstack.simulator import SimConfig, SimMessage, generate_messages
 from replay.merge import InfluxQL
-from tests.integration.support import (
-    TEST_SECRET,
-    IsolatedRun,
-    JobProcess,
-    anonymized_windows,
-    find_needles,
-    list_topics,
-    make_large_producer,
-    visible_classes_below_k,
-)
+from testkit.jobs import TEST_SECRET, JobProcess
+from testkit.kafka_topics import list_topics, make_large_producer
+from testkit.reference import anonymized_windows
+from tests.integration.support import IsolatedRun, find_needles, visible_classes_below_k
 
 START_MS = 1_763_812_800_000  # window-aligned
 K = 5
@@ -95,7 +89,7 @@ def test_replay_through_a_fix_gives_the_unbroken_stream_and_a_second_replay_chan
         isolated_run: IsolatedRun, tmp_path: Path) -> None:
     from kafka import TopicPartition
 
-    from devstack.local_stack import _admin
+    from devstack.kafka_admin import admin_client
 
     run, stack = isolated_run, isolated_run.stack
     messages = list(generate_messages(SimConfig(patients=20, duration_s=30, start_ms=START_MS, sites=2, seed=5)))
@@ -140,7 +134,7 @@ def test_replay_through_a_fix_gives_the_unbroken_stream_and_a_second_replay_chan
     before = stored_points(run)
     assert before != reference and len(before) < len(reference), "control: the broken frames are missing"
 
-    admin = _admin(stack.kafka_bootstrap)
+    admin = admin_client(stack.kafka_bootstrap)
     try:
         admin.delete_records({TopicPartition(run.raw_topic, 3): 1})
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from connectors.config import PROJECT_ROOT
 from devstack.flink_cluster import _descendants
-from devstack.local_stack import free_port
+from devstack.processes import free_port
 
 
 def test_run_local_shows_points_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:

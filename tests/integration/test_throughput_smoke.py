@@ -1,29 +1,44 @@
-"""Smoke variant of `python -m benchmarks.throughput`: seconds of data, every run (job -> InfluxDB, job ->
-discarding sink, PyFlink window count, InfluxDB ceiling, single-process consumer, the job on a standalone
-cluster, the ceiling again with one gzip writer, and one paced run with devices streaming in real
-time) must deliver exactly the reference model's points, and the Flink runs report their checkpoints.
-Speed and latency are not checked here; the benchmark prints them."""
+"""Smoke variant of `python -m benchmarks.throughput` (run as a program): seconds of data, every run
+(job -> InfluxDB, job -> discarding sink, PyFlink window count, InfluxDB ceiling, single-process consumer,
+the job on a standalone cluster, the ceiling again with one gzip writer, and one paced run with devices
+streaming in real time) must deliver exactly the reference model's points, and the Flink runs report their
+checkpoints. Speed and latency are not checked here; the benchmark prints them."""
 
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-from benchmarks.throughput import RUN_NAMES, main
+from connectors.config import PROJECT_ROOT
+
+
+def run_names() -> dict[str, str]:
+    """benchmarks.throughput.RUN_NAMES, read from its source: tests run benchmarks as programs, never import them."""
+    tree = ast.parse((PROJECT_ROOT / "benchmarks" / "throughput.py").read_text(encoding="utf-8"))
+    [names] = [node.value for node in tree.body if isinstance(node, ast.Assign)
+               and [target.id for target in node.targets if isinstance(target, ast.Name)] == ["RUN_NAMES"]]
+    return dict(ast.literal_eval(names))
 
 
 def test_every_run_accounts_for_every_point(tmp_path: Path) -> None:
     results_path = tmp_path / "results.json"
+    names = run_names()
     # --max-rate: the paced run does not depend on how fast run (a) happened to be; 50 % = 6 devices.
-    assert main(["--patients", "6", "--duration", "10", "--json", str(results_path),
-                 "--variant", "d:1 writer, gzip=--writers 1 --gzip 1",
-                 "--latency", "--latency-loads", "50", "--latency-seconds", "15", "--max-rate", "3000"]) == 0
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.throughput", "--patients", "6", "--duration", "10",
+         "--json", str(results_path), "--variant", "d:1 writer, gzip=--writers 1 --gzip 1",
+         "--latency", "--latency-loads", "50", "--latency-seconds", "15", "--max-rate", "3000"],
+        cwd=PROJECT_ROOT, check=False)
+    assert completed.returncode == 0
     results = json.loads(results_path.read_text())
-    assert [r["name"] for r in results["runs"]] == [*RUN_NAMES.values(), RUN_NAMES["d"] + " [1 writer, gzip]"]
+    assert [r["name"] for r in results["runs"]] == [*names.values(), names["d"] + " [1 writer, gzip]"]
     for result in results["runs"]:
         assert result["expected"] > 0, result
         assert result["points"] == result["expected"], result
-        if result["name"] in (RUN_NAMES["a"], RUN_NAMES["b"], RUN_NAMES["c"], RUN_NAMES["f"]):
+        if result["name"] in (names["a"], names["b"], names["c"], names["f"]):
             assert result["checkpoints"]["completed"] >= 1, result
             assert result["checkpoints"]["max_state_mb"] > 0, result
     [paced] = results["paced"]

@@ -14,7 +14,10 @@ from pathlib import Path
 
 from connectors.checkpoints import latest_checkpoint
 from devstack.simulator import SimConfig, end_of_stream_messages, generate_messages, produce
-from tests.integration.support import IsolatedRun, JobProcess, expected_output, read_topic, wait_until
+from testkit.jobs import JobProcess, wait_until
+from testkit.kafka_topics import read_topic
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun
 
 START_MS = 1_763_812_800_000
 K = 5

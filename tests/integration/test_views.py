@@ -19,9 +19,11 @@ import pytest
 
 from connectors.checkpoints import latest_checkpoint
 from devstack.flink_cluster import FlinkCluster
-from devstack.local_stack import query_v1
+from devstack.influx_queries import query_v1
 from devstack.simulator import SimConfig, SimMessage, generate_messages, produce
-from tests.integration.support import TEST_SECRET, IsolatedRun, expected_output, visible_classes_below_k, wait_until
+from testkit.jobs import TEST_SECRET, wait_until
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun, visible_classes_below_k
 from views import Outputs, Profile, ViewError, ViewManager
 
 

@@ -31,7 +31,9 @@ from connectors.checkpoints import latest_checkpoint
 from connectors.config import PROJECT_ROOT
 from devstack.flink_cluster import FlinkCluster
 from devstack.simulator import SimConfig, generate_messages, produce
-from tests.integration.support import TEST_SECRET, IsolatedRun, expected_output, wait_until
+from testkit.jobs import TEST_SECRET, wait_until
+from testkit.reference import expected_output
+from tests.integration.support import IsolatedRun
 
 JOB_FILE = PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py"
 CHROMIUM = "/usr/bin/chromium"

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from connectors.config import ConfigError, load_settings
-from contract.bad_input_corpus import BAD_INPUTS, valid_frame
 from contract.frames import KNOWN_FIELDS, Rejection, parse_frame
+from devstack.bad_input_corpus import BAD_INPUTS, valid_frame
 from privacy.dead_letters import (
     RAW_COPY_LIMIT,
     DeadLetterError,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.privacy_workload import make_population, make_window
 from hierarchy import load_hierarchy
 from privacy.kanonymity import AnonymizationConfig, anonymize_window
+from testkit.privacy_workload import make_population, make_window
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECKERS_PY = REPO_ROOT / ".venv-checkers" / "bin" / "python"

@@ -1,4 +1,4 @@
-"""privacy.audit (auditor and cross-window attacker) and privacy.exhaustive on hand-made cases."""
+"""testkit.privacy_audit (auditor and cross-window attacker) and testkit.privacy_exhaustive on hand-made cases."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 from privacy_test_helpers import SPLIT_ROOT_HIERARCHY
 
 from hierarchy import load_hierarchy
-from privacy.audit import AuditViolation, auditor_violations, cross_window_attack, cross_window_attack_prefixes
-from privacy.exhaustive import exhaustive_levels
 from privacy.planner import build_tree
+from testkit.privacy_audit import AuditViolation, auditor_violations, cross_window_attack, cross_window_attack_prefixes
+from testkit.privacy_exhaustive import exhaustive_levels
 
 H = load_hierarchy(SPLIT_ROOT_HIERARCHY)  # labels below use its level 8 (0-79 / 80-159)
 L1 = ("50-54", "F", "1011*")

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks.privacy_workload import synth_ecg
 from privacy.heart_rate import derive_hr_bpm, detect_r_peaks
+from testkit.privacy_workload import synth_ecg
 
 
 @pytest.mark.parametrize("bpm", [40.0, 60.0, 72.0, 110.0, 150.0, 190.0])

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from privacy_test_helpers import SPLIT_ROOT_HIERARCHY, T0, by_pid, classes, frame, pid_of
 
-from benchmarks.naive_kanonymity import naive_levels
-from benchmarks.privacy_workload import make_population, make_window, synth_ecg
 from hierarchy import load_hierarchy
-from privacy.audit import cross_window_attack_prefixes
 from privacy.kanonymity import AnonymizationConfig, KeyState, anonymize_window, suppression_token
+from testkit.naive_kanonymity import naive_levels
+from testkit.privacy_audit import cross_window_attack_prefixes
+from testkit.privacy_workload import make_population, make_window, synth_ecg
 
 H = load_hierarchy()
 HS = load_hierarchy(SPLIT_ROOT_HIERARCHY)  # level 8 splits 0-79 / 80+: room for suppression in one window

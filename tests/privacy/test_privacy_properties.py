@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from privacy_test_helpers import SPLIT_ROOT_HIERARCHY, T0
 
 from hierarchy import load_hierarchy
-from privacy.audit import auditor_violations, cross_window_attack_prefixes, published_labels
-from privacy.exhaustive import exhaustive_levels
 from privacy.kanonymity import AnonymizationConfig, KeyState, WindowResult, anonymize_window
 from privacy.model import Frame
 from privacy.planner import build_tree, plan_levels
+from testkit.privacy_audit import auditor_violations, cross_window_attack_prefixes, published_labels
+from testkit.privacy_exhaustive import exhaustive_levels
 
 H = load_hierarchy()
 HS = load_hierarchy(SPLIT_ROOT_HIERARCHY)  # level 8 split at age 80: more suppression to exercise

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from connectors.influxdb import point_line
-from devstack.local_stack import create_database_v1
+from devstack.influx_queries import create_database_v1
 from replay.merge import InfluxQL, merge
 
 M, STATS = "ecg_anonymized", "ecg_window_stats"

@@ -1,7 +1,7 @@
 """Client for the reference R-peak detectors (neurokit2, wfdb XQRS) in .venv-refs.
 
 The references run in their own virtualenv (scripts/setup_refs.sh) through
-``benchmarks/reference_detectors_runner.py``; this module hands them signals and reads back sample
+``testkit/reference_detectors_runner.py``; this module hands them signals and reads back sample
 indices, so the project's own environment never imports them.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 REFS_PYTHON = ROOT / ".venv-refs" / "bin" / "python"
-RUNNER = ROOT / "benchmarks" / "reference_detectors_runner.py"
+RUNNER = ROOT / "testkit" / "reference_detectors_runner.py"
 REFERENCES = ("neurokit2", "xqrs")
 
 

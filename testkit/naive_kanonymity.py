@@ -1,6 +1,6 @@
-"""Naive per-record pure-Python version of the core's bottom-up rule BEFORE issue 8 (benchmark
-baseline only: the "before" of benchmarks/utility_benchmark.py and the speed baseline of
-benchmarks/privacy_core_benchmark.py).
+"""Naive per-record pure-Python version of the core's bottom-up rule BEFORE issue 8 (a baseline
+only: the "before" of benchmarks/utility_benchmark.py, the speed baseline of
+benchmarks/privacy_core_benchmark.py, and what tests/privacy/test_privacy_kanonymity.py compares the core with).
 
 The old rule: generalize everybody to level 1, publish every class of >= k patients, move the rest
 up one level and group them only among themselves, ...; whoever is left after level 8 is suppressed

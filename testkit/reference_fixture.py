@@ -5,7 +5,7 @@ record and writes their R-peak sample indices and their consensus (beats both pl
 to tests/cardio/data/record208_reference_beats.json. ``--check`` compares instead of writing (exit 1
 on a difference); tests/cardio/test_record208.py does the same check in every default test run.
 
-    .venv/bin/python -m benchmarks.reference_fixture [--check]
+    .venv/bin/python -m testkit.reference_fixture [--check]
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.reference_detectors import run_references
-from cardio.evaluation import consensus
 from connectors.jars import sha256_file
 from devstack.ecg_data import MITBIH_FS_HZ, ensure_ecg_dat, load_mitbih_208
+from testkit.cardio_evaluation import consensus
+from testkit.reference_detectors import run_references
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "cardio" / "data" / "record208_reference_beats.json"

@@ -1,0 +1,482 @@
+"""Chaos resume: kill -9 the job at random moments mid-stream, resume each time from the latest
+retained checkpoint, then compare everything with an uninterrupted run of the same data.
+
+The command line is benchmarks/chaos_resume.py (`python -m benchmarks.chaos_resume --help`).
+
+Live mode (default): the data is produced while the job runs and the kills come at random moments.
+Backlog mode: everything is in the topic before the job starts (a replay, or a job that was down for a
+while); the kills come at fractions of the output during the catch-up; the report says for each
+whether the source had already read everything (the windows then still being published).
+
+Figures printed: kills, resumes, points (chaos / uninterrupted / reference model), lost and duplicated
+points, per-series-and-window fingerprints that differ, dead letters and their exact replays.
+The same function backs tests/integration/test_chaos_resume.py (5 kills by default, 20 when slow).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from connectors.checkpoints import latest_checkpoint
+from connectors.config import PROJECT_ROOT
+from devstack.flink_cluster import FlinkCluster
+from devstack.influx_queries import count_points_v1, create_database_v1, query_v1
+from devstack.kafka_admin import create_topics
+from devstack.processes import free_port
+from devstack.simulator import ProduceReport, SimConfig, generate_messages, produce
+from devstack.stack import LocalStack
+from testkit.flink_rest import job_metrics, source_drained, vertex_watermarks
+from testkit.jobs import TEST_SECRET, JobProcess, branch_args, job_args, wait_until
+from testkit.kafka_topics import last_offsets_of, read_topic
+from testkit.reference import expected_branch, expected_output
+
+START_MS = 1_763_812_800_000
+# Short federated rounds, so a 60 s run has several rounds (and their global updates) to replay.
+BRANCH_ROUND_ARGS = ("--model-update-seconds", "20", "--model-grace-seconds", "5")
+SECONDS_PER_KILL_CYCLE = 16  # JVM start + restore + one checkpoint + the random delay, measured here
+
+
+@dataclass
+class ChaosReport:
+    kind: str = ""
+    kills: int = 0
+    resumes: int = 0
+    resume_seconds: list[float] = field(default_factory=list)
+    points_chaos: int = 0
+    points_uninterrupted: int = 0
+    points_model: int = 0
+    fingerprints_compared: int = 0
+    fingerprints_differing: int = 0
+    dead_letters_distinct: int = 0
+    dead_letters_replayed: int = 0
+    dead_letters_uninterrupted: int = 0
+    dead_letters_not_exact_replays: int = 0
+    branch: BranchComparison | None = None
+    seconds: float = 0.0
+    kill_points: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return max(self.points_uninterrupted - self.points_chaos, 0)
+
+    @property
+    def duplicated(self) -> int:
+        return max(self.points_chaos - self.points_uninterrupted, 0)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.points_chaos == self.points_uninterrupted == self.points_model
+            and self.fingerprints_differing == 0
+            and self.fingerprints_compared > 0
+            and self.dead_letters_distinct == self.dead_letters_uninterrupted
+            and self.dead_letters_not_exact_replays == 0
+            and self.kills >= 1
+            and (self.branch is None or self.branch.ok)
+        )
+
+    def summary(self) -> str:
+        resume = (
+            f"{sum(self.resume_seconds) / len(self.resume_seconds):.1f} s mean, {max(self.resume_seconds):.1f} s max"
+            if self.resume_seconds else "-"
+        )
+        return "\n".join(
+            [
+                f"kills                                   {self.kills} ({self.kind})",
+                *(f"  kill {i}: {point}" for i, point in enumerate(self.kill_points, start=1)),
+                f"resumes from latest checkpoint          {self.resumes} (restart to next checkpoint: {resume})",
+                f"points chaos / uninterrupted / model    {self.points_chaos} / {self.points_uninterrupted} / "
+                f"{self.points_model}",
+                f"points lost / duplicated                {self.lost} / {self.duplicated}",
+                f"series x 5 s fingerprints differing     {self.fingerprints_differing} of "
+                f"{self.fingerprints_compared}",
+                f"dead letters distinct / uninterrupted   {self.dead_letters_distinct} / "
+                f"{self.dead_letters_uninterrupted}",
+                f"dead letters replayed (exact / not)     {self.dead_letters_replayed} / "
+                f"{self.dead_letters_not_exact_replays}",
+                *(self.branch.lines() if self.branch else ["anomaly / model-update ids              n/a"]),
+                f"wall time                               {self.seconds:.0f} s",
+                f"result                                  {'PASS' if self.ok else 'FAIL'}",
+                *self.notes,
+            ]
+        )
+
+
+# --- the cardio branch: anomaly event_id and model update_id sets ------------------------------
+
+
+@dataclass
+class BranchComparison:
+    """Anomaly events and model updates of the chaos run against the uninterrupted run: the sets of
+    ids must be equal, and every repeated id must be an exact replay (same bytes)."""
+
+    anomalies_chaos: int = 0  # distinct event ids
+    anomalies_uninterrupted: int = 0
+    anomalies_model: int = 0  # the pure reference model (testkit.branch_model.run_branch)
+    anomalies_replayed: int = 0  # extra copies of an id
+    anomalies_differing: int = 0  # ids only on one side, or with other bytes
+    updates_chaos: int = 0
+    updates_uninterrupted: int = 0
+    updates_model: int = 0
+    updates_replayed: int = 0
+    updates_differing: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return (self.anomalies_differing == 0 and self.updates_differing == 0 and self.updates_uninterrupted > 0
+                and self.anomalies_chaos == self.anomalies_uninterrupted == self.anomalies_model
+                and self.updates_chaos == self.updates_uninterrupted == self.updates_model)
+
+    def lines(self) -> list[str]:
+        return [
+            f"anomaly ids chaos / uninterrupted / model {self.anomalies_chaos} / {self.anomalies_uninterrupted} / "
+            f"{self.anomalies_model} (replayed {self.anomalies_replayed}, differing {self.anomalies_differing})",
+            f"update ids chaos / uninterrupted / model  {self.updates_chaos} / {self.updates_uninterrupted} / "
+            f"{self.updates_model} (replayed {self.updates_replayed}, differing {self.updates_differing})",
+        ]
+
+
+def _messages_by_id(bootstrap: str, topic: str, id_field: str) -> dict[str, Counter[bytes]]:
+    import json
+
+    by_id: dict[str, Counter[bytes]] = {}
+    for record in read_topic(bootstrap, topic):
+        by_id.setdefault(json.loads(record.value)[id_field], Counter())[record.value] += 1
+    return by_id
+
+
+def compare_branch_outputs(bootstrap: str, chaos_topics: tuple[str, str], reference_topics: tuple[str, str]
+                           ) -> BranchComparison:
+    """(anomaly topic, model topic) of the chaos run vs the uninterrupted run."""
+    result = BranchComparison()
+    for index, id_field in enumerate(("event_id", "update_id")):
+        chaos = _messages_by_id(bootstrap, chaos_topics[index], id_field)
+        reference = _messages_by_id(bootstrap, reference_topics[index], id_field)
+        # An id differs if it is on one side only or its bytes differ (a replay must be exact).
+        differing = sum(1 for key in chaos.keys() | reference.keys()
+                        if set(chaos.get(key, {})) != set(reference.get(key, {})) or len(chaos.get(key, {})) != 1)
+        replayed = sum(sum(copies.values()) - 1 for copies in chaos.values())
+        if index == 0:
+            result.anomalies_chaos, result.anomalies_uninterrupted = len(chaos), len(reference)
+            result.anomalies_replayed, result.anomalies_differing = replayed, differing
+        else:
+            result.updates_chaos, result.updates_uninterrupted = len(chaos), len(reference)
+            result.updates_replayed, result.updates_differing = replayed, differing
+    return result
+
+
+def _branch_ids(bootstrap: str, topics: tuple[str, str]) -> tuple[int, int]:
+    """Distinct (anomaly event ids, model update ids) published so far."""
+    return (len(_messages_by_id(bootstrap, topics[0], "event_id")),
+            len(_messages_by_id(bootstrap, topics[1], "update_id")))
+
+
+def missing_branch_ids(bootstrap: str, topics: tuple[str, str], model: Any) -> list[str]:
+    """The model's anomaly events and model updates a run has not published, summarized."""
+    import json
+
+    lines = []
+    published = (_messages_by_id(bootstrap, topics[0], "event_id"), _messages_by_id(bootstrap, topics[1], "update_id"))
+    wanted = ([json.loads(event.to_json()) for event in model.anomalies],
+              [json.loads(update.to_json()) for update in [*model.local_updates, *model.global_updates]])
+    for index, id_field in enumerate(("event_id", "update_id")):
+        missing = [item for item in wanted[index] if item[id_field] not in published[index]]
+        if not missing:
+            continue
+        kinds = Counter(str(item.get("kind")) for item in missing)
+        pids = Counter(str(item.get("pid", "-"))[:8] for item in missing)
+        times = sorted(int(item.get("ts", item.get("ts_ms", 0)) or 0) for item in missing)
+        lines.append(f"missing {len(missing)} of {len(wanted[index])} {id_field}s: kinds {dict(kinds)}, "
+                     f"{len(pids)} pids (most: {pids.most_common(3)}), ts {times[0]}..{times[-1]}")
+    return lines
+
+
+def log_job_state(rest_port: int, prefixes: tuple[str, ...], log: Any = print) -> None:
+    """On a stall: the job's metrics with these prefixes and each vertex's input watermark."""
+    try:
+        metrics = job_metrics(rest_port)
+        log("  metrics: " + ", ".join(f"{name}={metrics[name]:g}" for name in sorted(metrics)
+                                      if name.startswith(prefixes)))
+        for vertex, watermark in vertex_watermarks(rest_port).items():
+            log(f"  watermark {watermark} at {vertex}")
+    except (OSError, ValueError, AssertionError) as error:  # diagnostics only: never hide the stall itself
+        log(f"  (job state unavailable: {error!r})")
+
+
+def _branch_topics(stack: LocalStack, run_id: str, name: str) -> tuple[str, str]:
+    topics = (f"chaos-anomalies-{name}-{run_id}", f"chaos-models-{name}-{run_id}")
+    create_topics(stack.kafka_bootstrap, {topic: 1 for topic in topics})
+    return topics
+
+
+def fingerprints(url: str, db: str) -> dict[tuple[Any, ...], tuple[int, float]]:
+    """Per series (all tags) and 5 s bucket: (point count, rounded sum of ecg_mv)."""
+    rows = query_v1(url, 'SELECT count("ecg_mv"), sum("ecg_mv") FROM "ecg_anonymized" '
+                         "WHERE time > 0 GROUP BY *, time(5s) fill(none)", db)
+    return {
+        tuple(sorted((k, v) for k, v in row.items() if k not in ("count", "sum"))): (
+            int(row["count"]), round(float(row["sum"]), 6))
+        for row in rows
+    }
+
+
+class _EmbeddedTarget:
+    """The job in an embedded mini cluster: kill -9 its process group, resume with --from-checkpoint latest."""
+
+    kind = "kill -9 of the job's JVM + Python workers"
+
+    def __init__(self, args: list[str], workdir: Path) -> None:
+        self.rest_port = free_port()
+        self._args, self._workdir = [*args, "--web-ui-port", str(self.rest_port)], workdir
+        self.job: JobProcess | None = JobProcess(self._args, workdir / "chaos-0.log")
+
+    def kill(self) -> None:
+        assert self.job is not None
+        self.job.kill_hard()
+
+    def resume(self, number: int) -> None:
+        self.job = JobProcess([*self._args, "--from-checkpoint", "latest"], self._workdir / f"chaos-{number}.log")
+
+    def notes(self) -> list[str]:
+        return []
+
+    def stop(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+
+
+class _ClusterTarget:
+    """The job on a standalone cluster: kill -9 the TaskManager, start a new one; Flink's restart
+    strategy restores the job from the latest checkpoint by itself."""
+
+    kind = "kill -9 of the TaskManager"
+    job: JobProcess | None = None
+
+    def __init__(self, args: list[str], workdir: Path) -> None:
+        # Fast loss detection: a killed TaskManager is noticed in seconds, not after the 50 s default.
+        self.cluster = FlinkCluster(workdir / "flink", rest_port=0, parallelism=1,
+                                    extra_config={"heartbeat.interval": 1000, "heartbeat.timeout": 5000})
+        self.cluster.start()
+        previous = os.environ.get("PSEUDONYM_SECRET")
+        os.environ["PSEUDONYM_SECRET"] = TEST_SECRET
+        try:
+            # Every kill costs one restart attempt; the job must outlive all of them.
+            self.job_id = self.cluster.submit(PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py",
+                                              [*args, "--restart-attempts", "1000"])
+        finally:
+            if previous is None:
+                os.environ.pop("PSEUDONYM_SECRET")
+            else:
+                os.environ["PSEUDONYM_SECRET"] = previous
+
+    @property
+    def rest_port(self) -> int:
+        return self.cluster.rest_port
+
+    def kill(self) -> None:
+        self.cluster.kill_taskmanager()
+
+    def resume(self, number: int) -> None:
+        self.cluster.start_taskmanager()
+        wait_until(lambda: self.cluster.job_state(self.job_id) == "RUNNING", 120, "job RUNNING again")
+
+    def notes(self) -> list[str]:
+        metrics = self.cluster._rest("GET", f"/jobs/{self.job_id}/metrics?get=numRestarts")
+        restarts = {m["id"]: m["value"] for m in metrics}.get("numRestarts", "?")
+        return [f"job restarts counted by Flink (numRestarts)  {restarts}"]
+
+    def stop(self) -> None:
+        try:
+            if self.cluster.job_state(self.job_id) == "RUNNING":
+                self.cluster.cancel(self.job_id)
+                self.cluster.wait_for_job(self.job_id, ("CANCELED",), timeout=60)
+        finally:
+            self.cluster.stop()
+
+
+def _wait_for_new_checkpoint(checkpoints: Path, job: JobProcess | None, what: str) -> None:
+    seen = latest_checkpoint(checkpoints)
+    wait_until(lambda: latest_checkpoint(checkpoints) != seen, 120, what, job=job)
+
+
+def _wait_for_backlog_kill_point(number: int, kills: int, points_now: Any, total: int, job: Any) -> None:
+    """The first kill at 1 / (2 kills) of the output; every later one right away, that is as soon as the
+    resumed job has completed its first checkpoint (the loop waits for it after each resume), while it
+    replays from its restore point. The catch-up takes seconds, so the kills follow the job, not the clock.
+    (Kills at fixed shares of the output, or at the first new window after a resume, came after the
+    resumed job's final burst of windows, at 100 %, in 3 of 4 runs on Apache Kafka: a resumed job replays
+    quietly and then writes the windows left in one burst.) The source reads far ahead of the windows;
+    the report says per kill whether it had read everything (from REST metrics, which Flink refreshes
+    every 10 s)."""
+    if number == 1:
+        share = 0.5 / kills
+        wait_until(lambda: points_now() >= share * total, 180, f"{share:.0%} of the output", job=job, poll=0.2)
+
+
+def _dead_letters(bootstrap: str, topic: str) -> Counter[bytes]:
+    return Counter(record.value for record in read_topic(bootstrap, topic))
+
+
+def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1, patients: int = 12,
+              sites: int = 2, k: int = 5, mode: str = "embedded", backlog: bool = False, duration_s: int = 60,
+              after_kill: Any = None, log: Any = print) -> ChaosReport:
+    """``after_kill(url, db)`` runs after every kill, before the resume (e.g. a reader's view check)."""
+    started = time.monotonic()
+    rng = random.Random(seed)
+    report = ChaosReport()
+    run_id = uuid.uuid4().hex[:8]
+    raw_topic, dlq_chaos, dlq_ref = f"chaos-raw-{run_id}", f"chaos-dlq-{run_id}", f"chaos-dlq-ref-{run_id}"
+    create_topics(stack.kafka_bootstrap, {raw_topic: 4, dlq_chaos: 1, dlq_ref: 1})
+    db_chaos, db_ref = f"chaos_{run_id}", f"chaos_ref_{run_id}"
+    for db in (db_chaos, db_ref):
+        create_database_v1(stack.influx_v1_url, db)
+    url = stack.influx_v1_url
+
+    stream_seconds = kills * SECONDS_PER_KILL_CYCLE + 20
+    config = SimConfig(patients=patients, duration_s=duration_s, start_ms=START_MS, sites=sites, bad_fraction=0.02,
+                       end_of_stream=True, partitions=4, seed=seed)
+    messages = list(generate_messages(config))
+    model = expected_output(messages, k=k)
+    report.points_model = model.points
+    rate = 0.0 if backlog else len(messages) / stream_seconds
+    pace = "pre-produced (backlog)" if backlog else f"at {rate:.0f}/s over ~{stream_seconds} s"
+    log(f"{len(messages)} messages {pace}; {kills} kills; model {model.points} points")
+    last_offsets: dict[int, int] = {}
+    produced = ProduceReport()
+    if backlog:
+        produced = produce(messages, stack.kafka_bootstrap, raw_topic)
+        if produced.errors:
+            raise RuntimeError(f"producing the backlog failed: {produced.error_samples}")
+        last_offsets = last_offsets_of(stack.kafka_bootstrap, raw_topic)
+
+    branch_chaos, branch_ref = _branch_topics(stack, run_id, "chaos"), _branch_topics(stack, run_id, "ref")
+    checkpoints = workdir / "checkpoints-chaos"
+    args = job_args(stack, checkpoints, "--influx-db", db_chaos, "--kafka-input-topic", raw_topic,
+                    "--kafka-dlq-topic", dlq_chaos, "--k-anonymity", str(k), *branch_args(*branch_chaos),
+                    *BRANCH_ROUND_ARGS)
+    # The branch lags the anonymized points (the beat detector is the slowest stage): a run is over
+    # when its branch has published every id of the pure reference model, not when the points are in.
+    branch_model = expected_branch(messages, args)
+    report.branch = BranchComparison(
+        anomalies_model=len({event.event_id for event in branch_model.anomalies}),
+        updates_model=len({u.update_id for u in [*branch_model.local_updates, *branch_model.global_updates]}))
+    branch_expected = (report.branch.anomalies_model, report.branch.updates_model)
+
+    def branch_done(topics: tuple[str, str]) -> bool:
+        published = _branch_ids(stack.kafka_bootstrap, topics)
+        return all(now >= expected for now, expected in zip(published, branch_expected, strict=True))
+
+    def wait_for_branch(topics: tuple[str, str], job: Any, rest_port: int | None, what: str) -> None:
+        """Until the branch has published every id of the model; on a timeout, say what is missing
+        (and the branch's metrics) instead of failing here: the comparison then reports it."""
+        try:
+            wait_until(lambda: branch_done(topics), 150, what, job=job, poll=2.0)
+        except AssertionError as error:
+            log(f"BRANCH INCOMPLETE: {error}")
+            for line in missing_branch_ids(stack.kafka_bootstrap, topics, branch_model):
+                log("  " + line)
+            if rest_port is not None:
+                log_job_state(rest_port, ("cardio_", "model_", "devices_", "anomalies_"), log)
+
+    def wait_for_points(db: str, job: Any, rest_port: int | None, what: str) -> None:
+        try:
+            wait_until(lambda: count_points_v1(url, db, "ecg_anonymized") >= model.points, 300, what, job=job)
+        except AssertionError:
+            log(f"POINTS INCOMPLETE: {count_points_v1(url, db, 'ecg_anonymized')} of {model.points} ({what})")
+            if rest_port is not None:
+                log_job_state(rest_port, ("records_", "frames_", "late_", "dead_", "windows", "accounting_"), log)
+            raise
+    producer = threading.Thread(
+        target=lambda: produced.__dict__.update(produce(messages, stack.kafka_bootstrap, raw_topic, rate).__dict__),
+        daemon=True,
+    )
+    target: _EmbeddedTarget | _ClusterTarget = (
+        _ClusterTarget(args, workdir) if mode == "cluster" else _EmbeddedTarget(args, workdir)
+    )
+    report.kind = target.kind
+    def points_now() -> int:
+        return count_points_v1(url, db_chaos, "ecg_anonymized")
+
+    try:
+        wait_until(lambda: latest_checkpoint(checkpoints), 120, "first checkpoint", job=target.job)
+        if not backlog:
+            producer.start()
+        for number in range(1, kills + 1):
+            if not backlog:  # backlog: the catch-up takes seconds, kill on output progress alone
+                _wait_for_new_checkpoint(checkpoints, target.job, "a checkpoint of this run")
+            if backlog:
+                _wait_for_backlog_kill_point(number, kills, points_now, model.points, target.job)
+            else:
+                time.sleep(rng.uniform(0.0, 4.0))
+            drained = backlog and source_drained(target.rest_port, last_offsets)
+            target.kill()
+            report.kills += 1
+            points = points_now()
+            point = (f"{points} of {model.points} points ({100 * points / max(model.points, 1):.0f} %), "
+                     f"after {latest_checkpoint(checkpoints).name}"  # type: ignore[union-attr]
+                     + (f", source drained: {'yes' if drained else 'no'}" if backlog else ""))
+            report.kill_points.append(point)
+            log(f"kill {number} ({target.kind}): {point}, producer "
+                f"{'running' if producer.is_alive() else 'done' if not backlog else 'none (backlog)'}")
+            if not backlog and not producer.is_alive():
+                report.notes.append(f"note: kill {number} happened after the producer finished")
+            if backlog and points >= model.points:
+                report.notes.append(f"note: kill {number} happened after all points were written")
+            if after_kill is not None:
+                after_kill(url, db_chaos)
+            resumed_at = time.monotonic()
+            target.resume(number)
+            report.resumes += 1
+            _wait_for_new_checkpoint(checkpoints, target.job, "a checkpoint after resume")
+            report.resume_seconds.append(time.monotonic() - resumed_at)
+        if not backlog:
+            producer.join(timeout=600)
+        wait_for_points(db_chaos, target.job, target.rest_port, "all points after the last resume")
+        wait_for_branch(branch_chaos, target.job, target.rest_port, "every anomaly and model update (chaos)")
+        time.sleep(5)
+        report.points_chaos = count_points_v1(url, db_chaos, "ecg_anonymized")
+        report.notes.extend(target.notes())
+    finally:
+        target.stop()
+
+    reference = JobProcess(
+        job_args(stack, workdir / "checkpoints-ref", "--influx-db", db_ref, "--kafka-input-topic", raw_topic,
+                 "--kafka-dlq-topic", dlq_ref, "--k-anonymity", str(k), *branch_args(*branch_ref), *BRANCH_ROUND_ARGS),
+        workdir / "uninterrupted.log",
+    )
+    try:
+        wait_until(lambda: count_points_v1(url, db_ref, "ecg_anonymized") >= model.points, 300,
+                   "uninterrupted run", job=reference)
+        wait_until(lambda: len(_dead_letters(stack.kafka_bootstrap, dlq_ref)) >= produced.bad, 60, "reference DLQ",
+                   job=reference)
+        wait_for_branch(branch_ref, reference, None, "every anomaly and model update (uninterrupted)")
+        time.sleep(5)
+        report.points_uninterrupted = count_points_v1(url, db_ref, "ecg_anonymized")
+    finally:
+        reference.stop()
+
+    chaos_prints, ref_prints = fingerprints(url, db_chaos), fingerprints(url, db_ref)
+    report.fingerprints_compared = len(ref_prints)
+    report.fingerprints_differing = sum(
+        1 for key in chaos_prints.keys() | ref_prints.keys() if chaos_prints.get(key) != ref_prints.get(key)
+    )
+    chaos_dlq, ref_dlq = _dead_letters(stack.kafka_bootstrap, dlq_chaos), _dead_letters(stack.kafka_bootstrap, dlq_ref)
+    report.dead_letters_distinct = len(chaos_dlq)
+    report.dead_letters_uninterrupted = sum(ref_dlq.values())
+    report.dead_letters_replayed = sum(count - 1 for count in chaos_dlq.values())
+    # A replay is exact when its bytes equal a message of the uninterrupted run (same position, reason, raw).
+    report.dead_letters_not_exact_replays = sum(1 for value in chaos_dlq if value not in ref_dlq)
+    compared = compare_branch_outputs(stack.kafka_bootstrap, branch_chaos, branch_ref)
+    report.branch = replace(compared, anomalies_model=report.branch.anomalies_model,
+                            updates_model=report.branch.updates_model)
+    report.seconds = time.monotonic() - started
+    return report
