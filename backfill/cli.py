@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -152,9 +153,11 @@ def run_job(command: list[str], work_dir: Path, timeout: float) -> int:
         try:
             return process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=60)
             return -1
+        finally:
+            if process.poll() is None:  # timeout or Ctrl+C: the job's whole group (its JVM too) goes with it
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=60)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

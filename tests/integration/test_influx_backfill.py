@@ -17,9 +17,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from backfill.cli import staging_topic_name
 from backfill.influx_input import RawRecord, raw_point_line
-from connectors.config import PROJECT_ROOT
-from devstack.local_stack import create_database_v1, query_v1, write_v1
+from connectors.config import PROJECT_ROOT, load_settings
+from devstack.local_stack import create_database_v1, create_topics, query_v1, write_v1
 from devstack.simulator import SimConfig, SimMessage, generate_messages
 from tests.integration.support import TEST_SECRET, IsolatedRun, expected_output, list_topics
 
@@ -105,7 +106,7 @@ def test_backfill_from_influxdb_gives_the_streaming_points(isolated_run: Isolate
 
     returncode, output, first_seconds = _backfill(run, input_db, tmp_path / "first")
     assert returncode == 0, output
-    assert f"staged {len(in_range) + len(bad)} records" in output, output
+    assert f"staged {len(in_range) + len(bad)} records" in output and "(4 partitions)" in output, output
     assert run.points() == expected.points
     assert run.points_by_level() == expected.points_by_level
     assert run.points(where='"imputed" = true') == expected.imputed_points
@@ -128,11 +129,56 @@ def test_backfill_from_influxdb_gives_the_streaming_points(isolated_run: Isolate
     print(f"backfill runs: {first_seconds:.0f} s, {second_seconds:.0f} s")
 
 
-def test_a_backfill_refuses_a_bad_range_before_touching_kafka(isolated_run: IsolatedRun, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "backfill", *isolated_run.job_args("--cardio-branch", "false"),
-               "--influx-input-db", "none", "--from", "2025-11-22T12:00:10Z", "--to", "2025-11-22T12:00:00Z"]
-    done = subprocess.run(command, cwd=PROJECT_ROOT, env=dict(os.environ, PSEUDONYM_SECRET=TEST_SECRET),
-                          capture_output=True, text=True, timeout=60, check=False)
+def test_refusals_and_an_empty_range(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    """Exit 2 before anything is staged for a bad range, a missing input database and a staging topic that
+    exists already (left in place); exit 0 without a job for a range without frames."""
+    run, stack = isolated_run, isolated_run.stack
+
+    def backfill(*extra: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "backfill", *run.job_args("--cardio-branch", "false"), *extra]
+        return subprocess.run(command, cwd=PROJECT_ROOT, env=dict(os.environ, PSEUDONYM_SECRET=TEST_SECRET),
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    def staging_topics() -> list[str]:
+        return [t for t in list_topics(stack.kafka_bootstrap) if t.startswith(run.raw_topic + ".influx-backfill-")]
+
+    done = backfill("--influx-input-db", "x", "--from", "2025-11-22T12:00:10Z", "--to", "2025-11-22T12:00:00Z")
     assert done.returncode == 2 and "--to must be after --from" in done.stderr, done.stderr
-    assert not [topic for topic in list_topics(isolated_run.stack.kafka_bootstrap)
-                if topic.startswith(isolated_run.raw_topic + ".influx-backfill-")]
+    assert staging_topics() == []
+
+    done = backfill("--influx-input-db", "raw_missing_" + uuid.uuid4().hex[:6], "--from", "0", "--to", "1000")
+    assert done.returncode == 2 and "input error" in done.stderr and "database not found" in done.stderr, done.stderr
+    assert staging_topics() == []  # deleted after the failed read
+
+    input_db = "raw_" + uuid.uuid4().hex[:10]
+    create_database_v1(stack.influx_v1_url, input_db)
+    done = backfill("--influx-input-db", input_db, "--from", str(START_MS), "--to", str(STOP_MS))
+    assert done.returncode == 0 and "staged 0 records" in done.stdout, done.stdout + done.stderr
+    assert staging_topics() == [] and run.points() == 0 and run.dead_letters() == []
+
+    # A job that does not end in time: exit 1, its process group killed, the staging topic deleted.
+    write_v1(stack.influx_v1_url, input_db, [raw_point_line("ecg_raw", RawRecord(m.key, m.value, m.timestamp_ms))
+                                             for m in _messages()[:40]])
+    done = backfill("--influx-input-db", input_db, "--from", str(START_MS), "--to", str(STOP_MS),
+                    "--job-timeout-seconds", "2", "--work-dir", str(tmp_path / "timeout"))
+    assert done.returncode == 1 and "backfill job failed (exit -1)" in done.stderr, done.stdout + done.stderr
+    assert staging_topics() == []
+    assert not [pid for pid in _pids() if str(tmp_path / "timeout") in _cmdline(pid)], "the job was killed"
+
+    settings = load_settings(run.job_args("--pseudonym-secret", TEST_SECRET), environ={})
+    taken = staging_topic_name(settings, f"v1:{input_db}/ecg_raw", START_MS, STOP_MS)
+    create_topics(stack.kafka_bootstrap, {taken: 1})
+    done = backfill("--influx-input-db", input_db, "--from", str(START_MS), "--to", str(STOP_MS))
+    assert done.returncode == 2 and f"staging topic {taken} exists" in done.stderr, done.stderr
+    assert staging_topics() == [taken], "a staging topic the run did not create is left alone"
+
+
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
