@@ -318,6 +318,13 @@ SETTINGS: tuple[Setting, ...] = (
         "connections that write one window's requests at once (each holds whole classes; the window's "
         "statistics line after all of them); 1 = one request after the other",
     ),
+    # Backfill from raw ECG stored in InfluxDB (python -m backfill; same INFLUX_URL, transport and credentials)
+    Setting("INFLUX_INPUT_DB", "", _text,
+            "python -m backfill, v1: database holding the raw ECG frames (schema: README, Backfill)"),
+    Setting("INFLUX_INPUT_BUCKET", "", _text, "python -m backfill, v2: bucket holding the raw ECG frames"),
+    Setting("INFLUX_INPUT_MEASUREMENT", "ecg_raw", _non_empty, "python -m backfill: measurement of the raw frames"),
+    Setting("INFLUX_INPUT_SLICE_SECONDS", "60", _positive_int,
+            "python -m backfill: event time read per query (one slice's frames must fit one response)"),
     Setting("CSV_OUTPUT_DIR", "", _text, "optional: one CSV per window in this folder"),
     # HTTP output (OUTPUT=http)
     Setting(

@@ -32,6 +32,10 @@ NOT_PASSED_IN_COMPOSE: Mapping[str, str] = {
                            "TLS mount the files into the submitter and pass them",
     "KAFKA_SSL_KEY_FILE": "see KAFKA_SSL_CERT_FILE",
     "KAFKA_SSL_KEY_PASSWORD": "see KAFKA_SSL_CERT_FILE",
+    "INFLUX_INPUT_DB": "read by python -m backfill (an operator tool run on demand), never by the submitted jobs",
+    "INFLUX_INPUT_BUCKET": "see INFLUX_INPUT_DB",
+    "INFLUX_INPUT_MEASUREMENT": "see INFLUX_INPUT_DB",
+    "INFLUX_INPUT_SLICE_SECONDS": "see INFLUX_INPUT_DB",
 }
 
 # Which services may see which secret. Everything else must never carry it (environment, command,

@@ -17,7 +17,7 @@ PY=.venv/bin/python
 echo "[test] ruff"
 "$PY" -m ruff check .
 echo "[test] mypy"
-"$PY" -m mypy contract privacy hierarchy connectors devstack operators flink_jobs cardio anomaly federated replay views testkit
+"$PY" -m mypy contract privacy hierarchy connectors devstack operators flink_jobs cardio anomaly federated replay backfill views testkit
 "$PY" -m mypy docker/healthcheck.py docker/submit_job.py  # scripts of the images, checked on their own
 echo "[test] mvn test (connectors/java, JUnit on Flink's operator test harnesses)"
 MAVEN_OPTS="${MAVEN_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}" \

@@ -21,10 +21,10 @@ from flink_jobs.shipping import (
 
 CORE = frozenset({"anomaly", "cardio", "contract", "federated", "hierarchy", "privacy"})
 # Rank of each layer: a package imports only packages of its own rank or below.
-# replay and views (deployment tooling: they submit jobs, never shipped) rank with devstack.
+# replay, backfill and views (deployment tooling: they run or submit jobs, never shipped) rank with devstack.
 LAYERS = {**dict.fromkeys(CORE, 0), "connectors": 1, "operators": 2, "flink_jobs": 3, "devstack": 4, "replay": 4,
-          "views": 4, "testkit": 5, "tests": 6}
-DEVELOPMENT = frozenset({"devstack", "views", "tests", "testkit", "benchmarks", "replay"})
+          "backfill": 4, "views": 4, "testkit": 5, "tests": 6}
+DEVELOPMENT = frozenset({"devstack", "views", "tests", "testkit", "benchmarks", "replay", "backfill"})
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
