@@ -28,9 +28,8 @@ import org.slf4j.LoggerFactory;
  * (a drained backlog, or an end-of-stream marker read just before the checkpoint) would otherwise
  * never see event time move again, and the windows in its restored state would never fire. This
  * operator runs chained right after the source on records {@code Row(topic, partition, offset,
- * timestamp, value)} and keeps, per partition, the largest record timestamp (and, unused since the
- * all-idle rule below and kept for checkpoint compatibility, the sequence number of its last record),
- * plus the last watermark it forwarded. All of it is union operator state, so a
+ * timestamp, value)} and keeps, per partition, the largest record timestamp, plus the last watermark it
+ * forwarded (the checkpoint entries keep a fourth field, always 0 now, so older checkpoints restore). All of it is union operator state, so a
  * restore at another parallelism sees everything.
  *
  * <p>It forwards the source's watermarks unchanged except that they never fall below a floor:
@@ -85,13 +84,11 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     private final long outOfOrdernessMillis;
     private final long idleTimeoutMillis;
 
-    /** Per partition ("topic#partition"): {max record timestamp, sequence number of its last record}. */
+    /** Per partition ("topic#partition"): {max record timestamp} (an array: updated in place per record). */
     private transient Map<String, long[]> partitions;
-    /** Restored partitions grouped by the subtask that owned them (for the all-idle emulation). */
-    private transient Map<Integer, Map<String, long[]>> restoredByOwner;
-    private transient Map<Integer, Long> restoredForwarded;
+    /** The largest watermark any subtask had forwarded at the restored checkpoint. */
+    private transient long restoredMaxForwarded;
     private transient ListState<Tuple5<Integer, String, Long, Long, Boolean>> state;
-    private transient long sequence;
     private transient long lastEmitted;
     private transient long restoreFloor;
     /** How long after its last watermark the output is announced idle (see the class comment). */
@@ -137,8 +134,7 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     public void initializeState(StateInitializationContext context) throws Exception {
         super.initializeState(context);
         partitions = new HashMap<>();
-        restoredByOwner = new HashMap<>();
-        restoredForwarded = new HashMap<>();
+        restoredMaxForwarded = Long.MIN_VALUE;
         lastEmitted = Long.MIN_VALUE;
         restoreFloor = Long.MIN_VALUE;
         state = context.getOperatorStateStore()
@@ -148,15 +144,14 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         if (!context.isRestored()) {
             return;
         }
+        Map<Integer, Long> restoredForwarded = new HashMap<>();
         Map<Integer, Boolean> ownerActive = new HashMap<>();
         for (Tuple5<Integer, String, Long, Long, Boolean> entry : state.get()) {
             if (SUMMARY.equals(entry.f1)) {
                 restoredForwarded.merge(entry.f0, entry.f2, Math::max);
                 ownerActive.merge(entry.f0, entry.f4, Boolean::logicalOr);
             } else {
-                long[] value = {entry.f2, entry.f3};
-                restoredByOwner.computeIfAbsent(entry.f0, owner -> new HashMap<>()).merge(entry.f1, value,
-                        (a, b) -> a[0] >= b[0] ? a : b);
+                partitions.merge(entry.f1, new long[] {entry.f2}, (a, b) -> a[0] >= b[0] ? a : b);
             }
         }
         // The watermark the job had reached: the minimum over the subtasks whose output was active, or,
@@ -172,21 +167,7 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
             }
         }
         restoreFloor = minActive != Long.MAX_VALUE ? minActive : maxForwarded;
-        for (Map<String, long[]> owned : restoredByOwner.values()) {
-            for (Map.Entry<String, long[]> partition : owned.entrySet()) {
-                partitions.merge(partition.getKey(), new long[] {partition.getValue()[0], -1},
-                        (a, b) -> a[0] >= b[0] ? a : b);
-            }
-        }
-    }
-
-    /** All partitions idle: the newest partition's watermark, never below what was forwarded. */
-    private long allIdleWatermark(Map<String, long[]> owned, long forwarded) {
-        long result = forwarded;
-        for (long[] progress : owned.values()) {
-            result = Math.max(result, watermarkOf(progress[0]));
-        }
-        return result;
+        restoredMaxForwarded = maxForwarded;
     }
 
     @Override
@@ -263,11 +244,11 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         output.emitWatermarkStatus(WatermarkStatus.IDLE);
     }
 
+    /** All partitions idle: the newest partition's watermark, never below what was forwarded. */
     private long allIdleTarget() {
-        long target = allIdleWatermark(partitions, lastEmitted);
-        for (Map.Entry<Integer, Map<String, long[]>> owner : restoredByOwner.entrySet()) {
-            target = Math.max(target,
-                    allIdleWatermark(owner.getValue(), restoredForwarded.getOrDefault(owner.getKey(), Long.MIN_VALUE)));
+        long target = Math.max(lastEmitted, restoredMaxForwarded);
+        for (long[] progress : partitions.values()) {
+            target = Math.max(target, watermarkOf(progress[0]));
         }
         return target;
     }
@@ -293,7 +274,6 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         String key = row.getField(0) + "#" + row.getField(1);
         long timestamp = element.hasTimestamp() ? element.getTimestamp() : Long.MIN_VALUE;
         long[] progress = partitions.get(key);
-        sequence++;
         if (activityClock != null) {
             lastActivityNanos = activityClock.relativeTimeNanos();
         }
@@ -304,10 +284,9 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
             announceActive();
         }
         if (progress == null) {
-            partitions.put(key, new long[] {timestamp, sequence});
+            partitions.put(key, new long[] {timestamp});
         } else {
             progress[0] = Math.max(progress[0], timestamp);
-            progress[1] = sequence;
         }
         output.collect(element);
     }
@@ -367,7 +346,7 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         List<Tuple5<Integer, String, Long, Long, Boolean>> entries = new ArrayList<>();
         entries.add(Tuple5.of(subtask, SUMMARY, lastEmitted, 0L, !announcedIdle));
         for (Map.Entry<String, long[]> partition : partitions.entrySet()) {
-            entries.add(Tuple5.of(subtask, partition.getKey(), partition.getValue()[0], partition.getValue()[1], true));
+            entries.add(Tuple5.of(subtask, partition.getKey(), partition.getValue()[0], 0L, true));
         }
         state.update(entries);
     }
