@@ -167,9 +167,13 @@ def with_event_time_progress(stream: DataStream, settings: Any) -> DataStream:
     # status at once but holds a watermark until its bundle ends, and an IDLE that overtakes the watermark
     # there loses it for everything downstream (issue 19). Several Python operators are on the way.
     announce_ms = max(10_000, 10 * int(settings.python_bundle_time_ms))
+    # During a catch-up a watermark can wait in a slow operator's input queue far longer than that delay:
+    # idle is announced only after a checkpoint taken behind the watermark has completed (aligned barriers
+    # follow it through every operator).
+    after_checkpoint = settings.checkpoint_interval_seconds > 0
     j_stream = stream._j_data_stream
     return DataStream(j_stream.transform("event-time progress", j_stream.getType(),
-                                         operator_class(bound_ms, idle_ms, announce_ms)))
+                                         operator_class(bound_ms, idle_ms, announce_ms, after_checkpoint)))
 
 
 def with_liveness_guard(stream: DataStream, settings: Any, downstream: str) -> DataStream:

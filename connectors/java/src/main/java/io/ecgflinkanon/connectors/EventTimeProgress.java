@@ -70,6 +70,15 @@ import org.slf4j.LoggerFactory;
  * its poll timers never closed a round again). The delay must exceed what the Python operators on the way
  * can hold a watermark (their bundle time each); meanwhile this input still counts downstream, at the
  * watermark it has reached.
+ *
+ * <p>A delay alone is not enough during a catch-up: a watermark can wait in the input queue of a slow
+ * operator (the beat detector) for minutes, and an IDLE sent a delay later queues right behind it and
+ * overtakes it there all the same (a restored cardio job lost its end-of-input watermark that way and
+ * never closed its last federated round: the backlog chaos test, issue 19). With {@code
+ * announceAfterCheckpoint} the input is announced idle only once a checkpoint whose barrier left this
+ * operator after the last watermark has completed: with aligned checkpoints every operator has then
+ * processed that watermark, and every Python operator has finished the bundle that held it (PyFlink
+ * finishes its bundle before a barrier). Until then the input simply stays active at its watermark.
  */
 public class EventTimeProgress extends AbstractStreamOperator<Row> implements OneInputStreamOperator<Row, Row> {
     private static final long serialVersionUID = 1L;
@@ -101,6 +110,12 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     /** Whether the output is announced idle (downstream then leaves it out of its watermark). */
     private transient boolean announcedIdle;
     private transient long lastWatermarkMillis;
+    /** Announce idle only after a checkpoint taken behind the last watermark has completed (see the class comment). */
+    private final boolean announceAfterCheckpoint;
+    /** The first checkpoint snapshotted after the last watermark; Long.MAX_VALUE: none yet. */
+    private transient long checkpointBehindWatermark;
+    /** A checkpoint taken behind the last watermark has completed: the watermark has passed every operator. */
+    private transient boolean watermarkPassedEverything;
     private transient PausableRelativeClock activityClock;
     private transient long lastActivityNanos;
     private transient long fallbackNanos;
@@ -121,9 +136,19 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
      * watermark this operator emitted (longer than the Python operators downstream can hold a watermark back).
      */
     public EventTimeProgress(long outOfOrdernessMillis, long idleTimeoutMillis, long idleAnnounceDelayMillis) {
+        this(outOfOrdernessMillis, idleTimeoutMillis, idleAnnounceDelayMillis, false);
+    }
+
+    /**
+     * {@code announceAfterCheckpoint}: besides the delay, an idle input is announced idle only once a checkpoint
+     * whose barrier followed the last watermark has completed (needs aligned checkpoints).
+     */
+    public EventTimeProgress(long outOfOrdernessMillis, long idleTimeoutMillis, long idleAnnounceDelayMillis,
+            boolean announceAfterCheckpoint) {
         this.outOfOrdernessMillis = outOfOrdernessMillis;
         this.idleTimeoutMillis = idleTimeoutMillis;
         this.idleAnnounceDelayMillis = idleAnnounceDelayMillis;
+        this.announceAfterCheckpoint = announceAfterCheckpoint;
     }
 
     private long watermarkOf(long maxTimestamp) {
@@ -137,6 +162,8 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         restoredMaxForwarded = Long.MIN_VALUE;
         lastEmitted = Long.MIN_VALUE;
         restoreFloor = Long.MIN_VALUE;
+        checkpointBehindWatermark = Long.MAX_VALUE;
+        watermarkPassedEverything = false;
         state = context.getOperatorStateStore()
                 .getUnionListState(new ListStateDescriptor<>(
                         "event-time-progress",
@@ -239,6 +266,9 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         if (lastEmitted != Long.MIN_VALUE && now - lastWatermarkMillis < idleAnnounceDelayMillis) {
             return;
         }
+        if (announceAfterCheckpoint && lastEmitted != Long.MIN_VALUE && !watermarkPassedEverything) {
+            return;
+        }
         announcedIdle = true;
         LOG.info("event-time progress: input idle, announced idle at watermark {}", lastEmitted);
         output.emitWatermarkStatus(WatermarkStatus.IDLE);
@@ -265,6 +295,8 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         }
         output.emitWatermark(new Watermark(watermark));
         lastWatermarkMillis = getProcessingTimeService().getCurrentProcessingTime();
+        checkpointBehindWatermark = Long.MAX_VALUE;
+        watermarkPassedEverything = false;
         announceIdleIfDue();
     }
 
@@ -329,6 +361,15 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     }
 
     @Override
+    public void notifyCheckpointComplete(long checkpointId) throws Exception {
+        super.notifyCheckpointComplete(checkpointId);
+        if (checkpointId >= checkpointBehindWatermark && !watermarkPassedEverything) {
+            watermarkPassedEverything = true;
+            announceIdleIfDue();
+        }
+    }
+
+    @Override
     public void close() throws Exception {
         if (backPressureListening) {
             getContainingTask().getEnvironment().getMetricGroup().getIOMetricGroup()
@@ -341,6 +382,10 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     @Override
     public void snapshotState(StateSnapshotContext context) throws Exception {
         super.snapshotState(context);
+        if (checkpointBehindWatermark == Long.MAX_VALUE) {
+            // The barrier of this checkpoint leaves after the last watermark, on the same channels.
+            checkpointBehindWatermark = context.getCheckpointId();
+        }
         int subtask = getRuntimeContext().getTaskInfo().getIndexOfThisSubtask();
         state.clear();
         List<Tuple5<Integer, String, Long, Long, Boolean>> entries = new ArrayList<>();

@@ -28,8 +28,12 @@ class EventTimeProgressTest {
 
     private static OneInputStreamOperatorTestHarness<Row, Row> opened(OperatorSubtaskState restoreFrom,
             long idleTimeoutMillis, long idleAnnounceDelayMillis) throws Exception {
-        OneInputStreamOperatorTestHarness<Row, Row> harness = new OneInputStreamOperatorTestHarness<>(
-                new EventTimeProgress(OUT_OF_ORDERNESS, idleTimeoutMillis, idleAnnounceDelayMillis));
+        return opened(new EventTimeProgress(OUT_OF_ORDERNESS, idleTimeoutMillis, idleAnnounceDelayMillis), restoreFrom);
+    }
+
+    private static OneInputStreamOperatorTestHarness<Row, Row> opened(EventTimeProgress operator,
+            OperatorSubtaskState restoreFrom) throws Exception {
+        OneInputStreamOperatorTestHarness<Row, Row> harness = new OneInputStreamOperatorTestHarness<>(operator);
         harness.setup();
         if (restoreFrom == null) {
             harness.initializeEmptyState();
@@ -231,6 +235,31 @@ class EventTimeProgressTest {
             assertEquals(List.of("W5000", "W9999", "IDLE"), progressOf(restored));
             restored.processWatermarkStatus(WatermarkStatus.ACTIVE); // the source reads again: active at once
             assertEquals(List.of("W5000", "W9999", "IDLE", "ACTIVE"), progressOf(restored));
+        }
+    }
+
+    @Test
+    void idleIsAnnouncedOnlyAfterACheckpointTakenBehindTheLastWatermarkCompleted() throws Exception {
+        // A slow operator downstream may hold the watermark in its input queue for minutes: only a completed
+        // checkpoint whose barrier followed the watermark proves every operator has processed it.
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, true), null)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.snapshot(1L, 1L); // before the watermark: proves nothing about it
+            harness.processWatermark(7_999);
+            harness.processWatermarkStatus(WatermarkStatus.IDLE);
+            harness.notifyOfCompletedCheckpoint(1L);
+            assertEquals(List.of("W7999"), progressOf(harness));
+            harness.snapshot(2L, 2L);
+            assertEquals(List.of("W7999"), progressOf(harness));
+            harness.notifyOfCompletedCheckpoint(2L);
+            assertEquals(List.of("W7999", "IDLE"), progressOf(harness));
+            readsAgainUpTo17999(harness);
+            harness.processWatermarkStatus(WatermarkStatus.IDLE);
+            assertEquals(List.of("W7999", "IDLE", "ACTIVE", "W17999"), progressOf(harness));
+            harness.snapshot(3L, 3L);
+            harness.notifyOfCompletedCheckpoint(3L);
+            assertEquals(List.of("W7999", "IDLE", "ACTIVE", "W17999", "IDLE"), progressOf(harness));
         }
     }
 }
