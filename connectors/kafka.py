@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from pyflink.common import Duration, WatermarkStrategy
+from pyflink.common import Duration, Types, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import DataStream
 from pyflink.datastream.connectors.base import DeliveryGuarantee, Source
@@ -22,6 +22,12 @@ from pyflink.java_gateway import get_gateway
 from connectors.kafka_security import KafkaSecurity
 
 DESERIALIZER_CLASS = "io.ecgflinkanon.connectors.EcgRecordDeserializer"
+# What the source yields (EcgRecordDeserializer.getProducedType): the job's input record type, also the type of
+# the collections that tests feed the job's operators (testkit/pipeline.py).
+RAW_RECORD = Types.ROW_NAMED(
+    ["topic", "partition", "offset", "timestamp", "value"],
+    [Types.STRING(), Types.INT(), Types.LONG(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())],
+)
 PROGRESS_CLASS = "io.ecgflinkanon.connectors.EventTimeProgress"
 GUARD_CLASS = "io.ecgflinkanon.connectors.LivenessGuard"
 THROTTLE_CLASS = "io.ecgflinkanon.connectors.ThrottledSource"

@@ -11,6 +11,8 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -126,14 +128,56 @@ def guarded_input(env: StreamExecutionEnvironment, settings: Settings, downstrea
     return with_liveness_guard(progress, settings, downstream).uid("liveness-guard").name("liveness guard")
 
 
-def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarchy: Hierarchy | None = None) -> None:
-    """The job graph. Every stateful operator has a stable uid, so checkpoints restore into later
-    versions of the graph and at other parallelisms (up to MAX_PARALLELISM)."""
-    hierarchy = hierarchy or load_hierarchy(settings.path("hierarchy_path"))
-    raw = guarded_input(env, settings, "parse -> k-anonymity windows -> InfluxDB sink / DLQ")
+# What the liveness guard's error message names as the operators behind the source.
+DOWNSTREAM = "parse -> k-anonymity windows -> InfluxDB sink / DLQ"
 
+
+@dataclass(frozen=True)
+class JobSinks:
+    """Where the job's two outputs go; each attaches its sink(s) to the stream it is given.
+
+    Injected (as in flink-training, where jobs take their source and sink) so that tests run the real
+    operators on collections with collecting sinks (testkit/pipeline.py); production: `production_sinks`."""
+
+    windows: Callable[[DataStream], None]  # WindowOutput per (group, window)
+    dead_letters: Callable[[DataStream], None]  # dead-letter JSON strings (parse rejections, late frames)
+
+
+def production_sinks(settings: Settings) -> JobSinks:
+    """The job's real outputs: InfluxDB (+ CSV) or HTTP for the windows; the DLQ topic (+ counts in InfluxDB)
+    for the dead letters. The uids are the checkpointed ones: do not change them."""
+    windows = WindowOptions.from_settings(settings)
+    influx = InfluxOptions.from_settings(settings)
+
+    def window_sink(anonymized: DataStream) -> None:
+        if settings.output == "http":
+            # The main output is the HTTP endpoint alone: no InfluxDB write (statistics, dead-letter counts) in
+            # this job, so nothing else can hold it up. Both outputs: two jobs.
+            anonymized.process(PostWindows(HttpOutputOptions.from_settings(settings), windows,
+                                           settings.job_name)).uid("http-sink").name("HTTP output")
+        else:
+            csv_dir = str(settings.path("csv_output_dir")) if settings.csv_output_dir else ""
+            anonymized.process(WriteWindows(influx, windows, csv_dir)).uid("influxdb-sink").name("InfluxDB sink")
+
+    def dead_letter_sink(dead_letters: DataStream) -> None:
+        dlq_sink = build_string_sink(settings, settings.kafka_dlq_topic,
+                                     f"{settings.kafka_transactional_id_prefix}-dlq")
+        dead_letters.sink_to(dlq_sink).uid("dlq-sink").name("kafka: " + settings.kafka_dlq_topic)
+        if settings.output == "influxdb":
+            dead_letters.key_by(dead_letter_reason, key_type=Types.STRING()).process(
+                CountDeadLetters(influx, windows)
+            ).uid("dead-letter-counts").name("dead letters per reason -> InfluxDB")
+
+    return JobSinks(windows=window_sink, dead_letters=dead_letter_sink)
+
+
+def build_pipeline(settings: Settings, source: DataStream, sinks: JobSinks, hierarchy: Hierarchy | None = None) -> None:
+    """The job's operators between `source` (raw records of type connectors.kafka.RAW_RECORD, with event-time
+    timestamps and watermarks: `guarded_input` in production) and `sinks`. Every stateful operator has a stable uid, so
+    checkpoints restore into later versions of the graph and at other parallelisms (up to MAX_PARALLELISM)."""
+    hierarchy = hierarchy or load_hierarchy(settings.path("hierarchy_path"))
     parsed = (
-        raw.process(
+        source.process(
             ParseFrames(
                 intake_options(settings, hierarchy), ParseOptions.from_settings(settings),
                 dead_letter_options(settings),
@@ -156,26 +200,8 @@ def build_pipeline(env: StreamExecutionEnvironment, settings: Settings, hierarch
         .uid("k-anonymity-windows")
         .name(f"k-anonymity windows (k={windows.k_anonymity}, {windows.window_seconds} s)")
     )
-
-    influx = InfluxOptions.from_settings(settings)
-    if settings.output == "http":
-        # The main output is the HTTP endpoint alone: no InfluxDB write (statistics, dead-letter counts) in
-        # this job, so nothing else can hold it up. Both outputs: two jobs.
-        anonymized.process(PostWindows(HttpOutputOptions.from_settings(settings), windows, settings.job_name)).uid(
-            "http-sink").name("HTTP output")
-    else:
-        csv_dir = str(settings.path("csv_output_dir")) if settings.csv_output_dir else ""
-        anonymized.process(WriteWindows(influx, windows, csv_dir)).uid("influxdb-sink").name("InfluxDB sink")
-
-    dead_letters = parsed.get_side_output(DEAD_LETTER).union(anonymized.get_side_output(LATE_FRAMES))
-    dlq_sink = build_string_sink(settings, settings.kafka_dlq_topic, f"{settings.kafka_transactional_id_prefix}-dlq")
-    dead_letters.sink_to(dlq_sink).uid("dlq-sink").name(
-        "kafka: " + settings.kafka_dlq_topic
-    )
-    if settings.output == "influxdb":
-        dead_letters.key_by(dead_letter_reason, key_type=Types.STRING()).process(
-            CountDeadLetters(influx, windows)
-        ).uid("dead-letter-counts").name("dead letters per reason -> InfluxDB")
+    sinks.windows(anonymized)
+    sinks.dead_letters(parsed.get_side_output(DEAD_LETTER).union(anonymized.get_side_output(LATE_FRAMES)))
 
 
 def create_environment(settings: Settings) -> StreamExecutionEnvironment:
@@ -229,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         hierarchy = load_hierarchy(settings.path("hierarchy_path"))  # fail fast, before the JVM starts
         env = create_environment(settings)
-        build_pipeline(env, settings, hierarchy)
+        build_pipeline(settings, guarded_input(env, settings, DOWNSTREAM), production_sinks(settings),
+                       hierarchy)
     except (FileNotFoundError, HierarchyError, JarsError, ConfigError) as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2

@@ -10,6 +10,12 @@ end-of-stream controls. The job must
   identifier (privacy/dead_letters.py: DLQ_RAW=none by default);
 - never fail or restart (REST `numRestarts` = 0, job RUNNING, no restart in Flink's log);
 - publish all the valid frames around them: InfluxDB holds exactly the reference model's points.
+
+The routing itself (reasons, positions, letter contents, the valid frames around them) is also checked on the
+job's operators in a mini cluster, in seconds: tests/flink_jobs/test_pipeline_on_collections.py::
+test_bad_input_corpus_is_dead_lettered_with_its_reasons. This test stays in the default run for what needs the
+services: the 10 MB record and a tombstone through Kafka, positions from the broker, no restart in REST and
+Flink's log.
 """
 
 from __future__ import annotations

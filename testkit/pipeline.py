@@ -1,0 +1,154 @@
+"""The anonymization job's operators on a collection, in a local PyFlink mini cluster (no Kafka, no InfluxDB).
+
+`run_pipeline` builds the job's own graph (flink_jobs.ecg_anonymization_job.build_pipeline, the job's settings
+from its command-line flags) between a bounded collection of raw records, of the type the Kafka source yields
+(connectors.kafka.RAW_RECORD), and collecting sinks, and returns every window and dead letter it produced. The
+collection ends, so the final watermark closes every window: the output is the reference model's
+(testkit.reference) for all windows. Operator behaviour (windows, suppression, DLQ routing) is tested this way
+in seconds; only what depends on the services (restore, outages, exactly-once, partitions) needs the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pyflink.common import Configuration, Duration, Row, Types, WatermarkStrategy
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+
+from connectors.config import load_settings
+from connectors.kafka import RAW_RECORD
+from devstack.simulator import SimMessage
+from flink_jobs.ecg_anonymization_job import JobSinks, build_pipeline
+from operators.records import WindowOutput
+from testkit.jobs import TEST_SECRET
+
+TOPIC = "ecg-raw"
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """One input record as the Kafka source yields it (its position is what dead letters carry)."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    value: bytes
+    topic: str = TOPIC
+
+
+@dataclass(frozen=True)
+class PublishedPoints:
+    """One published frame of a window: its pseudonym, level, labels and finite samples (InfluxDB points)."""
+
+    pid: str
+    ts_ms: int
+    level: int
+    labels: dict[str, str]
+    points: int
+    imputed: bool
+
+
+@dataclass(frozen=True)
+class CollectedWindow:
+    group: str
+    window_start_ms: int
+    frames_in: int
+    frames_published: int
+    frames_suppressed: int
+    accounting_ok: bool
+    frames: list[PublishedPoints]
+
+
+@dataclass(frozen=True)
+class PipelineOutput:
+    windows: list[CollectedWindow]
+    dead_letters: list[dict[str, Any]]  # the DLQ's JSON, parsed
+
+
+def records_of(messages: Iterable[SimMessage], partitions: int = 4) -> list[InputRecord]:
+    """Simulator messages as records of `partitions` partitions (round robin; controls on their own), in order."""
+    offsets = [0] * partitions
+    records = []
+    for index, message in enumerate(messages):
+        partition = message.partition if message.partition is not None else index % partitions
+        records.append(InputRecord(partition, offsets[partition], message.timestamp_ms, message.value))
+        offsets[partition] += 1
+    return records
+
+
+class RecordTimestamp(TimestampAssigner):
+    """Event time = the record timestamp, as the Kafka source assigns it."""
+
+    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
+        return int(value[3])
+
+
+def _window_json(window: WindowOutput) -> str:
+    metrics = window.metrics
+    frames = [[frame.pid, frame.ts_ms, int(frame.level), dict(frame.qi), int(np.isfinite(frame.ecg_mv).sum()),
+               bool(frame.imputed)] for frame in window.published]
+    return json.dumps({"window": [window.group, window.window_start_ms, metrics.frames_in, metrics.frames_published,
+                                  metrics.frames_suppressed, bool(metrics.accounting_ok()), frames]})
+
+
+def _dead_letter_json(letter: str) -> str:
+    return json.dumps({"dead_letter": letter})
+
+
+class CollectingSinks:
+    """JobSinks that keep the output streams; `collect` runs the job and reads them back."""
+
+    def __init__(self) -> None:
+        self.windows: DataStream | None = None
+        self.dead_letters: DataStream | None = None
+
+    def job_sinks(self) -> JobSinks:
+        def keep_windows(stream: DataStream) -> None:
+            self.windows = stream
+
+        def keep_dead_letters(stream: DataStream) -> None:
+            self.dead_letters = stream
+
+        return JobSinks(windows=keep_windows, dead_letters=keep_dead_letters)
+
+    def collect(self) -> PipelineOutput:
+        assert self.windows is not None and self.dead_letters is not None
+        # One collected stream of tagged JSON: execute_and_collect reads one stream per run.
+        tagged = self.windows.map(_window_json, output_type=Types.STRING()).union(
+            self.dead_letters.map(_dead_letter_json, output_type=Types.STRING()))
+        windows: list[CollectedWindow] = []
+        dead_letters: list[dict[str, Any]] = []
+        with tagged.execute_and_collect("ecg pipeline on a collection") as results:
+            for text in results:
+                item = json.loads(text)
+                if "dead_letter" in item:
+                    dead_letters.append(json.loads(item["dead_letter"]))
+                    continue
+                group, start, frames_in, published, suppressed, ok, frames = item["window"]
+                windows.append(CollectedWindow(group, start, frames_in, published, suppressed, ok,
+                                               [PublishedPoints(*frame) for frame in frames]))
+        windows.sort(key=lambda window: (window.group, window.window_start_ms))
+        return PipelineOutput(windows, dead_letters)
+
+
+def run_pipeline(records: Sequence[InputRecord], argv: Sequence[str] = (), *, parallelism: int = 2) -> PipelineOutput:
+    """The job's operators with the settings of `argv` (PSEUDONYM_SECRET = testkit.jobs.TEST_SECRET) on `records`."""
+    settings = load_settings(list(argv), environ={"PSEUDONYM_SECRET": TEST_SECRET})
+    config = Configuration()
+    config.set_string("parallelism.default", str(parallelism))
+    config.set_string("python.executable", sys.executable)  # Python workers with this environment's packages
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    rows = [Row(record.topic, record.partition, record.offset, record.timestamp_ms, record.value)
+            for record in records]
+    strategy = WatermarkStrategy.for_bounded_out_of_orderness(
+        Duration.of_seconds(int(settings.max_out_of_orderness_seconds))).with_timestamp_assigner(RecordTimestamp())
+    source = env.from_collection(rows, type_info=RAW_RECORD).assign_timestamps_and_watermarks(strategy)
+    sinks = CollectingSinks()
+    build_pipeline(settings, source, sinks.job_sinks())
+    return sinks.collect()
