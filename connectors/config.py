@@ -294,6 +294,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INFLUX_ORG", "ecg", _text, "v2 organization"),
     Setting("INFLUX_BUCKET", "ecg", _text, "v2 bucket"),
     Setting("INFLUX_DB", "ecg", _text, "v1 database"),
+    Setting("INFLUX_BRANCH_BUCKET", "", _text,
+            "cardio branch: bucket (v2) or database (v1) of its per-patient anomaly and model statistics "
+            "(ecg_anomaly_stats, ecg_model_stats); empty = INFLUX_BUCKET / INFLUX_DB"),
     Setting("INFLUX_RP", "", _text, "v1 retention policy (empty = default)"),
     Setting("INFLUX_USERNAME", "", _text, "v1 user"),
     Setting("INFLUX_PASSWORD", "", _text, "v1 password", secret=True),
