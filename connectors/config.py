@@ -625,10 +625,11 @@ COMPOSE_VARIABLES: tuple[ComposeVariable, ...] = (
     ComposeVariable("TASKMANAGER_MEMORY", "4096m", "taskmanager.memory.process.size per TaskManager container"),
     ComposeVariable("INFLUXDB_ADMIN_USER", "admin", "InfluxDB 2.x admin user (set at the first start)"),
     ComposeVariable("INFLUXDB_ADMIN_PASSWORD", "", "its password, 8+ characters (required)", secret=True),
+    ComposeVariable("INFLUXDB_ADMIN_TOKEN", "", "InfluxDB 2.x admin (all-access) token, set at the first start "
+                    "(required): only influxdb and influxdb-tokens get it; the job and Grafana get tokens of their "
+                    "own (docker/influxdb/create-tokens.sh)", secret=True),
     ComposeVariable("INFLUXDB_RETENTION", "", "bucket retention, e.g. 90d (first start; empty = keep forever)"),
     ComposeVariable("GRAFANA_ADMIN_PASSWORD", "", "password of Grafana's user admin (required)", secret=True),
-    ComposeVariable("GRAFANA_INFLUX_USER", "grafana", "read-only InfluxDB user of Grafana's datasource"),
-    ComposeVariable("GRAFANA_INFLUX_PASSWORD", "", "its password, 8+ characters (required)", secret=True),
     ComposeVariable("SIMULATOR_PATIENTS", "40", "profile demo: virtual patients the simulator streams"),
 )
 
