@@ -294,6 +294,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INFLUX_ORG", "ecg", _text, "v2 organization"),
     Setting("INFLUX_BUCKET", "ecg", _text, "v2 bucket"),
     Setting("INFLUX_DB", "ecg", _text, "v1 database"),
+    Setting("INFLUX_BRANCH_BUCKET", "", _text,
+            "cardio branch: bucket (v2) or database (v1) of its per-patient anomaly and model statistics "
+            "(ecg_anomaly_stats, ecg_model_stats); empty = INFLUX_BUCKET / INFLUX_DB"),
     Setting("INFLUX_RP", "", _text, "v1 retention policy (empty = default)"),
     Setting("INFLUX_USERNAME", "", _text, "v1 user"),
     Setting("INFLUX_PASSWORD", "", _text, "v1 password", secret=True),
@@ -622,10 +625,11 @@ COMPOSE_VARIABLES: tuple[ComposeVariable, ...] = (
     ComposeVariable("TASKMANAGER_MEMORY", "4096m", "taskmanager.memory.process.size per TaskManager container"),
     ComposeVariable("INFLUXDB_ADMIN_USER", "admin", "InfluxDB 2.x admin user (set at the first start)"),
     ComposeVariable("INFLUXDB_ADMIN_PASSWORD", "", "its password, 8+ characters (required)", secret=True),
+    ComposeVariable("INFLUXDB_ADMIN_TOKEN", "", "InfluxDB 2.x admin (all-access) token, set at the first start "
+                    "(required): only influxdb and influxdb-tokens get it; the job and Grafana get tokens of their "
+                    "own (docker/influxdb/create-tokens.sh)", secret=True),
     ComposeVariable("INFLUXDB_RETENTION", "", "bucket retention, e.g. 90d (first start; empty = keep forever)"),
     ComposeVariable("GRAFANA_ADMIN_PASSWORD", "", "password of Grafana's user admin (required)", secret=True),
-    ComposeVariable("GRAFANA_INFLUX_USER", "grafana", "read-only InfluxDB user of Grafana's datasource"),
-    ComposeVariable("GRAFANA_INFLUX_PASSWORD", "", "its password, 8+ characters (required)", secret=True),
     ComposeVariable("SIMULATOR_PATIENTS", "40", "profile demo: virtual patients the simulator streams"),
 )
 

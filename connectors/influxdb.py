@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import hashlib
 import logging
 import math
@@ -371,6 +372,7 @@ class InfluxOptions:
     org: str
     bucket: str
     db: str
+    branch_bucket: str
     rp: str
     username: str
     password: str = field(repr=False)
@@ -382,6 +384,14 @@ class InfluxOptions:
     @classmethod
     def from_settings(cls, settings: Settings) -> InfluxOptions:
         return options_from_settings(cls, settings)
+
+    def for_branch(self) -> InfluxOptions:
+        """Where the cardio branch writes its per-patient statistics: INFLUX_BRANCH_BUCKET (the v2 bucket, or the
+        v1 database), or the main bucket / database when it is empty. In the compose stack a bucket of its own,
+        which Grafana's read token cannot read."""
+        if not self.branch_bucket:
+            return self
+        return dataclasses.replace(self, bucket=self.branch_bucket, db=self.branch_bucket)
 
 
 def make_writer(options: InfluxOptions) -> LineWriter:

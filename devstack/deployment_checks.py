@@ -42,13 +42,15 @@ NOT_PASSED_IN_COMPOSE: Mapping[str, str] = {
 # Flink configuration).
 SECRET_CONSUMERS: Mapping[str, frozenset[str]] = {
     "PSEUDONYM_SECRET": frozenset({"submitter"}),
-    "INFLUX_TOKEN": frozenset({"submitter", "influxdb"}),
+    # InfluxDB: the job reads its own write-only token from a file (INFLUX_TOKEN_FILE), Grafana its read-only one;
+    # the admin token reaches only InfluxDB's setup and the init that makes those tokens (check_influx_tokens).
+    "INFLUX_TOKEN": frozenset(),
+    "INFLUXDB_ADMIN_TOKEN": frozenset({"influxdb", "influxdb-tokens"}),
     "INFLUX_PASSWORD": frozenset({"submitter"}),
     "DLQ_RAW_KEY": frozenset({"submitter"}),
     "HTTP_OUTPUT_TOKEN": frozenset({"submitter"}),
     "INFLUXDB_ADMIN_PASSWORD": frozenset({"influxdb"}),
     "GRAFANA_ADMIN_PASSWORD": frozenset({"grafana"}),
-    "GRAFANA_INFLUX_PASSWORD": frozenset({"influxdb", "grafana"}),
     # Kafka: the job's SCRAM password reaches the job and the init that creates the user; the admin's only the
     # broker and the init services; the device password the init and the demo simulator (a device).
     "KAFKA_SASL_PASSWORD": frozenset({"submitter", "kafka-acls"}),
@@ -144,7 +146,7 @@ def check_job_environment(config: Mapping[str, Any], setting_names: Iterable[str
         readers += 1
         submitters += any(marker in command for marker in JOB_SUBMITTERS)
         for variable in sorted(_environment(service)):
-            if variable not in names:
+            if variable not in names and variable.removesuffix("_FILE") not in names:
                 problems.append(f"service {name}: environment {variable} is not a setting in connectors/config.py")
     if not submitters:
         problems.append("no service submits the job (a command with submit_job.py or ecg_anonymization_job)")
@@ -156,6 +158,7 @@ def check_settings_passed(config: Mapping[str, Any], setting_names: Iterable[str
     passed: set[str] = set()
     for service in _services(config).values():
         if any(marker in _command_text(service) for marker in JOB_SUBMITTERS):
+            passed |= {name.removesuffix("_FILE") if name.endswith("_FILE") else name for name in _environment(service)}
             passed |= set(_environment(service))
     return [
         f"setting {name} is not passed to the job: add `{name}: ${{{name}:-<default>}}` to x-job-settings in "
@@ -332,6 +335,135 @@ def check_kafka_security(config: Mapping[str, Any], broker_script: str) -> list[
     for name in ("submitter", "simulator"):
         if name in services and _depends_on(services[name]).get("kafka-acls") != "service_completed_successfully":
             problems.append(f"service {name} does not wait for kafka-acls")
+    return problems
+
+
+def _volume_mounts(service: Mapping[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Named volumes of a service: container path -> (volume, read-only)."""
+    mounts: dict[str, tuple[str, bool]] = {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, Mapping):
+            if volume.get("type", "volume") == "volume" and volume.get("source"):
+                mounts[str(volume["target"])] = (str(volume["source"]), bool(volume.get("read_only")))
+        else:
+            parts = str(volume).split(":")
+            if len(parts) >= 2 and not parts[0].startswith((".", "/", "~")):
+                mounts[parts[1]] = (parts[0], len(parts) > 2 and "ro" in parts[2].split(","))
+    return mounts
+
+
+def _volume_of(service: Mapping[str, Any], path: str) -> tuple[str, bool] | None:
+    """The named volume (and whether it is read-only) that holds ``path`` in ``service``."""
+    for target, mount in _volume_mounts(service).items():
+        if path.startswith(target.rstrip("/") + "/"):
+            return mount
+    return None
+
+
+def _token_calls(script_text: str) -> dict[str, list[str]]:
+    """`token "${X_TOKEN_FILE}" <description> <permission flags>` lines of create-tokens.sh: description -> flags;
+    also `bucket:<variable>` -> [the bucket variable] for `<variable>="$(bucket_id "${BUCKET}")"`."""
+    import shlex
+
+    calls: dict[str, list[str]] = {}
+    for line in script_text.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        match = re.fullmatch(r'(\w+)="\$\(bucket_id "\$\{(\w+)\}"\)"', line)
+        if match:
+            calls[f"bucket:{match[1]}"] = [match[2]]
+            continue
+        if line.startswith("token "):
+            words = shlex.split(line, posix=False)
+            calls[words[2]] = [word.strip('"') for word in words[3:]]
+    return calls
+
+
+JOB_TOKEN_PERMISSIONS = ["--write-bucket", "${main_id}", "--write-bucket", "${branch_id}"]
+GRAFANA_TOKEN_PERMISSIONS = ["--read-bucket", "${main_id}"]
+
+
+def check_influx_tokens(config: Mapping[str, Any], script_text: str, datasource: Mapping[str, Any]) -> list[str]:
+    """InfluxDB least privilege (issue 22 item 3): the job writes with a write-only token of its two buckets and never
+    gets the admin token; Grafana reads with a read-only token of the anonymized bucket alone (not the branch bucket
+    of per-patient statistics); the influxdb-tokens service (docker/influxdb/create-tokens.sh) makes both, each on a
+    volume that only it and the token's user mount."""
+    services = _services(config)
+    problems: list[str] = []
+    init = services.get("influxdb-tokens")
+    submitter_name = next((name for name, service in services.items()
+                           if any(marker in _command_text(service) for marker in JOB_SUBMITTERS)), "")
+    submitter = services.get(submitter_name)
+    grafana = services.get("grafana")
+    if init is None or submitter is None or grafana is None:
+        return ["no influxdb-tokens, submitter or grafana service"]
+    if "create-tokens.sh" not in _command_text(init):
+        problems.append("service influxdb-tokens does not run docker/influxdb/create-tokens.sh")
+    init_env, job_env, grafana_env = _environment(init), _environment(submitter), _environment(grafana)
+
+    # the job: its own token from a file, no admin token, the branch statistics in the bucket of their own
+    if job_env.get("INFLUX_TOKEN"):
+        problems.append("the job gets INFLUX_TOKEN (the admin token?): it must read its own from INFLUX_TOKEN_FILE")
+    job_file = job_env.get("INFLUX_TOKEN_FILE", "")
+    job_volume = _volume_of(submitter, job_file)
+    if job_volume is None or not job_volume[1]:
+        problems.append(f"the job's INFLUX_TOKEN_FILE {job_file!r} is not on a read-only named volume")
+    if not job_env.get("INFLUX_BRANCH_BUCKET") or job_env.get("INFLUX_BRANCH_BUCKET") == job_env.get("INFLUX_BUCKET"):
+        problems.append("the job must write the branch's per-patient statistics to INFLUX_BRANCH_BUCKET, a bucket "
+                        "other than INFLUX_BUCKET")
+    if (init_env.get("ECG_BUCKET"), init_env.get("ECG_BRANCH_BUCKET")) != (job_env.get("INFLUX_BUCKET"),
+                                                                           job_env.get("INFLUX_BRANCH_BUCKET")):
+        problems.append("influxdb-tokens: ECG_BUCKET / ECG_BRANCH_BUCKET are not the job's INFLUX_BUCKET / "
+                        "INFLUX_BRANCH_BUCKET")
+    init_job = _volume_of(init, init_env.get("JOB_TOKEN_FILE", ""))
+    init_grafana = _volume_of(init, init_env.get("GRAFANA_TOKEN_FILE", ""))
+    if job_volume is None or init_job is None or init_job[0] != job_volume[0] or (
+            Path(init_env.get("JOB_TOKEN_FILE", "")).name != Path(job_file).name):
+        problems.append("the job's INFLUX_TOKEN_FILE is not the JOB_TOKEN_FILE influxdb-tokens writes")
+
+    # Grafana: the read token, through its datasource
+    entries = [entry for entry in datasource.get("datasources") or [] if entry.get("type") == "influxdb"]
+    entry = entries[0] if entries else {}
+    header = str((entry.get("jsonData") or {}).get("httpHeaderName1", ""))
+    value = str((entry.get("secureJsonData") or {}).get("httpHeaderValue1", ""))
+    match = re.fullmatch(r"Token \$__file\{([^}]+)\}", value)
+    if header != "Authorization" or match is None:
+        problems.append("Grafana's datasource does not authenticate with `Authorization: Token $__file{...}`")
+    elif (_volume_of(grafana, match[1]) is None or init_grafana is None
+          or _volume_of(grafana, match[1]) != (init_grafana[0], True)
+          or Path(match[1]).name != Path(init_env.get("GRAFANA_TOKEN_FILE", "")).name):
+        problems.append("Grafana's datasource token is not the GRAFANA_TOKEN_FILE influxdb-tokens writes (read-only)")
+    if entry.get("user") or (entry.get("secureJsonData") or {}).get("password"):
+        problems.append("Grafana's datasource logs in with a user and password, not its read-only token")
+    if (entry.get("jsonData") or {}).get("dbName") != "$INFLUX_BUCKET" or (
+            grafana_env.get("INFLUX_BUCKET") != job_env.get("INFLUX_BUCKET")):
+        problems.append("Grafana's datasource does not read the job's anonymized bucket INFLUX_BUCKET")
+
+    # each token volume: only the init and the token's user
+    for name, service in services.items():
+        for volume, _ in _volume_mounts(service).values():
+            if init_job and volume == init_job[0] and name not in ("influxdb-tokens", submitter_name):
+                problems.append(f"service {name} mounts the job's token volume {volume}")
+            if init_grafana and volume == init_grafana[0] and name not in ("influxdb-tokens", "grafana"):
+                problems.append(f"service {name} mounts Grafana's token volume {volume}")
+    for name in ("grafana", submitter_name):
+        if _depends_on(services[name]).get("influxdb-tokens") != "service_completed_successfully":
+            problems.append(f"service {name} does not wait for influxdb-tokens")
+
+    # the script: exactly these permissions, nothing else
+    calls = _token_calls(script_text)
+    if calls.get("bucket:main_id") != ["ECG_BUCKET"] or calls.get("bucket:branch_id") != ["ECG_BRANCH_BUCKET"]:
+        problems.append("create-tokens.sh: main_id / branch_id are not the ids of ECG_BUCKET / ECG_BRANCH_BUCKET")
+    if calls.get("ecg-job") != JOB_TOKEN_PERMISSIONS:
+        problems.append(f"create-tokens.sh: the job's token has {calls.get('ecg-job')}, must be exactly "
+                        f"{JOB_TOKEN_PERMISSIONS}")
+    if calls.get("ecg-grafana") != GRAFANA_TOKEN_PERMISSIONS:
+        problems.append(f"create-tokens.sh: Grafana's token has {calls.get('ecg-grafana')}, must be exactly "
+                        f"{GRAFANA_TOKEN_PERMISSIONS}")
+    creates = [line for line in script_text.splitlines()  # commands, not comments or messages
+               if "influx auth create" in line and not re.match(r"\s*(#|echo\b)", line)]
+    if len(creates) != 1 or re.search(r"--(all-access|operator|read-|write-)", creates[0]):
+        problems.append("create-tokens.sh: `influx auth create` must appear once, with only the permissions of "
+                        "`token` (\"$@\")")
     return problems
 
 

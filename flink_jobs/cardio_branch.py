@@ -107,7 +107,7 @@ def needs_frame_heads(settings: Settings) -> bool:
 def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, parsed: DataStream) -> None:
     if not settings.cardio_branch:
         return
-    influx = InfluxOptions.from_settings(settings)
+    influx = InfluxOptions.from_settings(settings).for_branch()  # per-patient statistics: INFLUX_BRANCH_BUCKET
 
     globals_back = (
         env.from_source(build_model_source(settings), model_watermark_strategy(),

@@ -34,3 +34,16 @@ def test_empty_users_get_nothing_and_dry_run_prints(capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     assert out.splitlines() == ["ALLOW User:dev WRITE topic raw (literal)",
                                 "ALLOW User:dev DESCRIBE topic raw (literal)"]
+
+
+def test_no_principal_but_the_admin_may_read_the_replay_topics() -> None:
+    """python -m replay writes raw (repaired) input to ``<input>.replay-corrections`` and ``<input>.replay-<run>``
+    (README: protect them like the input topic). No grant names them or a prefix of them, so with
+    allow.everyone.if.no.acl.found=false only the broker's super user (the admin, who runs the replay tool) reads
+    them; the real broker refusing the others is tests/integration/test_kafka_security.py."""
+    wanted = grants(TOPICS, "ecg-anonymizer", job="job", devices="dev", readers="rd", operators="ops")
+    for topic in (f"{TOPICS.input}.replay-corrections", f"{TOPICS.input}.replay-0123abcd",
+                  f"{TOPICS.input}.replay-0123abcd.dlq"):
+        covering = [g for g in wanted if g.resource_type == "topic"
+                    and (g.name == topic or (g.pattern == "prefixed" and topic.startswith(g.name)))]
+        assert covering == [], (topic, covering)

@@ -69,3 +69,12 @@ def test_a_field_without_a_setting_or_of_another_type_fails_at_build_time() -> N
         options_from_settings(Renamed, settings)
     with pytest.raises(ConfigError, match=r"Retyped\.window_seconds is float, setting WINDOW_SECONDS gives int"):
         options_from_settings(Retyped, settings)
+
+
+def test_the_branch_writes_to_its_own_bucket_or_database_when_set() -> None:
+    base = InfluxOptions.from_settings(load_settings([], environ={"PSEUDONYM_SECRET": SECRET}))
+    assert base.branch_bucket == "" and base.for_branch() == base  # default: the main bucket / database
+    settings = load_settings([], environ={"PSEUDONYM_SECRET": SECRET, "INFLUX_BRANCH_BUCKET": "ecg-branch"})
+    branch = InfluxOptions.from_settings(settings).for_branch()
+    assert (branch.bucket, branch.db) == ("ecg-branch", "ecg-branch")
+    assert dataclasses.replace(branch, bucket=base.bucket, db=base.db, branch_bucket="") == base

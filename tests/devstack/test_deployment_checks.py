@@ -142,7 +142,7 @@ def test_hardening(tmp_path: Path) -> None:
         (lambda t: t.replace('      test: ["CMD", "influx", "ping"]\n      interval: 10s\n      timeout: 5s\n',
                              "      disable: true\n").replace("      disable: true\n      retries: 12\n"
                                                             "      start_period: 20s\n", "      disable: true\n"),
-         "service grafana waits for influxdb to be healthy, which has no healthcheck"),
+         "service influxdb-tokens waits for influxdb to be healthy, which has no healthcheck"),
         (lambda t: t.replace("    volumes:\n      - flink-checkpoints:/flink-checkpoints\n"
                              "    depends_on:\n      jobmanager:", "    depends_on:\n      jobmanager:", 1),
          "service taskmanager: no named volume at CHECKPOINT_DIR /flink-checkpoints"),
@@ -349,8 +349,9 @@ def test_kafka_is_secured(tmp_path: Path) -> None:
                              "  KAFKA_SASL_USERNAME: ecg-job", "  KAFKA_SECURITY_PROTOCOL: PLAINTEXT\n"
                              "  KAFKA_SASL_MECHANISM: SCRAM-SHA-512\n  KAFKA_SASL_USERNAME: ecg-job"), None,
          "service submitter: KAFKA_SECURITY_PROTOCOL is not SASL_SSL"),
-        (lambda t: t.replace("      kafka-acls:\n        condition: service_completed_successfully\n      influxdb:",
-                             "      kafka-init:\n        condition: service_completed_successfully\n      influxdb:"),
+        (lambda t: t.replace("      kafka-acls:\n        condition: service_completed_successfully\n      "
+                             "influxdb-tokens:", "      kafka-init:\n        condition: "
+                             "service_completed_successfully\n      influxdb-tokens:"),
          None, "service submitter does not wait for kafka-acls"),
     ],
 )
@@ -362,3 +363,74 @@ def test_kafka_security_check_fails(tmp_path: Path, edit_compose: Callable[[str]
         assert changed != script
         script = changed
     assert expected in checks.check_kafka_security(resolved(tmp_path, edit_compose), script)
+
+
+# ---- InfluxDB: a write-only token for the job, a read-only one for Grafana (issue 22 item 3) ------------------
+
+TOKENS_SCRIPT = PROJECT_ROOT / "docker" / "influxdb" / "create-tokens.sh"
+
+
+def influx_token_problems(tmp_path: Path, edit_compose: Callable[[str], str] | None = None,
+                          edit_script: Callable[[str], str] | None = None,
+                          edit_datasource: Callable[[str], str] | None = None) -> list[str]:
+    import yaml
+
+    texts = []
+    for path, edit in ((TOKENS_SCRIPT, edit_script), (DATASOURCE, edit_datasource)):
+        text = path.read_text()
+        if edit is not None:
+            changed = edit(text)
+            assert changed != text, "the edit did not change the file"
+            text = changed
+        texts.append(text)
+    return checks.check_influx_tokens(resolved(tmp_path, edit_compose), texts[0], yaml.safe_load(texts[1]))
+
+
+def test_influx_tokens_least_privilege(tmp_path: Path) -> None:
+    assert influx_token_problems(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("edit_compose", "edit_script", "edit_datasource", "expected"),
+    [
+        (lambda t: t.replace("  INFLUX_TOKEN_FILE: /run/ecg-influx/job.token\n",
+                             "  INFLUX_TOKEN: ${INFLUXDB_ADMIN_TOKEN:?x}\n"), None, None,
+         "the job gets INFLUX_TOKEN (the admin token?): it must read its own from INFLUX_TOKEN_FILE"),
+        (lambda t: t.replace("  INFLUX_BRANCH_BUCKET: ${INFLUX_BUCKET:-ecg}-branch\n",
+                             "  INFLUX_BRANCH_BUCKET: ${INFLUX_BUCKET:-ecg}\n"), None, None,
+         "the job must write the branch's per-patient statistics to INFLUX_BRANCH_BUCKET, a bucket other than "
+         "INFLUX_BUCKET"),
+        (lambda t: t.replace("      - influx-job-token:/run/ecg-influx:ro\n",
+                             "      - influx-job-token:/run/ecg-influx\n"),
+         None, None, "the job's INFLUX_TOKEN_FILE '/run/ecg-influx/job.token' is not on a read-only named volume"),
+        (lambda t: t.replace("      - influx-grafana-token:/run/ecg-influx:ro\n",
+                             "      - influx-job-token:/run/ecg-influx:ro\n"), None, None,
+         "service grafana mounts the job's token volume influx-job-token"),
+        (None, lambda t: t.replace('--write-bucket "${branch_id}"\n', '--write-bucket "${branch_id}" --read-bucket '
+                                   '"${main_id}"\n'), None,
+         "create-tokens.sh: the job's token has ['--write-bucket', '${main_id}', '--write-bucket', '${branch_id}', "
+         "'--read-bucket', '${main_id}'], must be exactly ['--write-bucket', '${main_id}', '--write-bucket', "
+         "'${branch_id}']"),
+        (None, lambda t: t.replace('ecg-grafana --read-bucket "${main_id}"',
+                                   'ecg-grafana --read-bucket "${main_id}" --read-bucket "${branch_id}"'), None,
+         "create-tokens.sh: Grafana's token has ['--read-bucket', '${main_id}', '--read-bucket', '${branch_id}'], "
+         "must be exactly ['--read-bucket', '${main_id}']"),
+        (None, lambda t: t.replace('"${description}" "$@"', '"${description}" --all-access "$@"'), None,
+         "create-tokens.sh: `influx auth create` must appear once, with only the permissions of `token` (\"$@\")"),
+        (None, None, lambda t: t.replace("httpHeaderValue1: Token $__file{/run/ecg-influx/grafana.token}",
+                                         "httpHeaderValue1: Token $__file{/run/ecg-influx/job.token}"),
+         "Grafana's datasource token is not the GRAFANA_TOKEN_FILE influxdb-tokens writes (read-only)"),
+        (None, None, lambda t: t.replace("      httpHeaderName1: Authorization\n", ""),
+         "Grafana's datasource does not authenticate with `Authorization: Token $__file{...}`"),
+        (lambda t: t.replace("      influxdb-tokens:\n        condition: service_completed_successfully\n"
+                             "    healthcheck:", "      influxdb:\n        condition: service_healthy\n"
+                             "    healthcheck:"), None, None,
+         "service grafana does not wait for influxdb-tokens"),
+    ],
+    ids=["admin-token", "same-bucket", "writable-token-volume", "grafana-job-volume", "job-reads",
+         "grafana-reads-branch", "all-access", "grafana-job-token", "no-header", "grafana-order"],
+)
+def test_influx_token_check_fails(tmp_path: Path, edit_compose: Callable[[str], str] | None,
+                                  edit_script: Callable[[str], str] | None,
+                                  edit_datasource: Callable[[str], str] | None, expected: str) -> None:
+    assert expected in influx_token_problems(tmp_path, edit_compose, edit_script, edit_datasource)

@@ -6,7 +6,8 @@ formatted, StandardAuthorizer with the project's ACL set (connectors.kafka_acls,
 it). Shown here:
 
 - ACLs: a device may write the input topic but is refused reading it or the dead-letter topic; an analyst
-  reads neither.
+  reads neither. The replay tool's topics (raw repaired input: corrections log, staging) are refused to the job,
+  devices and analysts alike: only the admin reads them.
 - The simulator (as a device, settings from its environment) and the job (as the job principal, settings
   from the environment, its password from a *_FILE) work only through that listener: the job's points and
   dead letters are exactly the reference model's, and the password is in no log.
@@ -41,6 +42,7 @@ K = 3
 GROUP = "ecg-secure"
 TOPICS = Topics("ecg-raw", "ecg-dlq", "ecg-anomalies", "ecg-model-updates")
 JOB, DEVICE, READER = "ecg-job", "ecg-device", "ecg-reader"
+REPLAY_TOPICS = (f"{TOPICS.input}.replay-corrections", f"{TOPICS.input}.replay-0123abcd")  # python -m replay
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,8 @@ def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     root = tmp_path_factory.mktemp("secure-kafka")
     security = BrokerSecurity(make_pki(root / "pki"),
                               users={user: secrets.token_urlsafe(18) for user in (JOB, DEVICE, READER)})
-    topics = {TOPICS.input: 4, TOPICS.dlq: 1, TOPICS.anomalies: 1, TOPICS.models: 1}
+    topics = {TOPICS.input: 4, TOPICS.dlq: 1, TOPICS.anomalies: 1, TOPICS.models: 1,
+              **dict.fromkeys(REPLAY_TOPICS, 1)}
     stack = LocalStack(root / "stack", kafka_security=security, topics=topics)
     stack.start(victoria_metrics=False)
     try:
@@ -137,6 +140,24 @@ def test_acls_device_writes_input_only(secure_stack: Any) -> None:
     assert _consume(secure_stack, reader, TOPICS.models) == []  # granted (nothing written yet)
     # The probe record is there: the admin reads it.
     assert [r.value for r in _consume(secure_stack, security.admin, TOPICS.input) if r.partition == 3] == [b"acl-probe"]
+
+
+def test_acls_only_the_admin_reads_the_replay_topics(secure_stack: Any) -> None:
+    from kafka import KafkaProducer
+    from kafka.errors import TopicAuthorizationFailedError
+
+    security = secure_stack.kafka_security
+    admin = KafkaProducer(bootstrap_servers=secure_stack.kafka_bootstrap, **security.admin.kafka_python_config())
+    try:
+        for topic in REPLAY_TOPICS:
+            admin.send(topic, b'{"patient_id": "raw-probe"}').get(timeout=30)
+    finally:
+        admin.close(timeout=5)
+    for topic in REPLAY_TOPICS:
+        for user in (JOB, DEVICE, READER):
+            with pytest.raises(TopicAuthorizationFailedError):
+                _consume(secure_stack, security.client(user), topic)
+        assert [r.value for r in _consume(secure_stack, security.admin, topic)] == [b'{"patient_id": "raw-probe"}']
 
 
 def _job_argv(stack: Any, tmp_path: Path, *args: str) -> list[str]:

@@ -6,6 +6,12 @@ dead-letters those frames (missing_field) and publishes the windows without them
 reference model over the original frames: every series, timestamp and field), with no class below k; letters
 it cannot fix are reported as skipped, a letter whose original was deleted from the input (delete-records, as
 retention does) as gone. A second replay of the same letters changes nothing: no write, no delete.
+
+Leak scan of what replay leaves for operators (issue 22 item 4): its stdout/stderr, its JSON reports, the rebuild's
+logs, the dead letters it wrote (the staging DLQ), the staging InfluxDB database it merged from, the live database
+after the merge and the live DLQ hold no raw patient id or name. The corrections topic and the staging topic hold
+raw (repaired) input by design, like `ecg-raw` (the positive control of this scan): the Kafka ACLs grant them to no
+principal but the admin (tests/connectors/test_kafka_acls.py, tests/integration/test_kafka_security.py).
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from connectors.influxdb import frame_tags, sample_timestamps_ns
+from devstack.influx_queries import query_v1
 from devstack.simulator import SimConfig, SimMessage, generate_messages
+from replay.kafka_io import delete_topics
 from replay.merge import InfluxQL
 from testkit.jobs import TEST_SECRET, JobProcess
-from testkit.kafka_topics import list_topics, make_large_producer
+from testkit.kafka_topics import list_topics, make_large_producer, read_topics
 from testkit.reference import anonymized_windows
 from tests.integration.support import IsolatedRun, find_needles, visible_classes_below_k
 
@@ -76,7 +84,7 @@ def _replay(run: IsolatedRun, tmp_path: Path, name: str, *extra: str) -> tuple[d
     logs = [path.read_text(errors="replace") for path in [job_log, *sorted((tmp_path / name).glob("flink-logs/*"))]
             if path.exists()]
     assert len(logs) >= 2 or "--dry-run" in extra, "control: the rebuild's logs are scanned"
-    return json.loads(report.read_text()), output + "".join(logs)
+    return json.loads(report.read_text()), output + report.read_text() + "".join(logs)
 
 
 def _environment() -> dict[str, str]:
@@ -146,7 +154,7 @@ def test_replay_through_a_fix_gives_the_unbroken_stream_and_a_second_replay_chan
     assert not dry["merge"] and stored_points(run) == before
     assert f"{run.raw_topic}.replay-corrections" not in list_topics(stack.kafka_bootstrap)
 
-    first, output = _replay(run, tmp_path, "first")
+    first, output = _replay(run, tmp_path, "first", "--keep-staging")  # staging kept for the leak scan below
     assert first["outcomes"] == {"replayed": len(broken), "would_replay": 0, "already_replayed": 0, "not_merged": 0,
                                  "gone": 1, "skipped": len(unfixable), "fix_failed": 0, "still_invalid": 0}, (
         output[-3000:])
@@ -159,6 +167,7 @@ def test_replay_through_a_fix_gives_the_unbroken_stream_and_a_second_replay_chan
     assert first["rebuild"]["merge_from_ms"] == START_MS + 5_000 and "truncated" in " ".join(first["warnings"])
     after = stored_points(run)
     assert after == reference
+    staged = _staging_dump(run, first["run_id"])
     assert visible_classes_below_k(stack.influx_v1_url, run.db, K) == []
 
     second, second_output = _replay(run, tmp_path, "second")
@@ -173,3 +182,39 @@ def test_replay_through_a_fix_gives_the_unbroken_stream_and_a_second_replay_chan
     assert "patient_id" in messages[0].value.decode(), "control: the input holds identifiers"
     assert find_needles([("dry", dry_output), ("first", output), ("second", second_output)], identifiers) == []
     assert TEST_SECRET not in dry_output + output + second_output
+    # ... nor what it wrote where operators read: the staging DLQ and database (kept by --keep-staging), the live
+    # database after the merge, the live DLQ. The corrections and staging topics are raw input (the control).
+    corrections = f"{run.raw_topic}.replay-corrections"
+    raw_copies = read_topics(stack.kafka_bootstrap, [corrections, staged["topic"]])
+    assert len(raw_copies[corrections]) == len(broken) and raw_copies[staged["topic"]]
+    control = find_needles([(topic, b"".join(r.value or b"" for r in records))
+                            for topic, records in raw_copies.items()], identifiers)
+    assert len(control) >= len(identifiers), "control: the scan finds the identifiers in the raw copies"
+    live_dlq = b"".join(record.value or b"" for record in run.dead_letters())
+    haystacks = [*staged["haystacks"], ("live DLQ", live_dlq),
+                 *((f"live db: {statement}", text) for statement, text in _influx_dump(stack.influx_v1_url, run.db))]
+    assert find_needles(haystacks, identifiers) == []
+    assert TEST_SECRET not in "".join(str(content) for _, content in haystacks)
+    delete_topics(stack.kafka_bootstrap, [staged["topic"], staged["topic"] + ".dlq"])
+
+
+def _influx_dump(url: str, db: str) -> list[tuple[str, str]]:
+    """Everything an InfluxDB 1.x database holds, as (statement, JSON text) pairs."""
+    statements = ("SHOW MEASUREMENTS", "SHOW SERIES", "SHOW TAG KEYS", "SHOW FIELD KEYS",
+                  "SHOW TAG VALUES WITH KEY =~ /.*/", "SELECT * FROM /.*/")
+    return [(statement, json.dumps(query_v1(url, statement, db), ensure_ascii=False)) for statement in statements]
+
+
+def _staging_dump(run: IsolatedRun, run_id: str) -> dict[str, Any]:
+    """What the replay's rebuild left (--keep-staging): its dead letters and staging database as haystacks, then
+    the database dropped; the staging topic's name (raw input, scanned only as the control, then deleted with its
+    DLQ at the end of the test)."""
+    topic, staging_db = f"{run.raw_topic}.replay-{run_id}", f"{run.db}_replay_{run_id}"
+    assert {topic, topic + ".dlq"} <= set(list_topics(run.stack.kafka_bootstrap)), "control: staging kept"
+    letters = read_topics(run.stack.kafka_bootstrap, [topic + ".dlq"])[topic + ".dlq"]
+    dump = _influx_dump(run.stack.influx_v1_url, staging_db)
+    assert "ecg_anonymized" in dump[0][1], "control: the staging database holds the rebuild's points"
+    haystacks = [(f"staging DLQ {topic}.dlq", b"".join(record.value or b"" for record in letters)),
+                 *((f"staging db: {statement}", text) for statement, text in dump)]
+    query_v1(run.stack.influx_v1_url, f'DROP DATABASE "{staging_db}"')
+    return {"topic": topic, "haystacks": haystacks}
