@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,9 +107,43 @@ def apply_grants(bootstrap: str, security: KafkaSecurity, wanted: Sequence[Grant
         failed = result.get("failed") or []
         if failed:
             raise RuntimeError(f"{len(failed)} ACLs refused by the broker, e.g. {failed[0]!r}")
+        _wait_until_visible(admin, wanted, timeout_s)
         return len(wanted)
     finally:
         admin.close()
+
+
+def _acl_key(principal: str, operation: str, resource_type: str, name: str, pattern: str) -> tuple[str, ...]:
+    return principal, operation.upper(), resource_type.upper(), name, pattern.upper()
+
+
+def _wait_until_visible(admin: Any, wanted: Sequence[Grant], timeout_s: float) -> None:
+    """Until the broker answering DescribeAcls lists every wanted ACL. A KRaft broker answers it from its own
+    authorizer, which applies new ACLs from the metadata log a moment after CreateAcls returns: a client
+    refused in that moment saw ClusterAuthorizationFailed on its first produce (1 run in 3 of the ACL test)."""
+    from kafka.admin import (
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePatternFilter,
+        ResourceType,
+    )
+
+    everything = ACLFilter(None, None, ACLOperation.ANY, ACLPermissionType.ANY,
+                           ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
+    missing = {_acl_key(f"User:{g.user}", g.operation, g.resource_type, g.name, g.pattern) for g in wanted}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        acls, _error = admin.describe_acls(everything)
+        missing -= {_acl_key(acl.principal, acl.operation.name, acl.resource_pattern.resource_type.name,
+                             acl.resource_pattern.resource_name, acl.resource_pattern.pattern_type.name)
+                    for acl in acls}
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(missing)} ACLs not visible after {timeout_s:.0f} s, e.g. {sorted(missing)[0]}")
+        time.sleep(0.2)
 
 
 def upsert_scram_users(bootstrap: str, security: KafkaSecurity, passwords: Mapping[str, str],
