@@ -14,14 +14,17 @@ Labels are tuples in ``hierarchy.quasi_identifiers`` order, or mappings attribut
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from devstack.simulator import SimMessage
 from hierarchy.loader import SUPPRESSED_LEVEL, Hierarchy
 from privacy.model import PublishedFrame
+from privacy.pseudonym import pseudonymize
 
 __all__ = [
     "AttackReport",
@@ -159,3 +162,15 @@ def cross_window_attack_prefixes(
             if count < k:
                 violations.append((start, target, count))
     return (worst or 0), violations
+
+
+def true_quasi_identifiers(messages: Iterable[SimMessage], secret: str) -> dict[str, dict[str, object]]:
+    """pid -> the patient's true age, sex and zip (the attacker's background knowledge), from the simulator's
+    frame messages."""
+    known: dict[str, dict[str, object]] = {}
+    for message in messages:
+        if message.kind == "frame":
+            frame = json.loads(message.value)
+            pid = pseudonymize(frame["patient_id"], secret.encode(), scope=frame["site"])
+            known.setdefault(pid, {"age": frame["age"], "sex": frame["sex"], "zip": frame["zip"]})
+    return known

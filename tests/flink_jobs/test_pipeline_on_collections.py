@@ -20,7 +20,7 @@ from hierarchy.loader import load_hierarchy
 from privacy.pseudonym import pseudonymize
 from testkit.jobs import TEST_SECRET
 from testkit.pipeline import TOPIC, InputRecord, PipelineOutput, records_of, run_pipeline
-from testkit.privacy_audit import cross_window_attack_prefixes
+from testkit.privacy_audit import cross_window_attack_prefixes, true_quasi_identifiers
 from testkit.reference import anonymized_windows, expected_output
 
 # PyFlink's in-process (loopback) Python worker: Beam's gRPC reader thread raises CANCELLED when the finished job
@@ -154,12 +154,7 @@ def test_auditor_and_cross_window_attacker_on_the_output() -> None:
     messages = list(generate_messages(SimConfig(patients=60, duration_s=120, start_ms=START_MS, sites=3, churn=True,
                                                 end_of_stream=True, partitions=4, seed=41)))
     expected = expected_output(messages, k=K)
-    true_qi: dict[str, dict[str, object]] = {}
-    for message in messages:
-        if message.kind == "frame":
-            frame = json.loads(message.value)
-            pid = pseudonymize(frame["patient_id"], TEST_SECRET.encode(), scope=frame["site"])
-            true_qi.setdefault(pid, {"age": frame["age"], "sex": frame["sex"], "zip": frame["zip"]})
+    true_qi = true_quasi_identifiers(messages, TEST_SECRET)
     assert len(true_qi) == 60
 
     output = run_pipeline(records_of(messages), ["--k-anonymity", str(K)])

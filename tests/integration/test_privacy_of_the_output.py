@@ -18,7 +18,6 @@ test_readers_never_see_below_k.py (what readers see during InfluxDB faults).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -27,9 +26,8 @@ import pytest
 from devstack.influx_queries import query_v1
 from devstack.simulator import SimConfig, generate_messages, produce
 from hierarchy.loader import load_hierarchy
-from privacy.pseudonym import pseudonymize
 from testkit.jobs import TEST_SECRET, JobProcess, wait_until
-from testkit.privacy_audit import cross_window_attack_prefixes
+from testkit.privacy_audit import cross_window_attack_prefixes, true_quasi_identifiers
 from testkit.reference import expected_output
 from tests.integration.support import IsolatedRun, visible_classes_below_k
 
@@ -53,12 +51,7 @@ def test_auditor_and_cross_window_attacker_on_the_output(isolated_run: IsolatedR
                                                 end_of_stream=True, partitions=4, seed=41)))
     expected = expected_output(messages, k=K)
     assert produce(messages, run.stack.kafka_bootstrap, run.raw_topic).errors == 0
-    true_qi: dict[str, dict[str, object]] = {}
-    for message in messages:
-        if message.kind == "frame":
-            frame = json.loads(message.value)
-            pid = pseudonymize(frame["patient_id"], TEST_SECRET.encode(), scope=frame["site"])
-            true_qi.setdefault(pid, {"age": frame["age"], "sex": frame["sex"], "zip": frame["zip"]})
+    true_qi = true_quasi_identifiers(messages, TEST_SECRET)
     assert len(true_qi) == 60
 
     job = JobProcess(run.job_args("--k-anonymity", str(K)), tmp_path / "job.log")
