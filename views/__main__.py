@@ -98,14 +98,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"view {view.name}: job {view.job_id} submitted ({view.submit_mode}), "
                   f"output {view.outputs.http_url or view.outputs.influx_db}")
         elif ns.command == "list":
-            print(f"{'view':16s} {'state':10s} {'job':32s} {'points':>10s} {'input lag':>16s}  last checkpoint")
+            print(f"{'view':16s} {'state':10s} {'job':32s} {'points':>10s} {'input lag':>16s} "
+                  f"{'lag records':>12s}  last checkpoint")
             for status in manager.list():
                 lag = "-" if status.event_time_lag_ms is None else f"{status.event_time_lag_ms / 1000:.0f} s"
                 if status.unread_input is not None:
                     lag += " (caught up)" if status.unread_input == 0 else " (unread)"
+                records = "-" if status.input_lag_records is None else str(status.input_lag_records)
                 points = "-" if status.points is None else str(status.points)
-                print(f"{status.name:16s} {status.state:10s} {status.job_id:32s} {points:>10s} {lag:>16s}  "
-                      f"{status.last_checkpoint or '-'}")
+                print(f"{status.name:16s} {status.state:10s} {status.job_id:32s} {points:>10s} {lag:>16s} "
+                      f"{records:>12s}  {status.last_checkpoint or '-'}")
         elif ns.command == "stop":
             print(f"view {ns.name} stopped; savepoint {manager.stop(ns.name)}")
         elif ns.command == "resume":

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +127,11 @@ class FlinkRest:
 
     # ---- metrics --------------------------------------------------------------------------------
 
-    def operator_gauges(self, job_id: str, suffixes: Sequence[str]) -> dict[str, float]:
-        """Max over all subtasks of every vertex of the metrics whose names end with one of ``suffixes``."""
+    def operator_gauges(self, job_id: str, suffixes: Sequence[str], aggregate: str = "max") -> dict[str, float]:
+        """Max (or ``aggregate`` "min" or "sum") over all subtasks of every vertex of the metrics whose names end
+        with one of ``suffixes``."""
+        combiners: dict[str, Callable[[float, float], float]] = {"max": max, "min": min, "sum": operator.add}
+        combine = combiners[aggregate]
         found: dict[str, float] = {}
         for vertex in self.job(job_id).get("vertices", []):
             base = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
@@ -135,10 +139,11 @@ class FlinkRest:
             if not names:
                 continue
             query = urllib.parse.quote(",".join(names), safe=",")
-            for metric in self.get(f"{base}?get={query}&agg=max"):
+            for metric in self.get(f"{base}?get={query}&agg={aggregate}"):
                 suffix = next(s for s in suffixes if metric["id"].endswith(s))
                 with contextlib.suppress(KeyError, TypeError, ValueError):
-                    found[suffix] = max(found.get(suffix, float("-inf")), float(metric["max"]))
+                    value = float(metric[aggregate])
+                    found[suffix] = combine(found[suffix], value) if suffix in found else value
         return found
 
     # ---- submission -----------------------------------------------------------------------------

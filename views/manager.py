@@ -135,6 +135,7 @@ class ViewStatus:
     event_time_lag_ms: float | None  # wall clock minus the job's event time (watermark), if reported
     unread_input: int | None  # 1: Kafka has records the job has not read yet; 0: caught up (if reported)
     last_savepoint: str
+    input_lag_records: int | None = None  # records in Kafka after the last one read, over all readers (if reported)
 
 
 def _flag(env_name: str) -> str:
@@ -388,28 +389,35 @@ class ViewManager:
             return "STOPPED"
         return state
 
-    def input_lag(self, view: View) -> tuple[float | None, int | None]:
+    def input_lag(self, view: View) -> tuple[float | None, int | None, int | None]:
         """(event-time lag in ms: wall clock minus the job's watermark, max over its readers; 1 if a reader still
-        has unread records in Kafka, 0 if not), from the liveness guard's gauges (connectors/java/LivenessGuard:
-        ``event_time_lag_ms``, ``liveness_unread_records``); None when not reported yet. Offsets lag is not
-        available: the KafkaSource of this job reports no per-partition offset metrics and commits no offsets
-        to its group here (measured on the local cluster)."""
+        has unread records in Kafka, 0 if not; records in Kafka after the last one read, summed over the
+        readers), from the liveness guard's gauges (connectors/java/LivenessGuard: ``event_time_lag_ms``,
+        ``liveness_unread_records``, ``input_lag_records``); None when not reported yet. The KafkaSource of this
+        job reports no per-partition offset metrics and commits no offsets to its group, so the guard asks
+        the broker for the end offsets itself."""
         gauges = self.rest.operator_gauges(view.job_id, (".event_time_lag_ms", ".liveness_unread_records"))
         lag, unread = gauges.get(".event_time_lag_ms"), gauges.get(".liveness_unread_records")
+        # -1 from any reader means "unknown": a sum over readers is then unknown too.
+        unknown = self.rest.operator_gauges(view.job_id, (".input_lag_records",), aggregate="min").get(
+            ".input_lag_records")
+        records = self.rest.operator_gauges(view.job_id, (".input_lag_records",), aggregate="sum").get(
+            ".input_lag_records")
+        known_records = None if records is None or unknown is None or min(records, unknown) < 0 else int(records)
         return (lag if lag is not None and lag >= 0 else None,
-                int(unread) if unread is not None and unread >= 0 else None)
+                int(unread) if unread is not None and unread >= 0 else None, known_records)
 
     def status(self, name: str) -> ViewStatus:
         view = self.get(name)
         state = self.job_state(view)
-        last_checkpoint, lag, unread = "", None, None
+        last_checkpoint, lag, unread, records = "", None, None, None
         if state in RUNNING_STATES | TERMINAL_STATES:
             with contextlib.suppress(FlinkRestError):
                 completed = (self.rest.checkpoints(view.job_id).get("latest") or {}).get("completed") or {}
                 last_checkpoint = local_path(str(completed.get("external_path", "")))
             if state == "RUNNING":
                 with contextlib.suppress(FlinkRestError):
-                    lag, unread = self.input_lag(view)
+                    lag, unread, records = self.input_lag(view)
         if not last_checkpoint:
             on_disk = latest_checkpoint(self.checkpoint_dir(name))
             last_checkpoint = str(on_disk) if on_disk else ""
@@ -417,7 +425,8 @@ class ViewManager:
             points = self.points(view)
         except ViewError:
             points = None
-        return ViewStatus(name, view.job_id, state, last_checkpoint, points, lag, unread, view.last_savepoint)
+        return ViewStatus(name, view.job_id, state, last_checkpoint, points, lag, unread, view.last_savepoint,
+                          records)
 
     def list(self) -> list[ViewStatus]:
         return [self.status(name) for name in sorted(self._read())]

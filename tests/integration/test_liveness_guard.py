@@ -80,4 +80,5 @@ def test_guard_never_fires_on_a_quiet_stream(isolated_run: IsolatedRun, tmp_path
     assert job_restart_lines(flink_log) == []
     assert metrics["liveness_last_progress_age_ms"] > 2_000, metrics  # silent for longer than the timeout
     assert metrics["liveness_unread_records"] == 0, metrics  # probed, and found nothing unread
+    assert metrics["input_lag_records"] == 0, metrics  # the broker's end offsets, every record read
     assert metrics["event_time_lag_ms"] > 0, metrics

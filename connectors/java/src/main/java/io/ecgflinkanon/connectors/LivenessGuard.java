@@ -16,6 +16,7 @@ import org.apache.flink.types.Row;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.slf4j.Logger;
@@ -38,7 +39,11 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Gauges (operator metric group {@code ecg}): {@code liveness_last_progress_age_ms}, {@code
  * liveness_unread_records} (1 when the last probe found an unread record, 0 when it found none, -1
- * before any probe) and {@code event_time_lag_ms} (wall clock minus the last watermark forwarded).
+ * before any probe), {@code event_time_lag_ms} (wall clock minus the last watermark forwarded) and {@code
+ * input_lag_records} (records in the broker after the last one this subtask emitted, summed over the
+ * partitions it has read; the broker's last stable offsets, so a transaction marker counts as one; -1
+ * before the first look or while the broker does not answer), refreshed every few seconds by the same thread.
+ * The Kafka source's own metrics give no such figure here (it commits no offsets to its group).
  */
 public class LivenessGuard extends AbstractStreamOperator<Row> implements OneInputStreamOperator<Row, Row> {
     private static final long serialVersionUID = 1L;
@@ -53,6 +58,7 @@ public class LivenessGuard extends AbstractStreamOperator<Row> implements OneInp
     private transient volatile long lastProgressMillis;
     private transient volatile long lastWatermark;
     private transient volatile int unreadRecords;
+    private transient volatile long inputLagRecords;
     private transient volatile boolean running;
     private transient Thread watchdog;
 
@@ -79,9 +85,11 @@ public class LivenessGuard extends AbstractStreamOperator<Row> implements OneInp
         lastProgressMillis = System.currentTimeMillis();
         lastWatermark = Long.MIN_VALUE;
         unreadRecords = -1;
+        inputLagRecords = -1;
         var metrics = getRuntimeContext().getMetricGroup().addGroup("ecg");
         metrics.gauge("liveness_last_progress_age_ms", () -> System.currentTimeMillis() - lastProgressMillis);
         metrics.gauge("liveness_unread_records", () -> unreadRecords);
+        metrics.gauge("input_lag_records", () -> inputLagRecords);
         metrics.gauge("event_time_lag_ms",
                 () -> lastWatermark == Long.MIN_VALUE ? -1L : System.currentTimeMillis() - lastWatermark);
         if (timeoutMillis <= 0) {
@@ -119,12 +127,16 @@ public class LivenessGuard extends AbstractStreamOperator<Row> implements OneInp
         try {
             while (running) {
                 Thread.sleep(pause);
-                long silentFor = System.currentTimeMillis() - lastProgressMillis;
-                if (silentFor < timeoutMillis || lastOffsets.isEmpty()) {
+                if (lastOffsets.isEmpty()) {
                     continue;
                 }
                 if (probe == null) {
                     probe = probeConsumer();
+                }
+                inputLagRecords = lagOf(probe);
+                long silentFor = System.currentTimeMillis() - lastProgressMillis;
+                if (silentFor < timeoutMillis) {
+                    continue;
                 }
                 TopicPartition unread = firstUnread(probe);
                 unreadRecords = unread == null ? 0 : 1;
@@ -163,6 +175,20 @@ public class LivenessGuard extends AbstractStreamOperator<Row> implements OneInp
         properties.put(ConsumerConfig.FETCH_MAX_BYTES_CONFIG, "1");
         properties.put(ConsumerConfig.CLIENT_ID_CONFIG, "ecg-liveness-guard");
         return new KafkaConsumer<>(properties, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+    }
+
+    /** Records after the last one this subtask emitted, over the partitions it has read; -1 if unknown. */
+    private long lagOf(KafkaConsumer<byte[], byte[]> probe) {
+        Map<TopicPartition, Long> read = new HashMap<>(lastOffsets);
+        try {
+            long lag = 0;
+            for (Map.Entry<TopicPartition, Long> end : probe.endOffsets(read.keySet(), Duration.ofSeconds(2)).entrySet()) {
+                lag += Math.max(0L, end.getValue() - (read.get(end.getKey()) + 1));
+            }
+            return lag;
+        } catch (KafkaException | IllegalStateException unknown) {
+            return -1L;
+        }
     }
 
     /** A partition with a record after the last one this subtask emitted, or null. */
