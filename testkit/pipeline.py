@@ -11,6 +11,7 @@ in seconds; only what depends on the services (restore, outages, exactly-once, p
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -138,7 +139,21 @@ class CollectingSinks:
 
 
 def run_pipeline(records: Sequence[InputRecord], argv: Sequence[str] = (), *, parallelism: int = 2) -> PipelineOutput:
-    """The job's operators with the settings of `argv` (PSEUDONYM_SECRET = testkit.jobs.TEST_SECRET) on `records`."""
+    """The job's operators with the settings of `argv` (PSEUDONYM_SECRET = testkit.jobs.TEST_SECRET) on `records`.
+
+    The caller's environment is restored afterwards: PyFlink runs the Python workers of a local job in this
+    process (loopback mode) and leaves PYFLINK_GATEWAY_DISABLED=true and its worker variables in os.environ,
+    which made every job started later from the same process (the integration tests) die at its first
+    PyFlink call ("launching the PythonGatewayServer during Python UDF execution")."""
+    saved = dict(os.environ)
+    try:
+        return _run_pipeline(records, argv, parallelism)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run_pipeline(records: Sequence[InputRecord], argv: Sequence[str], parallelism: int) -> PipelineOutput:
     settings = load_settings(list(argv), environ={"PSEUDONYM_SECRET": TEST_SECRET})
     config = Configuration()
     config.set_string("parallelism.default", str(parallelism))
