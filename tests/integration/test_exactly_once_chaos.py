@@ -70,5 +70,7 @@ def test_exactly_once_live_kills(local_stack: Any, tmp_path: Path) -> None:
     """12 patients x 60 s produced while the job runs, 3 kills, with Kafka transactions."""
     report = run_chaos(local_stack, tmp_path, kills=3, seed=5, patients=12, delivery="exactly-once",
                        kill_timing=TIMINGS)
-    assert not [note for note in report.notes if "after the producer finished" in note], report.notes
+    # The two timed kills come while the producer still streams (the third may come after it finished).
+    late = [note for note in report.notes if "after the producer finished" in note and "kill 3" not in note]
+    assert not late, report.notes
     _check_exactly_once(report)
