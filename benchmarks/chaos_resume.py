@@ -3,6 +3,7 @@ the latest retained checkpoint, then compare everything with an uninterrupted ru
 
     .venv/bin/python -m benchmarks.chaos_resume --kills 5 [--seed 1] [--patients 12] [--keep]
     .venv/bin/python -m benchmarks.chaos_resume --backlog [--kills 4] [--patients 40]
+    .venv/bin/python -m benchmarks.chaos_resume --delivery exactly-once --kill-timing after-checkpoint,open-transaction
 
 The driver (live and backlog mode, what is compared and reported) is testkit/chaos.py, shared with
 tests/integration/test_chaos_resume.py.
@@ -16,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from devstack.stack import LocalStack
-from testkit.chaos import run_chaos
+from testkit.chaos import DELIVERIES, KILL_TIMINGS, run_chaos
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backlog", action="store_true",
                         help="produce everything before the job starts; kill during the catch-up")
     parser.add_argument("--duration", type=int, default=60, help="seconds of signal per patient")
+    parser.add_argument("--delivery", choices=DELIVERIES, default="at-least-once",
+                        help="exactly-once: Kafka transactions, read_committed readers, zero replays required")
+    parser.add_argument("--kill-timing", default="",
+                        help=f"comma-separated, one per kill, each of {', '.join(KILL_TIMINGS)}")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, checkpoints)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
@@ -36,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start(victoria_metrics=False)
         report = run_chaos(stack, workdir, kills=args.kills, seed=args.seed, patients=args.patients,
-                           mode=args.mode, backlog=args.backlog, duration_s=args.duration)
+                           mode=args.mode, backlog=args.backlog, duration_s=args.duration,
+                           delivery=args.delivery, kill_timing=[t for t in args.kill_timing.split(",") if t])
     finally:
         stack.stop()
         if not args.keep:

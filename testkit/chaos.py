@@ -10,7 +10,20 @@ whether the source had already read everything (the windows then still being pub
 
 Figures printed: kills, resumes, points (chaos / uninterrupted / reference model), lost and duplicated
 points, per-series-and-window fingerprints that differ, dead letters and their exact replays.
-The same function backs tests/integration/test_chaos_resume.py (5 kills by default, 20 when slow).
+The same function backs tests/integration/test_chaos_resume.py (5 kills by default, 20 when slow),
+and, with `delivery="exactly-once"`, tests/integration/test_exactly_once_chaos.py.
+
+Delivery (`delivery="exactly-once"`): both runs with KAFKA_DELIVERY=exactly-once (Kafka transactions, each run
+its own transactional id prefix), every output topic read with isolation_level=read_committed, and a run then
+passes only with ZERO replays: no dead letter, anomaly id or model-update id seen twice. Per kill the report
+says how long after the last completed checkpoint it came and how many records sat in open transactions of
+the output topics (high watermark minus last stable offset) at the kill; `kill_timing` places kills right
+after a completed checkpoint or while a transaction holds records. A transaction left open by a killed job
+hides only its own records from a read_committed reader (and everything after them on that partition):
+the resumed job, with the same transactional ids, aborts it when it starts (Flink's KafkaSink, connector
+4.0, probes the transactional ids of its prefix from the restored checkpoint on and aborts what it finds
+open), at the latest the broker does after KAFKA_TRANSACTION_TIMEOUT_MS. The readers here never wait on
+it: each read stops after a few idle seconds, and every wait for output is bounded.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,18 +49,35 @@ from devstack.simulator import ProduceReport, SimConfig, generate_messages, prod
 from devstack.stack import LocalStack
 from testkit.flink_rest import job_metrics, source_drained, vertex_watermarks
 from testkit.jobs import TEST_SECRET, JobProcess, branch_args, job_args, wait_until
-from testkit.kafka_topics import last_offsets_of, read_topic
+from testkit.kafka_topics import TransactionProbe, last_offsets_of, read_topic
 from testkit.reference import expected_branch, expected_output
 
 START_MS = 1_763_812_800_000
 # Short federated rounds, so a 60 s run has several rounds (and their global updates) to replay.
 BRANCH_ROUND_ARGS = ("--model-update-seconds", "20", "--model-grace-seconds", "5")
 SECONDS_PER_KILL_CYCLE = 16  # JVM start + restore + one checkpoint + the random delay, measured here
+DELIVERIES = ("at-least-once", "exactly-once")
+# Where a kill lands (run_chaos's kill_timing, one entry per kill; missing entries: the default, a random
+# moment 0-4 s after a new checkpoint live, the output-driven point in a backlog).
+KILL_TIMINGS = ("default", "after-checkpoint", "open-transaction")
+OPEN_TRANSACTION_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class KillTiming:
+    """When a kill came: its kill_timing, seconds since the latest completed checkpoint's _metadata was
+    written, and (exactly-once) records in open transactions per output topic right after the kill."""
+
+    timing: str
+    checkpoint: str
+    checkpoint_age_s: float
+    open_records: dict[str, int] | None = None
 
 
 @dataclass
 class ChaosReport:
     kind: str = ""
+    delivery: str = "at-least-once"
     kills: int = 0
     resumes: int = 0
     resume_seconds: list[float] = field(default_factory=list)
@@ -62,6 +93,7 @@ class ChaosReport:
     branch: BranchComparison | None = None
     seconds: float = 0.0
     kill_points: list[str] = field(default_factory=list)
+    kill_timings: list[KillTiming] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -82,7 +114,14 @@ class ChaosReport:
             and self.dead_letters_not_exact_replays == 0
             and self.kills >= 1
             and (self.branch is None or self.branch.ok)
+            and (self.delivery != "exactly-once" or self.replays == 0)
         )
+
+    @property
+    def replays(self) -> int:
+        """Extra copies a reader saw: dead letters, anomaly ids and model-update ids seen more than once."""
+        branch = self.branch.anomalies_replayed + self.branch.updates_replayed if self.branch else 0
+        return self.dead_letters_replayed + branch
 
     def summary(self) -> str:
         resume = (
@@ -92,6 +131,8 @@ class ChaosReport:
         return "\n".join(
             [
                 f"kills                                   {self.kills} ({self.kind})",
+                f"delivery                                {self.delivery}"
+                + (" (read_committed readers; must have 0 replays)" if self.delivery == "exactly-once" else ""),
                 *(f"  kill {i}: {point}" for i, point in enumerate(self.kill_points, start=1)),
                 f"resumes from latest checkpoint          {self.resumes} (restart to next checkpoint: {resume})",
                 f"points chaos / uninterrupted / model    {self.points_chaos} / {self.points_uninterrupted} / "
@@ -104,6 +145,7 @@ class ChaosReport:
                 f"dead letters replayed (exact / not)     {self.dead_letters_replayed} / "
                 f"{self.dead_letters_not_exact_replays}",
                 *(self.branch.lines() if self.branch else ["anomaly / model-update ids              n/a"]),
+                f"replays seen (dead letters + ids)       {self.replays}",
                 f"wall time                               {self.seconds:.0f} s",
                 f"result                                  {'PASS' if self.ok else 'FAIL'}",
                 *self.notes,
@@ -145,22 +187,23 @@ class BranchComparison:
         ]
 
 
-def _messages_by_id(bootstrap: str, topic: str, id_field: str) -> dict[str, Counter[bytes]]:
+def _messages_by_id(bootstrap: str, topic: str, id_field: str, isolation_level: str = "read_uncommitted"
+                    ) -> dict[str, Counter[bytes]]:
     import json
 
     by_id: dict[str, Counter[bytes]] = {}
-    for record in read_topic(bootstrap, topic):
+    for record in read_topic(bootstrap, topic, isolation_level=isolation_level):
         by_id.setdefault(json.loads(record.value)[id_field], Counter())[record.value] += 1
     return by_id
 
 
-def compare_branch_outputs(bootstrap: str, chaos_topics: tuple[str, str], reference_topics: tuple[str, str]
-                           ) -> BranchComparison:
+def compare_branch_outputs(bootstrap: str, chaos_topics: tuple[str, str], reference_topics: tuple[str, str],
+                           isolation_level: str = "read_uncommitted") -> BranchComparison:
     """(anomaly topic, model topic) of the chaos run vs the uninterrupted run."""
     result = BranchComparison()
     for index, id_field in enumerate(("event_id", "update_id")):
-        chaos = _messages_by_id(bootstrap, chaos_topics[index], id_field)
-        reference = _messages_by_id(bootstrap, reference_topics[index], id_field)
+        chaos = _messages_by_id(bootstrap, chaos_topics[index], id_field, isolation_level)
+        reference = _messages_by_id(bootstrap, reference_topics[index], id_field, isolation_level)
         # An id differs if it is on one side only or its bytes differ (a replay must be exact).
         differing = sum(1 for key in chaos.keys() | reference.keys()
                         if set(chaos.get(key, {})) != set(reference.get(key, {})) or len(chaos.get(key, {})) != 1)
@@ -174,18 +217,21 @@ def compare_branch_outputs(bootstrap: str, chaos_topics: tuple[str, str], refere
     return result
 
 
-def _branch_ids(bootstrap: str, topics: tuple[str, str]) -> tuple[int, int]:
+def _branch_ids(bootstrap: str, topics: tuple[str, str], isolation_level: str = "read_uncommitted"
+                ) -> tuple[int, int]:
     """Distinct (anomaly event ids, model update ids) published so far."""
-    return (len(_messages_by_id(bootstrap, topics[0], "event_id")),
-            len(_messages_by_id(bootstrap, topics[1], "update_id")))
+    return (len(_messages_by_id(bootstrap, topics[0], "event_id", isolation_level)),
+            len(_messages_by_id(bootstrap, topics[1], "update_id", isolation_level)))
 
 
-def missing_branch_ids(bootstrap: str, topics: tuple[str, str], model: Any) -> list[str]:
+def missing_branch_ids(bootstrap: str, topics: tuple[str, str], model: Any,
+                       isolation_level: str = "read_uncommitted") -> list[str]:
     """The model's anomaly events and model updates a run has not published, summarized."""
     import json
 
     lines = []
-    published = (_messages_by_id(bootstrap, topics[0], "event_id"), _messages_by_id(bootstrap, topics[1], "update_id"))
+    published = (_messages_by_id(bootstrap, topics[0], "event_id", isolation_level),
+                 _messages_by_id(bootstrap, topics[1], "update_id", isolation_level))
     wanted = ([json.loads(event.to_json()) for event in model.anomalies],
               [json.loads(update.to_json()) for update in [*model.local_updates, *model.global_updates]])
     for index, id_field in enumerate(("event_id", "update_id")):
@@ -303,9 +349,17 @@ class _ClusterTarget:
             self.cluster.stop()
 
 
-def _wait_for_new_checkpoint(checkpoints: Path, job: JobProcess | None, what: str) -> None:
+def _wait_for_new_checkpoint(checkpoints: Path, job: JobProcess | None, what: str, poll: float = 1.0) -> None:
     seen = latest_checkpoint(checkpoints)
-    wait_until(lambda: latest_checkpoint(checkpoints) != seen, 120, what, job=job)
+    wait_until(lambda: latest_checkpoint(checkpoints) != seen, 120, what, job=job, poll=poll)
+
+
+def _checkpoint_age(checkpoints: Path) -> tuple[str, float]:
+    """(name of the latest completed checkpoint, seconds since its _metadata was written)."""
+    latest = latest_checkpoint(checkpoints)
+    if latest is None:
+        return "-", float("nan")
+    return latest.name, time.time() - (latest / "_metadata").stat().st_mtime
 
 
 def _wait_for_backlog_kill_point(number: int, kills: int, points_now: Any, total: int, job: Any) -> None:
@@ -322,17 +376,38 @@ def _wait_for_backlog_kill_point(number: int, kills: int, points_now: Any, total
         wait_until(lambda: points_now() >= share * total, 180, f"{share:.0%} of the output", job=job, poll=0.2)
 
 
-def _dead_letters(bootstrap: str, topic: str) -> Counter[bytes]:
-    return Counter(record.value for record in read_topic(bootstrap, topic))
+def _dead_letters(bootstrap: str, topic: str, isolation_level: str = "read_uncommitted") -> Counter[bytes]:
+    return Counter(record.value for record in read_topic(bootstrap, topic, isolation_level=isolation_level))
+
+
+def delivery_args(delivery: str, transactional_id_prefix: str) -> list[str]:
+    """Job flags of a delivery guarantee: nothing for at-least-once (the job's default), else Kafka
+    transactions under a prefix of this run's own (a resumed job must use the prefix of the killed one)."""
+    if delivery not in DELIVERIES:
+        raise ValueError(f"delivery must be one of {DELIVERIES}, not {delivery!r}")
+    if delivery == "at-least-once":
+        return []
+    return ["--kafka-delivery", delivery, "--kafka-transactional-id-prefix", transactional_id_prefix]
 
 
 def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1, patients: int = 12,
               sites: int = 2, k: int = 5, mode: str = "embedded", backlog: bool = False, duration_s: int = 60,
-              after_kill: Any = None, log: Any = print) -> ChaosReport:
-    """``after_kill(url, db)`` runs after every kill, before the resume (e.g. a reader's view check)."""
+              after_kill: Any = None, log: Any = print, delivery: str = "at-least-once",
+              kill_timing: Sequence[str] = ()) -> ChaosReport:
+    """``after_kill(url, db)`` runs after every kill, before the resume (e.g. a reader's view check).
+
+    ``delivery="exactly-once"``: both runs use Kafka transactions, every topic is read with
+    isolation_level=read_committed, and the report requires zero replays. ``kill_timing``: per kill one of
+    KILL_TIMINGS ("after-checkpoint": within ~50 ms of a completed checkpoint; "open-transaction": when an
+    output topic holds records of a transaction not yet committed, at most OPEN_TRANSACTION_WAIT_S)."""
     started = time.monotonic()
     rng = random.Random(seed)
-    report = ChaosReport()
+    unknown = [timing for timing in kill_timing if timing not in KILL_TIMINGS]
+    if unknown:
+        raise ValueError(f"kill_timing entries must be in {KILL_TIMINGS}: {unknown}")
+    exactly_once = delivery == "exactly-once"
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    report = ChaosReport(delivery=delivery)
     run_id = uuid.uuid4().hex[:8]
     raw_topic, dlq_chaos, dlq_ref = f"chaos-raw-{run_id}", f"chaos-dlq-{run_id}", f"chaos-dlq-ref-{run_id}"
     create_topics(stack.kafka_bootstrap, {raw_topic: 4, dlq_chaos: 1, dlq_ref: 1})
@@ -349,7 +424,7 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
     report.points_model = model.points
     rate = 0.0 if backlog else len(messages) / stream_seconds
     pace = "pre-produced (backlog)" if backlog else f"at {rate:.0f}/s over ~{stream_seconds} s"
-    log(f"{len(messages)} messages {pace}; {kills} kills; model {model.points} points")
+    log(f"{len(messages)} messages {pace}; {kills} kills; model {model.points} points; delivery {delivery}")
     last_offsets: dict[int, int] = {}
     produced = ProduceReport()
     if backlog:
@@ -362,7 +437,7 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
     checkpoints = workdir / "checkpoints-chaos"
     args = job_args(stack, checkpoints, "--influx-db", db_chaos, "--kafka-input-topic", raw_topic,
                     "--kafka-dlq-topic", dlq_chaos, "--k-anonymity", str(k), *branch_args(*branch_chaos),
-                    *BRANCH_ROUND_ARGS)
+                    *BRANCH_ROUND_ARGS, *delivery_args(delivery, f"chaos-{run_id}"))
     # The branch lags the anonymized points (the beat detector is the slowest stage): a run is over
     # when its branch has published every id of the pure reference model, not when the points are in.
     branch_model = expected_branch(messages, args)
@@ -372,7 +447,7 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
     branch_expected = (report.branch.anomalies_model, report.branch.updates_model)
 
     def branch_done(topics: tuple[str, str]) -> bool:
-        published = _branch_ids(stack.kafka_bootstrap, topics)
+        published = _branch_ids(stack.kafka_bootstrap, topics, isolation)
         return all(now >= expected for now, expected in zip(published, branch_expected, strict=True))
 
     def wait_for_branch(topics: tuple[str, str], job: Any, rest_port: int | None, what: str) -> None:
@@ -382,7 +457,7 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
             wait_until(lambda: branch_done(topics), 150, what, job=job, poll=2.0)
         except AssertionError as error:
             log(f"BRANCH INCOMPLETE: {error}")
-            for line in missing_branch_ids(stack.kafka_bootstrap, topics, branch_model):
+            for line in missing_branch_ids(stack.kafka_bootstrap, topics, branch_model, isolation):
                 log("  " + line)
             if rest_port is not None:
                 log_job_state(rest_port, ("cardio_", "model_", "devices_", "anomalies_"), log)
@@ -406,25 +481,50 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
     def points_now() -> int:
         return count_points_v1(url, db_chaos, "ecg_anonymized")
 
+    # Exactly-once: records in transactions not yet committed, per output topic (high watermark - LSO).
+    output_topics = {"dlq": dlq_chaos, "anomalies": branch_chaos[0], "models": branch_chaos[1]}
+    probe = TransactionProbe(stack.kafka_bootstrap, list(output_topics.values())) if exactly_once else None
+
+    def open_records() -> dict[str, int]:
+        assert probe is not None
+        by_topic = probe.open_records()
+        return {name: by_topic.get(topic, 0) for name, topic in output_topics.items()}
+
     try:
         wait_until(lambda: latest_checkpoint(checkpoints), 120, "first checkpoint", job=target.job)
         if not backlog:
             producer.start()
         for number in range(1, kills + 1):
+            timing = kill_timing[number - 1] if number <= len(kill_timing) else "default"
             if not backlog:  # backlog: the catch-up takes seconds, kill on output progress alone
                 _wait_for_new_checkpoint(checkpoints, target.job, "a checkpoint of this run")
             if backlog:
                 _wait_for_backlog_kill_point(number, kills, points_now, model.points, target.job)
-            else:
-                time.sleep(rng.uniform(0.0, 4.0))
             drained = backlog and source_drained(target.rest_port, last_offsets)
+            if timing == "after-checkpoint":  # within ~50 ms of the next completed checkpoint
+                _wait_for_new_checkpoint(checkpoints, target.job, "a checkpoint to kill right after", poll=0.05)
+            elif timing == "open-transaction" and probe is not None:
+                try:
+                    wait_until(lambda: sum(open_records().values()) > 0, OPEN_TRANSACTION_WAIT_S,
+                               "records in an open transaction", job=target.job, poll=0.05)
+                except AssertionError:
+                    report.notes.append(f"note: kill {number}: no open transaction with records within "
+                                        f"{OPEN_TRANSACTION_WAIT_S:.0f} s, killed anyway")
+            elif not backlog:
+                time.sleep(rng.uniform(0.0, 4.0))
+            checkpoint_name, checkpoint_age = _checkpoint_age(checkpoints)
             target.kill()
             report.kills += 1
             points = points_now()
+            in_transactions = open_records() if probe is not None else None
             point = (f"{points} of {model.points} points ({100 * points / max(model.points, 1):.0f} %), "
-                     f"after {latest_checkpoint(checkpoints).name}"  # type: ignore[union-attr]
-                     + (f", source drained: {'yes' if drained else 'no'}" if backlog else ""))
+                     f"after {checkpoint_name}, {checkpoint_age:.2f} s after it completed"
+                     + (f", source drained: {'yes' if drained else 'no'}" if backlog else "")
+                     + ("" if in_transactions is None else ", records in open transactions "
+                        + " ".join(f"{name} {count}" for name, count in in_transactions.items()))
+                     + ("" if timing == "default" else f" [timing: {timing}]"))
             report.kill_points.append(point)
+            report.kill_timings.append(KillTiming(timing, checkpoint_name, checkpoint_age, in_transactions))
             log(f"kill {number} ({target.kind}): {point}, producer "
                 f"{'running' if producer.is_alive() else 'done' if not backlog else 'none (backlog)'}")
             if not backlog and not producer.is_alive():
@@ -447,17 +547,20 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
         report.notes.extend(target.notes())
     finally:
         target.stop()
+        if probe is not None:
+            probe.close()
 
     reference = JobProcess(
         job_args(stack, workdir / "checkpoints-ref", "--influx-db", db_ref, "--kafka-input-topic", raw_topic,
-                 "--kafka-dlq-topic", dlq_ref, "--k-anonymity", str(k), *branch_args(*branch_ref), *BRANCH_ROUND_ARGS),
+                 "--kafka-dlq-topic", dlq_ref, "--k-anonymity", str(k), *branch_args(*branch_ref), *BRANCH_ROUND_ARGS,
+                 *delivery_args(delivery, f"ref-{run_id}")),
         workdir / "uninterrupted.log",
     )
     try:
         wait_until(lambda: count_points_v1(url, db_ref, "ecg_anonymized") >= model.points, 300,
                    "uninterrupted run", job=reference)
-        wait_until(lambda: len(_dead_letters(stack.kafka_bootstrap, dlq_ref)) >= produced.bad, 60, "reference DLQ",
-                   job=reference)
+        wait_until(lambda: len(_dead_letters(stack.kafka_bootstrap, dlq_ref, isolation)) >= produced.bad, 60,
+                   "reference DLQ", job=reference)
         wait_for_branch(branch_ref, reference, None, "every anomaly and model update (uninterrupted)")
         time.sleep(5)
         report.points_uninterrupted = count_points_v1(url, db_ref, "ecg_anonymized")
@@ -469,13 +572,14 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
     report.fingerprints_differing = sum(
         1 for key in chaos_prints.keys() | ref_prints.keys() if chaos_prints.get(key) != ref_prints.get(key)
     )
-    chaos_dlq, ref_dlq = _dead_letters(stack.kafka_bootstrap, dlq_chaos), _dead_letters(stack.kafka_bootstrap, dlq_ref)
+    chaos_dlq = _dead_letters(stack.kafka_bootstrap, dlq_chaos, isolation)
+    ref_dlq = _dead_letters(stack.kafka_bootstrap, dlq_ref, isolation)
     report.dead_letters_distinct = len(chaos_dlq)
     report.dead_letters_uninterrupted = sum(ref_dlq.values())
     report.dead_letters_replayed = sum(count - 1 for count in chaos_dlq.values())
     # A replay is exact when its bytes equal a message of the uninterrupted run (same position, reason, raw).
     report.dead_letters_not_exact_replays = sum(1 for value in chaos_dlq if value not in ref_dlq)
-    compared = compare_branch_outputs(stack.kafka_bootstrap, branch_chaos, branch_ref)
+    compared = compare_branch_outputs(stack.kafka_bootstrap, branch_chaos, branch_ref, isolation)
     report.branch = replace(compared, anomalies_model=report.branch.anomalies_model,
                             updates_model=report.branch.updates_model)
     report.seconds = time.monotonic() - started

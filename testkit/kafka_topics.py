@@ -35,6 +35,34 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 5.0,
 
 
 
+class TransactionProbe:
+    """Records in Kafka transactions not yet committed (open, or prepared and waiting for the commit), per
+    topic: the high watermark (what a read_uncommitted reader can reach) minus the last stable offset (what
+    a read_committed reader can reach). Two consumers, kept open for quick repeated probes; `close()` them."""
+
+    def __init__(self, bootstrap: str, topics: Iterable[str]) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self._high = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted")
+        self._stable = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+        self._partitions = [TopicPartition(topic, partition) for topic in sorted(set(topics))
+                            for partition in sorted(self._high.partitions_for_topic(topic) or set())]
+
+    def open_records(self) -> dict[str, int]:
+        if not self._partitions:
+            return {}
+        high = self._high.end_offsets(self._partitions)
+        stable = self._stable.end_offsets(self._partitions)
+        by_topic: dict[str, int] = {}
+        for partition in self._partitions:
+            by_topic[partition.topic] = by_topic.get(partition.topic, 0) + max(0, high[partition] - stable[partition])
+        return by_topic
+
+    def close(self) -> None:
+        self._high.close()
+        self._stable.close()
+
+
 def last_offsets_of(bootstrap: str, topic: str) -> dict[int, int]:
     """Offset of the last record of each non-empty partition (the broker's end offsets, minus one)."""
     from kafka import KafkaConsumer, TopicPartition

@@ -17,6 +17,8 @@ import pytest
 from devstack.influx_queries import count_points_v1, count_points_vm, export_vm, query_v1, write_v1
 from devstack.processes import ProcRecord, StackError, pid_alive, proc_start_ticks, terminate_verified
 from devstack.stack import DEFAULT_TOPICS, LocalStack
+from testkit.jobs import wait_until
+from testkit.kafka_topics import TransactionProbe
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEN_MB = 10 * 1024 * 1024
@@ -247,14 +249,22 @@ def test_read_committed_hides_aborted_and_open_transactions(kafka_bootstrap: str
     still_open.begin_transaction()
     still_open.send(topic, b"open")
     still_open.flush()
+    probe = TransactionProbe(kafka_bootstrap, [topic])  # what the exactly-once chaos runs report per kill
     try:
         committed = [r.value for r in _read_all(kafka_bootstrap, topic, 1, 4, wait=5, isolation_level="read_committed")]
         everything = [r.value for r in _read_all(kafka_bootstrap, topic, 1, 5, isolation_level="read_uncommitted")]
+        # high watermark - last stable offset: the record of the open transaction
+        open_records = probe.open_records()
     finally:
         still_open.abort_transaction()
         still_open.close()
+    try:
+        wait_until(lambda: probe.open_records() == {topic: 0}, 10, "the aborted transaction closed", poll=0.2)
+    finally:
+        probe.close()
     assert committed == [b"c1", b"c2", b"c3"]
     assert everything == [b"c1", b"c2", b"a1", b"c3", b"open"]
+    assert open_records[topic] >= 1, open_records
     # once the open transaction is aborted, a read_committed reader reaches the end and still sees 3
     after = [r.value for r in _read_all(kafka_bootstrap, topic, 1, 4, wait=3, isolation_level="read_committed")]
     assert after == [b"c1", b"c2", b"c3"]
