@@ -127,23 +127,24 @@ class FlinkRest:
 
     # ---- metrics --------------------------------------------------------------------------------
 
-    def operator_gauges(self, job_id: str, suffixes: Sequence[str], aggregate: str = "max") -> dict[str, float]:
-        """Max (or ``aggregate`` "min" or "sum") over all subtasks of every vertex of the metrics whose names end
-        with one of ``suffixes``."""
+    def operator_gauges(self, job_id: str, suffixes: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Per suffix, the "max", "min" and "sum" over all subtasks of every vertex of the metrics whose names end
+        with it (one walk over the vertices, all three aggregates per request)."""
         combiners: dict[str, Callable[[float, float], float]] = {"max": max, "min": min, "sum": operator.add}
-        combine = combiners[aggregate]
-        found: dict[str, float] = {}
+        found: dict[str, dict[str, float]] = {}
         for vertex in self.job(job_id).get("vertices", []):
             base = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
             names = [m["id"] for m in self.get(base) if m["id"].endswith(tuple(suffixes))]
             if not names:
                 continue
             query = urllib.parse.quote(",".join(names), safe=",")
-            for metric in self.get(f"{base}?get={query}&agg={aggregate}"):
+            for metric in self.get(f"{base}?get={query}&agg=max,min,sum"):
                 suffix = next(s for s in suffixes if metric["id"].endswith(s))
-                with contextlib.suppress(KeyError, TypeError, ValueError):
-                    value = float(metric[aggregate])
-                    found[suffix] = combine(found[suffix], value) if suffix in found else value
+                seen = found.setdefault(suffix, {})
+                for aggregate, combine in combiners.items():
+                    with contextlib.suppress(KeyError, TypeError, ValueError):
+                        value = float(metric[aggregate])
+                        seen[aggregate] = combine(seen[aggregate], value) if aggregate in seen else value
         return found
 
     # ---- submission -----------------------------------------------------------------------------

@@ -396,13 +396,13 @@ class ViewManager:
         ``liveness_unread_records``, ``input_lag_records``); None when not reported yet. The KafkaSource of this
         job reports no per-partition offset metrics and commits no offsets to its group, so the guard asks
         the broker for the end offsets itself."""
-        gauges = self.rest.operator_gauges(view.job_id, (".event_time_lag_ms", ".liveness_unread_records"))
-        lag, unread = gauges.get(".event_time_lag_ms"), gauges.get(".liveness_unread_records")
+        gauges = self.rest.operator_gauges(view.job_id, (".event_time_lag_ms", ".liveness_unread_records",
+                                                         ".input_lag_records"))
+        lag = gauges.get(".event_time_lag_ms", {}).get("max")
+        unread = gauges.get(".liveness_unread_records", {}).get("max")
         # -1 from any reader means "unknown": a sum over readers is then unknown too.
-        unknown = self.rest.operator_gauges(view.job_id, (".input_lag_records",), aggregate="min").get(
-            ".input_lag_records")
-        records = self.rest.operator_gauges(view.job_id, (".input_lag_records",), aggregate="sum").get(
-            ".input_lag_records")
+        unknown = gauges.get(".input_lag_records", {}).get("min")
+        records = gauges.get(".input_lag_records", {}).get("sum")
         known_records = None if records is None or unknown is None or min(records, unknown) < 0 else int(records)
         return (lag if lag is not None and lag >= 0 else None,
                 int(unread) if unread is not None and unread >= 0 else None, known_records)
