@@ -368,9 +368,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PYTHON_EXECUTABLE", "", _text, "Python of the Flink workers (default: the one running the job)"),
     Setting("PYTHON_BUNDLE_SIZE", "100000", _positive_int,
             "elements per Python bundle (a bundle ends, and the sink's writes drain, at this count or time)"),
-    Setting("PYTHON_BUNDLE_TIME_MS", "1000", _positive_int,
+    Setting("PYTHON_BUNDLE_TIME_MS", "200", _positive_int,
             "milliseconds per Python bundle at most (a Python operator holds the watermark back until its "
-            "bundle ends: 200 closes windows ~3 s sooner, but see README before lowering it)"),
+            "bundle ends: 200 closes windows ~3 s sooner than PyFlink's 1000)"),
     Setting(
         "PYTHON_WORKERS",
         "loopback",
