@@ -58,6 +58,7 @@ SECRET_CONSUMERS: Mapping[str, frozenset[str]] = {
     "KAFKA_ADMIN_PASSWORD": frozenset({"kafka", "kafka-init", "kafka-acls"}),
     "KAFKA_DEVICE_PASSWORD": frozenset({"kafka-acls", "simulator"}),
     "KAFKA_READER_PASSWORD": frozenset({"kafka-acls"}),
+    "KAFKA_REPLAY_PASSWORD": frozenset({"kafka-acls"}),
 }
 
 # Host ports a user needs: the Flink web UI, Grafana and Kafka's external SASL_SSL listener (devices). Nothing
@@ -66,6 +67,10 @@ PUBLISHED_PORTS = frozenset({("jobmanager", 8081), ("grafana", 3000), ("kafka", 
 
 # Kafka clients of the compose stack and the principal each logs in as (ACLs: connectors/kafka_acls.py).
 KAFKA_PRINCIPALS: Mapping[str, str] = {"submitter": "ecg-job", "simulator": "ecg-device", "kafka-acls": "admin"}
+
+# The principals the ACL init creates (README, "Who can read what (Kafka)"): connectors.kafka_acls flag -> user.
+KAFKA_ACL_USERS: Mapping[str, str] = {"--job-user": "ecg-job", "--device-user": "ecg-device",
+                                      "--reader-user": "ecg-reader", "--replay-user": "ecg-replay"}
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
@@ -332,6 +337,9 @@ def check_kafka_security(config: Mapping[str, Any], broker_script: str) -> list[
     acls = services.get("kafka-acls", {})
     if "connectors.kafka_acls" not in _command_text(acls):
         problems.append("service kafka-acls does not run connectors.kafka_acls")
+    for flag, user in KAFKA_ACL_USERS.items():
+        if f"{flag} {user}" not in _command_text(acls):
+            problems.append(f"service kafka-acls does not grant {user} ({flag} {user})")
     for name in ("submitter", "simulator"):
         if name in services and _depends_on(services[name]).get("kafka-acls") != "service_completed_successfully":
             problems.append(f"service {name} does not wait for kafka-acls")

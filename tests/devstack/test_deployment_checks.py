@@ -353,6 +353,8 @@ def test_kafka_is_secured(tmp_path: Path) -> None:
                              "influxdb-tokens:", "      kafka-init:\n        condition: "
                              "service_completed_successfully\n      influxdb-tokens:"),
          None, "service submitter does not wait for kafka-acls"),
+        (lambda t: t.replace(', "--replay-user", "ecg-replay"]', "]"), None,
+         "service kafka-acls does not grant ecg-replay (--replay-user ecg-replay)"),
     ],
 )
 def test_kafka_security_check_fails(tmp_path: Path, edit_compose: Callable[[str], str] | None,
