@@ -685,9 +685,20 @@ def dashboard_queries(dashboard: Mapping[str, Any]) -> list[PanelQuery]:
     return queries
 
 
-def check_dashboard(dashboard: Mapping[str, Any], datasource_uid: str) -> list[str]:
-    """Structure: every panel query is raw InfluxQL on the provisioned datasource, bounded by $timeFilter."""
+# The cardio branch's per-patient statistics (operators/anomaly_models.py), in INFLUX_BRANCH_BUCKET: Grafana's
+# read-only token cannot read them, so the provisioned dashboard must not ask (its panels would stay empty).
+BRANCH_MEASUREMENTS = frozenset({"ecg_anomaly_stats", "ecg_model_stats"})
+
+
+def check_dashboard(dashboard: Mapping[str, Any], datasource_uid: str,
+                    unreadable_measurements: Iterable[str] = ()) -> list[str]:
+    """Structure: every panel query is raw InfluxQL on the provisioned datasource, bounded by $timeFilter, and
+    reads no measurement the datasource's token cannot read (``unreadable_measurements``)."""
     problems: list[str] = []
+    unreadable = frozenset(unreadable_measurements)
+    for query in dashboard_queries(dashboard):
+        if query.measurement in unreadable:
+            problems.append(f"panel {query.title!r} reads {query.measurement}, which its datasource cannot read")
 
     def visit(panels: Iterable[Mapping[str, Any]]) -> None:
         for panel in panels:
