@@ -621,6 +621,9 @@ COMPOSE_VARIABLES: tuple[ComposeVariable, ...] = (
     ComposeVariable("KAFKA_READER_PASSWORD", "",
                     "password of User:ecg-reader (dashboards / analysts: read anomalies and model updates only; "
                     "empty: no such user)", secret=True),
+    ComposeVariable("KAFKA_REPLAY_PASSWORD", "",
+                    "password of User:ecg-replay (python -m replay: reads the dead letters and the input, owns the "
+                    "<input>.replay-* topics; empty: no such user)", secret=True),
     ComposeVariable("TASKMANAGER_SLOTS", "2", "task slots per TaskManager container"),
     ComposeVariable("TASKMANAGER_MEMORY", "4096m", "taskmanager.memory.process.size per TaskManager container"),
     ComposeVariable("INFLUXDB_ADMIN_USER", "admin", "InfluxDB 2.x admin user (set at the first start)"),

@@ -14,6 +14,11 @@ devices        write the input topic, nothing else (no read, not even their own 
 readers        dashboards / analysts: read the anonymized topics (anomalies, model updates); their
                consumer groups start with their user name
 operators      (optional) read the dead-letter topic; consumer groups start with their user name
+replay         ``python -m replay``: read the dead-letter and the input topic (letters, and their originals by
+               position); create, read, write and delete its own topics ``<input>.replay-*`` (the corrections
+               log, the staging copy and its dead letters); consumer groups ``<KAFKA_GROUP_ID>-replay-*`` (the
+               rebuild's backfill job). Not the input topic: a replay never writes it (README, "Replaying dead
+               letters"), nor the anonymized topics
 =============  ==================================================================================
 
 The admin principal (a super user of the broker) applies them; its connection settings are the job's own
@@ -21,7 +26,8 @@ The admin principal (a super user of the broker) applies them; its connection se
 A user whose password is given (KAFKA_ACL_<ROLE>_PASSWORD, or its *_FILE) also gets its SCRAM-SHA-512
 credential created or updated, so the compose init needs no other tool.
 
-    python -m connectors.kafka_acls --job-user ecg-job --device-user ecg-device --reader-user ecg-reader
+    python -m connectors.kafka_acls --job-user ecg-job --device-user ecg-device --reader-user ecg-reader \
+        --replay-user ecg-replay
 """
 
 from __future__ import annotations
@@ -39,6 +45,17 @@ from connectors.kafka_security import KafkaSecurity
 
 # Prefix of the transactional ids of the job's exactly-once sinks (connectors/kafka.build_string_sink callers).
 TRANSACTIONAL_ID_PREFIX = "ecg-"
+
+
+def replay_topic_prefix(input_topic: str) -> str:
+    """Prefix of the replay tool's topics: ``<input>.replay-corrections``, ``<input>.replay-<run>`` and its ``.dlq``
+    (replay/cli.py). They hold raw (repaired) input."""
+    return f"{input_topic}.replay-"
+
+
+def replay_group_prefix(group_id: str) -> str:
+    """Prefix of the consumer groups of the replay's rebuild (replay.cli.job_command: ``<group>-replay-<run>``)."""
+    return f"{group_id}-replay-"
 
 
 @dataclass(frozen=True)
@@ -68,7 +85,7 @@ class Topics:
 
 
 def grants(topics: Topics, group_id: str, *, job: str, devices: str, readers: str = "",
-           operators: str = "") -> list[Grant]:
+           operators: str = "", replay: str = "") -> list[Grant]:
     """The ACL set (see the module docstring); empty user names grant nothing."""
     out: list[Grant] = []
     if job:
@@ -85,6 +102,12 @@ def grants(topics: Topics, group_id: str, *, job: str, devices: str, readers: st
             for topic in readable:
                 out += [Grant(user, "topic", topic, op) for op in ("read", "describe")]
             out.append(Grant(user, "group", user, "read", "prefixed"))
+    if replay:
+        for topic in (topics.input, topics.dlq):
+            out += [Grant(replay, "topic", topic, op) for op in ("read", "describe")]
+        out += [Grant(replay, "topic", replay_topic_prefix(topics.input), op, "prefixed")
+                for op in ("create", "read", "write", "describe", "delete")]
+        out.append(Grant(replay, "group", replay_group_prefix(group_id), "read", "prefixed"))
     return out
 
 
@@ -184,12 +207,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser.add_argument("--device-user", default=environ.get("KAFKA_ACL_DEVICE_USER", ""))
     parser.add_argument("--reader-user", default=environ.get("KAFKA_ACL_READER_USER", ""))
     parser.add_argument("--operator-user", default=environ.get("KAFKA_ACL_OPERATOR_USER", ""))
+    parser.add_argument("--replay-user", default=environ.get("KAFKA_ACL_REPLAY_USER", ""))
     parser.add_argument("--bootstrap", default=environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
     parser.add_argument("--group-id", default=environ.get("KAFKA_GROUP_ID", "ecg-anonymizer"))
     parser.add_argument("--dry-run", action="store_true", help="print the ACLs, send nothing")
     args = parser.parse_args(argv)
     wanted = grants(Topics.from_environ(environ), args.group_id, job=args.job_user, devices=args.device_user,
-                    readers=args.reader_user, operators=args.operator_user)
+                    readers=args.reader_user, operators=args.operator_user, replay=args.replay_user)
     for grant in wanted:
         print(f"ALLOW User:{grant.user} {grant.operation.upper()} {grant.resource_type} {grant.name} ({grant.pattern})")
     if args.dry_run:
@@ -197,7 +221,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         security = KafkaSecurity.from_environ(environ)
         roles = {"JOB": args.job_user, "DEVICE": args.device_user, "READER": args.reader_user,
-                 "OPERATOR": args.operator_user}
+                 "OPERATOR": args.operator_user, "REPLAY": args.replay_user}
         passwords = {user: _password(environ, f"KAFKA_ACL_{role}_PASSWORD") for role, user in roles.items() if user}
         passwords = {user: password for user, password in passwords.items() if password}
         upsert_scram_users(args.bootstrap, security, passwords)

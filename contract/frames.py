@@ -34,6 +34,17 @@ MIN_TS_MS = 1_262_304_000_000  # 2010-01-01T00:00:00Z
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z (exclusive)
 MAX_CONTROL_TS_MS = 2**63 - 1  # control frames may carry any Kafka-valid far-future timestamp
 DEFAULT_LEAD = "II"
+# `lead` is published as a tag, so it may only name an ECG lead: a free-form string would carry whatever a device
+# put there (a patient id, a name) into every output. Standard 12 leads, right-sided and posterior chest leads,
+# the modified limb leads of Holter/MIT-BIH recordings, bipolar chest leads and Frank's X, Y, Z (case-insensitive;
+# published in this spelling).
+LEAD_NAMES = frozenset({
+    "I", "II", "III", "aVR", "aVL", "aVF",
+    *(f"V{n}" for n in range(1, 10)), *(f"V{n}R" for n in range(1, 7)),
+    "ML", "MLI", "MLII", "MLIII", *(f"CM{n}" for n in range(1, 7)), *(f"CC{n}" for n in range(1, 7)),
+    "D1", "D2", "D3", "X", "Y", "Z",
+})
+_LEAD_BY_UPPER = {name.upper(): name for name in LEAD_NAMES}
 
 CONTROL_END_OF_STREAM = "end-of-stream"
 CONTROL_KINDS = frozenset({CONTROL_END_OF_STREAM})
@@ -208,6 +219,15 @@ def _optional_string(value: Any, name: str, max_chars: int, *, printable: bool =
     return _string(value, name, 1, max_chars, printable=printable)
 
 
+def _lead(value: str | None) -> str:
+    if value is None:
+        return DEFAULT_LEAD
+    lead = _LEAD_BY_UPPER.get(value.upper())
+    if lead is None:
+        raise _Reject(REASON_INVALID_FORMAT, "lead: not a known ECG lead name")
+    return lead
+
+
 def _integer(value: Any, name: str, low: int, high: int) -> int:
     """Integer in [low, high]; bool is an int subclass in Python but not a JSON number."""
     if type(value) is not int:
@@ -273,7 +293,7 @@ def _frame(obj: dict[str, Any], record_timestamp_ms: int | None, group_field: st
     patient_name = _optional_string(obj.get("patient_name"), "patient_name", MAX_ID_CHARS, printable=False)
     ts_ms = _integer(_require(obj, "ts"), "ts", MIN_TS_MS, MAX_TS_MS - 1)
     fs = _number(_require(obj, "fs"), "fs", MIN_FS_HZ, MAX_FS_HZ)
-    lead = _optional_string(obj.get("lead"), "lead", MAX_LEAD_CHARS) or DEFAULT_LEAD
+    lead = _lead(_optional_string(obj.get("lead"), "lead", MAX_LEAD_CHARS))
     samples = _samples(_require(obj, "samples"))
     raw_hr = obj.get("hr_bpm")
     hr_bpm = None if raw_hr is None else _number(raw_hr, "hr_bpm", MIN_HR_BPM, MAX_HR_BPM)

@@ -142,6 +142,7 @@ def bad_inputs(ts_ms: int = DEFAULT_TS_MS, *, include_oversized: bool = True) ->
         # --- lead
         BadInput("lead_number", _with(ts_ms, lead=2), r.REASON_WRONG_TYPE),
         BadInput("lead_too_long", _with(ts_ms, lead="L" * 17), r.REASON_OUT_OF_RANGE),
+        BadInput("lead_patient_id", _with(ts_ms, lead="MRN-0001234"), r.REASON_INVALID_FORMAT),
         # --- samples
         BadInput("samples_empty", _with(ts_ms, samples=[]), r.REASON_EMPTY_SAMPLES),
         BadInput("samples_5000", _with(ts_ms, samples=[0.1] * 5000), r.REASON_TOO_MANY_SAMPLES),

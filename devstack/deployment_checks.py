@@ -58,6 +58,7 @@ SECRET_CONSUMERS: Mapping[str, frozenset[str]] = {
     "KAFKA_ADMIN_PASSWORD": frozenset({"kafka", "kafka-init", "kafka-acls"}),
     "KAFKA_DEVICE_PASSWORD": frozenset({"kafka-acls", "simulator"}),
     "KAFKA_READER_PASSWORD": frozenset({"kafka-acls"}),
+    "KAFKA_REPLAY_PASSWORD": frozenset({"kafka-acls"}),
 }
 
 # Host ports a user needs: the Flink web UI, Grafana and Kafka's external SASL_SSL listener (devices). Nothing
@@ -66,6 +67,10 @@ PUBLISHED_PORTS = frozenset({("jobmanager", 8081), ("grafana", 3000), ("kafka", 
 
 # Kafka clients of the compose stack and the principal each logs in as (ACLs: connectors/kafka_acls.py).
 KAFKA_PRINCIPALS: Mapping[str, str] = {"submitter": "ecg-job", "simulator": "ecg-device", "kafka-acls": "admin"}
+
+# The principals the ACL init creates (README, "Who can read what (Kafka)"): connectors.kafka_acls flag -> user.
+KAFKA_ACL_USERS: Mapping[str, str] = {"--job-user": "ecg-job", "--device-user": "ecg-device",
+                                      "--reader-user": "ecg-reader", "--replay-user": "ecg-replay"}
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
@@ -332,6 +337,9 @@ def check_kafka_security(config: Mapping[str, Any], broker_script: str) -> list[
     acls = services.get("kafka-acls", {})
     if "connectors.kafka_acls" not in _command_text(acls):
         problems.append("service kafka-acls does not run connectors.kafka_acls")
+    for flag, user in KAFKA_ACL_USERS.items():
+        if f"{flag} {user}" not in _command_text(acls):
+            problems.append(f"service kafka-acls does not grant {user} ({flag} {user})")
     for name in ("submitter", "simulator"):
         if name in services and _depends_on(services[name]).get("kafka-acls") != "service_completed_successfully":
             problems.append(f"service {name} does not wait for kafka-acls")
@@ -677,9 +685,20 @@ def dashboard_queries(dashboard: Mapping[str, Any]) -> list[PanelQuery]:
     return queries
 
 
-def check_dashboard(dashboard: Mapping[str, Any], datasource_uid: str) -> list[str]:
-    """Structure: every panel query is raw InfluxQL on the provisioned datasource, bounded by $timeFilter."""
+# The cardio branch's per-patient statistics (operators/anomaly_models.py), in INFLUX_BRANCH_BUCKET: Grafana's
+# read-only token cannot read them, so the provisioned dashboard must not ask (its panels would stay empty).
+BRANCH_MEASUREMENTS = frozenset({"ecg_anomaly_stats", "ecg_model_stats"})
+
+
+def check_dashboard(dashboard: Mapping[str, Any], datasource_uid: str,
+                    unreadable_measurements: Iterable[str] = ()) -> list[str]:
+    """Structure: every panel query is raw InfluxQL on the provisioned datasource, bounded by $timeFilter, and
+    reads no measurement the datasource's token cannot read (``unreadable_measurements``)."""
     problems: list[str] = []
+    unreadable = frozenset(unreadable_measurements)
+    for query in dashboard_queries(dashboard):
+        if query.measurement in unreadable:
+            problems.append(f"panel {query.title!r} reads {query.measurement}, which its datasource cannot read")
 
     def visit(panels: Iterable[Mapping[str, Any]]) -> None:
         for panel in panels:

@@ -22,6 +22,7 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from connectors.config import Settings, options_from_settings
+from connectors.influxdb import group_digest
 from hierarchy.loader import Hierarchy
 from operators.parse import late_record_message
 from operators.records import KeyedFrame, WindowOutput
@@ -140,10 +141,12 @@ class KAnonymityWindows(KeyedProcessFunction):
             "patients": metrics.distinct_patients,
         }
         end = start + self._window_ms
+        # The group (a ward) as the outputs name it, a digest: GROUP_FIELD is input, and could hold anything.
+        group = group_digest(key)
         if not metrics.accounting_ok():
             # Never expected: loud, and counted by the sink; the window is still published as computed.
-            log.error("accounting violated in window %s [%d, %d): %s", key, start, end, metrics.as_dict())
+            log.error("accounting violated in window %s [%d, %d): %s", group, start, end, metrics.as_dict())
         # `#n` counts this key's windows across restarts (it lives in keyed state).
-        log.info("window %s [%d, %d) #%d %s", key, start, end, result.state.windows, metrics.log_line())
+        log.info("window %s [%d, %d) #%d %s", group, start, end, result.state.windows, metrics.log_line())
         return WindowOutput(group=key, window_start_ms=start, window_end_ms=end, published=result.published,
                             metrics=metrics)

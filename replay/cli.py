@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.config import PROJECT_ROOT, ConfigError, Settings, load_settings, timestamp_ms
+from connectors.kafka_acls import replay_group_prefix, replay_topic_prefix
+from connectors.kafka_security import KafkaSecurity
 from contract.frames import Control, Rejection, parse_frame
 from privacy.dead_letters import DeadLetterError, mask_detail, open_raw
 from replay import kafka_io
@@ -112,7 +114,8 @@ def position_key(topic: str, partition: int, offset: int) -> str:
 
 def read_letters(settings: Settings, summary: Summary) -> dict[tuple[int, int], dict[str, Any]]:
     """The dead letters of the input topic by source position (the DLQ is at-least-once: one per position)."""
-    snapshot = kafka_io.read_topic(settings.kafka_bootstrap, settings.kafka_dlq_topic)
+    snapshot = kafka_io.read_topic(settings.kafka_bootstrap, settings.kafka_dlq_topic,
+                                   security=KafkaSecurity.from_settings(settings))
     letters: dict[tuple[int, int], dict[str, Any]] = {}
     for records in snapshot.records.values():
         for record in records:
@@ -146,11 +149,12 @@ def select(letters: dict[tuple[int, int], dict[str, Any]], args: argparse.Namesp
     return chosen
 
 
-def read_corrections(bootstrap: str, topic: str, input_topic: str) -> dict[tuple[int, int], tuple[bytes, int]]:
+def read_corrections(bootstrap: str, topic: str, input_topic: str, security: KafkaSecurity | None = None
+                     ) -> dict[tuple[int, int], tuple[bytes, int]]:
     """The corrections log: (partition, offset) of the input -> (message, record timestamp); the last one wins."""
     corrections: dict[tuple[int, int], tuple[bytes, int]] = {}
     try:
-        snapshot = kafka_io.read_topic(bootstrap, topic)
+        snapshot = kafka_io.read_topic(bootstrap, topic, security=security)
     except kafka_io.MissingTopicError:
         return corrections  # no replay yet (a dry run does not create the topic)
     for records in snapshot.records.values():
@@ -203,9 +207,11 @@ def collect(settings: Settings, args: argparse.Namespace, fix: Fix, corrections_
     letters = read_letters(settings, summary)
     chosen = select(letters, args)
     summary.selected = len(chosen)
-    corrections = read_corrections(settings.kafka_bootstrap, corrections_topic, settings.kafka_input_topic)
+    corrections = read_corrections(settings.kafka_bootstrap, corrections_topic, settings.kafka_input_topic,
+                                   KafkaSecurity.from_settings(settings))
     todo = {position for position in chosen if args.force or position not in corrections}
-    found = kafka_io.read_positions(settings.kafka_bootstrap, settings.kafka_input_topic, todo)
+    found = kafka_io.read_positions(settings.kafka_bootstrap, settings.kafka_input_topic, todo,
+                                   KafkaSecurity.from_settings(settings))
     new: list[Message] = []
     for position in chosen:
         letter = letters[position]
@@ -276,7 +282,7 @@ def job_command(job_argv: Sequence[str], settings: Settings, run_id: str, stagin
     return [sys.executable, "-m", JOB_MODULE, *job_argv,
             "--kafka-input-topic", staging_topic, "--kafka-dlq-topic", staging_topic + ".dlq",
             "--kafka-starting-offsets", "earliest", "--kafka-stop-at", "latest", "--cardio-branch", "false",
-            "--kafka-group-id", f"{settings.kafka_group_id}-replay-{run_id}",
+            "--kafka-group-id", replay_group_prefix(settings.kafka_group_id) + run_id,
             "--job-name", f"{settings.job_name}-replay",
             "--checkpoint-dir", str(work_dir / "checkpoints"), "--from-checkpoint=", "--web-ui-port=",
             "--cardio-web-ui-port=", "--csv-output-dir=", "--output", "influxdb", "--influx-db", staging_db,
@@ -288,23 +294,25 @@ def rebuild_and_merge(settings: Settings, args: argparse.Namespace, job_argv: Se
     run_id = summary.run_id
     work_dir = Path(args.work_dir) if args.work_dir else PROJECT_ROOT / ".run" / "replay" / run_id
     work_dir.mkdir(parents=True, exist_ok=True)
-    staging_topic = f"{settings.kafka_input_topic}.replay-{run_id}"
+    staging_topic = replay_topic_prefix(settings.kafka_input_topic) + run_id
     staging_db = f"{settings.influx_db}_replay_{run_id}"
     bootstrap = settings.kafka_bootstrap
     live = InfluxQL(settings.influx_url, settings.influx_db, settings.influx_username, settings.influx_password,
                     settings.influx_rp)
     staging = InfluxQL(settings.influx_url, staging_db, settings.influx_username, settings.influx_password)
-    client = kafka_io.consumer(bootstrap)
+    security = KafkaSecurity.from_settings(settings)
+    client = kafka_io.consumer(bootstrap, security)
     try:
         partitions = len(kafka_io.partitions_of(client, settings.kafka_input_topic))
     finally:
         client.close()
     config = {"max.message.bytes": str(kafka_io.MAX_MESSAGE_BYTES)}
     try:
-        kafka_io.ensure_topic(bootstrap, staging_topic, partitions, config)
-        kafka_io.ensure_topic(bootstrap, staging_topic + ".dlq", 1, config)
+        kafka_io.ensure_topic(bootstrap, staging_topic, partitions, config, security)
+        kafka_io.ensure_topic(bootstrap, staging_topic + ".dlq", 1, config, security)
         copy = kafka_io.copy_with_corrections(bootstrap, settings.kafka_input_topic, staging_topic,
-                                              {position: value for position, (value, _) in corrections.items()})
+                                              {position: value for position, (value, _) in corrections.items()},
+                                              security)
         start_ms, stop_ms = merge_range(settings, copy, args.merge_until, summary)
         summary.rebuild = {"records": copy.copied, "corrections_in_place": len(copy.replaced),
                            "merge_from_ms": start_ms, "merge_until_ms": stop_ms}
@@ -346,7 +354,7 @@ def rebuild_and_merge(settings: Settings, args: argparse.Namespace, job_argv: Se
                 staging.query(f'DROP DATABASE "{staging_db}"', db=False)
             except Exception as error:  # noqa: BLE001
                 summary.warnings.append(f"staging database {staging_db} not dropped: {type(error).__name__}")
-            kafka_io.delete_topics(bootstrap, [staging_topic, staging_topic + ".dlq"])
+            kafka_io.delete_topics(bootstrap, [staging_topic, staging_topic + ".dlq"], security)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -364,11 +372,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("configuration error: replay merges into InfluxDB through InfluxQL: it needs OUTPUT=influxdb and "
               "INFLUX_TRANSPORT=v1 (InfluxDB 1.x, or 2.x's v1 compatibility API is not supported yet)", file=sys.stderr)
         return 2
-    corrections_topic = args.corrections_topic or f"{settings.kafka_input_topic}.replay-corrections"
+    corrections_topic = args.corrections_topic or replay_topic_prefix(settings.kafka_input_topic) + "corrections"
     summary = Summary(run_id=uuid.uuid4().hex[:8])
     if not args.dry_run:
         kafka_io.ensure_topic(settings.kafka_bootstrap, corrections_topic, 1,
-                              {"cleanup.policy": "compact", "max.message.bytes": str(kafka_io.MAX_MESSAGE_BYTES)})
+                              {"cleanup.policy": "compact", "max.message.bytes": str(kafka_io.MAX_MESSAGE_BYTES)},
+                              KafkaSecurity.from_settings(settings))
     new, corrections = collect(settings, args, fix, corrections_topic, summary)
     status = 0
     if args.dry_run:
@@ -376,8 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if letter.outcome == "replayed":
                 letter.outcome, letter.note = "would_replay", "dry run: nothing written"
     else:
-        summary.corrections_written = kafka_io.send_all(settings.kafka_bootstrap, new)
-        corrections = read_corrections(settings.kafka_bootstrap, corrections_topic, settings.kafka_input_topic)
+        summary.corrections_written = kafka_io.send_all(settings.kafka_bootstrap, new,
+                                                        KafkaSecurity.from_settings(settings))
+        corrections = read_corrections(settings.kafka_bootstrap, corrections_topic, settings.kafka_input_topic,
+                                   KafkaSecurity.from_settings(settings))
         if corrections:
             status = rebuild_and_merge(settings, args, job_argv, corrections, summary)
     summary.corrections_total = len(corrections)

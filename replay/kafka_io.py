@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.kafka_security import KafkaSecurity
+
 # The largest message the job's topics take (kafka-init / local stack: max.message.bytes=16777216).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 CLIENT_ID = "ecg-replay"
@@ -22,26 +24,33 @@ class MissingTopicError(ReplayKafkaError):
     pass
 
 
-def consumer(bootstrap: str) -> Any:
+def _secured(security: KafkaSecurity | None) -> dict[str, Any]:
+    # The job's KAFKA_SECURITY_PROTOCOL / KAFKA_SASL_* / KAFKA_SSL_* settings (README, "Secured Kafka"); in the
+    # secured stack the tool's principal is the replay user of connectors/kafka_acls.py.
+    return (security or KafkaSecurity()).kafka_python_config()
+
+
+def consumer(bootstrap: str, security: KafkaSecurity | None = None) -> Any:
     from kafka import KafkaConsumer
 
     return KafkaConsumer(bootstrap_servers=bootstrap, client_id=CLIENT_ID, group_id=None, enable_auto_commit=False,
                          isolation_level="read_committed", max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
-                         fetch_max_bytes=4 * MAX_MESSAGE_BYTES)
+                         fetch_max_bytes=4 * MAX_MESSAGE_BYTES, **_secured(security))
 
 
-def producer(bootstrap: str) -> Any:
+def producer(bootstrap: str, security: KafkaSecurity | None = None) -> Any:
     from kafka import KafkaProducer
 
     return KafkaProducer(bootstrap_servers=bootstrap, client_id=CLIENT_ID, acks="all", linger_ms=5,
                          max_request_size=MAX_MESSAGE_BYTES, max_in_flight_requests_per_connection=1,
-                         enable_idempotence=True)
+                         enable_idempotence=True, **_secured(security))
 
 
-def admin(bootstrap: str) -> Any:
+def admin(bootstrap: str, security: KafkaSecurity | None = None) -> Any:
     from kafka import KafkaAdminClient
 
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=CLIENT_ID, request_timeout_ms=30_000)
+    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=CLIENT_ID, request_timeout_ms=30_000,
+                            **_secured(security))
 
 
 def partitions_of(client: Any, topic: str) -> list[Any]:
@@ -88,10 +97,11 @@ def _scan_to_end(client: Any, topic: str) -> tuple[dict[int, int], dict[int, int
     return begin, end, batches()
 
 
-def read_topic(bootstrap: str, topic: str, *, keep: bool = True) -> TopicSnapshot:
+def read_topic(bootstrap: str, topic: str, *, keep: bool = True, security: KafkaSecurity | None = None
+               ) -> TopicSnapshot:
     """Every committed record of ``topic`` (read_committed), from the first retained offset to the end offsets
     the broker reports at the start. ``keep=False``: positions only (records are not kept)."""
-    client = consumer(bootstrap)
+    client = consumer(bootstrap, security)
     try:
         begin, end, batches = _scan_to_end(client, topic)
         snapshot = TopicSnapshot(begin=begin, end=end, records={partition: [] for partition in end})
@@ -103,7 +113,8 @@ def read_topic(bootstrap: str, topic: str, *, keep: bool = True) -> TopicSnapsho
         client.close()
 
 
-def read_positions(bootstrap: str, topic: str, positions: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Any]:
+def read_positions(bootstrap: str, topic: str, positions: Iterable[tuple[int, int]],
+                   security: KafkaSecurity | None = None) -> dict[tuple[int, int], Any]:
     """The record at each (partition, offset) of ``topic``, or a text saying why there is none (deleted by
     retention or delete-records, beyond the end, not a readable record there)."""
     from kafka import TopicPartition
@@ -114,7 +125,7 @@ def read_positions(bootstrap: str, topic: str, positions: Iterable[tuple[int, in
     found: dict[tuple[int, int], Any] = {}
     if not wanted:
         return found
-    client = consumer(bootstrap)
+    client = consumer(bootstrap, security)
     try:
         existing = {tp.partition for tp in partitions_of(client, topic)}
         for partition, offsets in sorted(wanted.items()):
@@ -151,11 +162,12 @@ def _record_at(client: Any, tp: Any, offset: int) -> Any:
     return "not readable within 30 s"
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int, config: Mapping[str, str]) -> None:
+def ensure_topic(bootstrap: str, topic: str, partitions: int, config: Mapping[str, str],
+                 security: KafkaSecurity | None = None) -> None:
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    client = admin(bootstrap)
+    client = admin(bootstrap, security)
     try:
         if topic not in set(client.list_topics()):
             replication = max(1, min(3, len(client.describe_cluster().get("brokers", []))))
@@ -177,8 +189,8 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, config: Mapping[st
         client.close()
 
 
-def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:
-    client = admin(bootstrap)
+def delete_topics(bootstrap: str, topics: Iterable[str], security: KafkaSecurity | None = None) -> None:
+    client = admin(bootstrap, security)
     try:
         existing = set(client.list_topics())
         doomed = [topic for topic in topics if topic in existing]
@@ -201,12 +213,12 @@ class CopyReport:
     replaced: set[tuple[int, int]] = field(default_factory=set)
 
 
-def copy_with_corrections(bootstrap: str, source: str, target: str, corrections: Mapping[tuple[int, int], bytes]
-                          ) -> CopyReport:
+def copy_with_corrections(bootstrap: str, source: str, target: str, corrections: Mapping[tuple[int, int], bytes],
+                          security: KafkaSecurity | None = None) -> CopyReport:
     """Copy ``source`` (read_committed, up to its end offsets now) to ``target`` partition by partition, in offset
     order, with record keys and timestamps; the value at a corrected (partition, offset) is the correction's."""
-    client = consumer(bootstrap)
-    out = producer(bootstrap)
+    client = consumer(bootstrap, security)
+    out = producer(bootstrap, security)
     report = CopyReport()
     futures: list[Any] = []
     try:
@@ -237,10 +249,11 @@ def copy_with_corrections(bootstrap: str, source: str, target: str, corrections:
 
 
 def send_all(bootstrap: str, messages: Iterable[tuple[str, int | None, bytes | None, bytes | None, int,
-                                                     list[tuple[str, bytes]]]]) -> int:
+                                                     list[tuple[str, bytes]]]],
+             security: KafkaSecurity | None = None) -> int:
     """Produce (topic, partition, key, value, timestamp ms, headers) in order (acks=all, idempotent); the count.
     Raises on the first failed send."""
-    client = producer(bootstrap)
+    client = producer(bootstrap, security)
     futures = []
     try:
         for topic, partition, key, value, timestamp_ms, headers in messages:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,32 @@ def test_invalid_secret_value_is_not_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         _load(tmp_path, [], {"PSEUDONYM_SECRET": SECRET, "PSEUDONYM_HEX_CHARS": "x" * 3})
     assert SECRET not in str(error.value)
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if s.secret], ids=lambda s: s.env)
+def test_every_secret_setting_reads_its_file_and_never_shows_it(tmp_path: Path, setting: Any) -> None:
+    value = "ab" * 32 if setting.env == "DLQ_RAW_KEY" else f"from-file-{setting.env.lower()}-7c1d93e0"
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(value + "\n")  # as a Docker secret or an editor leaves it
+    environ = {"PSEUDONYM_SECRET": SECRET, f"{setting.env}_FILE": str(secret_file)}
+    environ.pop(setting.env, None)
+    settings = _load(tmp_path, [], environ)
+    loaded = settings.values[setting.attr]
+    assert (loaded.hex() if isinstance(loaded, bytes) else loaded) == value
+    assert settings.sources[setting.attr] == f"env {setting.env}_FILE"
+    assert value not in repr(settings) + str(settings.redacted()) + str(settings.sources)
+
+
+@pytest.mark.parametrize(("variable", "bad"), [("PSEUDONYM_SECRET", "short-7c1d"),
+                                               ("DLQ_RAW_KEY", "not-a-key-but-a-secret-7c1d93e0")])
+def test_an_invalid_secret_from_a_file_is_not_echoed(tmp_path: Path, variable: str, bad: str) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(bad)
+    environ = {"PSEUDONYM_SECRET": SECRET, f"{variable}_FILE": str(secret_file)}
+    environ.pop(variable if variable == "PSEUDONYM_SECRET" else "", None)
+    with pytest.raises(ConfigError, match=variable) as error:
+        _load(tmp_path, [], environ)
+    assert bad not in str(error.value)
 
 
 def test_env_example_matches_settings() -> None:

@@ -36,14 +36,30 @@ def test_empty_users_get_nothing_and_dry_run_prints(capsys: pytest.CaptureFixtur
                                 "ALLOW User:dev DESCRIBE topic raw (literal)"]
 
 
-def test_no_principal_but_the_admin_may_read_the_replay_topics() -> None:
+def _covering(wanted: list[Grant], resource_type: str, name: str) -> set[tuple[str, str]]:
+    """(user, operation) of the grants that apply to this resource (literal or prefixed)."""
+    return {(g.user, g.operation) for g in wanted if g.resource_type == resource_type
+            and (g.name == name or (g.pattern == "prefixed" and name.startswith(g.name)))}
+
+
+def test_only_the_replay_principal_may_use_the_replay_topics() -> None:
     """python -m replay writes raw (repaired) input to ``<input>.replay-corrections`` and ``<input>.replay-<run>``
-    (README: protect them like the input topic). No grant names them or a prefix of them, so with
-    allow.everyone.if.no.acl.found=false only the broker's super user (the admin, who runs the replay tool) reads
-    them; the real broker refusing the others is tests/integration/test_kafka_security.py."""
-    wanted = grants(TOPICS, "ecg-anonymizer", job="job", devices="dev", readers="rd", operators="ops")
+    (README: protect them like the input topic): no principal but the replay user (and the broker's super user)
+    may touch them; the real broker enforcing it is tests/integration/test_kafka_security.py."""
+    wanted = grants(TOPICS, "ecg-anonymizer", job="job", devices="dev", readers="rd", operators="ops", replay="rp")
     for topic in (f"{TOPICS.input}.replay-corrections", f"{TOPICS.input}.replay-0123abcd",
                   f"{TOPICS.input}.replay-0123abcd.dlq"):
-        covering = [g for g in wanted if g.resource_type == "topic"
-                    and (g.name == topic or (g.pattern == "prefixed" and topic.startswith(g.name)))]
-        assert covering == [], (topic, covering)
+        assert _covering(wanted, "topic", topic) == {("rp", op) for op in ("create", "read", "write", "describe",
+                                                                           "delete")}, topic
+
+
+def test_the_replay_principal_reads_letters_and_input_and_writes_neither() -> None:
+    wanted = grants(TOPICS, "ecg-anonymizer", job="job", devices="dev", readers="rd", replay="rp")
+    replay = _allowed(wanted, "rp")
+    for topic in ("ecg-raw", "ecg-dlq"):
+        assert {("topic", topic, "read"), ("topic", topic, "describe")} <= replay
+        assert ("topic", topic, "write") not in replay
+    assert not {name for kind, name, _ in replay if kind == "topic"} & {"ecg-anomalies", "ecg-model-updates"}
+    groups = {name for kind, name, _ in replay if kind == "group"}
+    assert groups == {"ecg-anonymizer-replay-"}  # the rebuild's groups, not the live job's
+    assert _covering(wanted, "group", "ecg-anonymizer") == {("job", "read")}

@@ -52,6 +52,10 @@ def test_valid_frame_fields() -> None:
     assert result.extras == {}
 
 
+def test_lead_names_are_published_in_their_standard_spelling() -> None:
+    assert [parse_with(lead=lead).lead for lead in ("avr", "AVL", "mlii", "v4r")] == ["aVR", "aVL", "MLII", "V4R"]
+
+
 def test_optional_fields_absent_or_null_get_defaults() -> None:
     for absent in (_ABSENT, None):
         result = parse_with(patient_name=absent, lead=absent, hr_bpm=absent)
@@ -117,6 +121,10 @@ def test_required_field_missing(name: str) -> None:
         ("fs", False, "wrong_type"),
         ("fs", None, "wrong_type"),
         ("lead", "V1", None),
+        ("lead", "MLII", None),
+        ("lead", "avr", None),
+        ("lead", "MRN-0001234", "invalid_format"),  # published as a tag: only lead names pass
+        ("lead", "Jane", "invalid_format"),
         ("lead", "", "out_of_range"),
         ("lead", "x" * 17, "out_of_range"),
         ("lead", 1, "wrong_type"),

@@ -6,6 +6,7 @@ The settings table, pins and checksums are read at test time from connectors/ an
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tomllib
@@ -24,6 +25,7 @@ from flink_jobs.shipping import image_packages, job_packages
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 DASHBOARD = PROJECT_ROOT / "docker" / "grafana" / "dashboards" / "ecg-anonymization.json"
+OPTIONAL_DASHBOARD = PROJECT_ROOT / "docker" / "grafana" / "optional" / "ecg-cardio-branch.json"
 DATASOURCE = PROJECT_ROOT / "docker" / "grafana" / "provisioning" / "datasources" / "influxdb.yml"
 
 SECRET_NAMES = [s.env for s in SETTINGS if s.secret] + [v.env for v in COMPOSE_VARIABLES if v.secret]
@@ -274,10 +276,9 @@ def provisioned_datasource_uid() -> str:
 
 def test_dashboard_queries_are_raw_influxql_on_the_provisioned_datasource() -> None:
     dashboard = checks.load_dashboard(DASHBOARD)
-    assert checks.check_dashboard(dashboard, provisioned_datasource_uid()) == []
+    assert checks.check_dashboard(dashboard, provisioned_datasource_uid(), checks.BRANCH_MEASUREMENTS) == []
     queries = checks.dashboard_queries(dashboard)
-    assert {q.measurement for q in queries} >= {"ecg_anonymized", "ecg_window_stats", "ecg_dead_letters",
-                                               "ecg_anomaly_stats", "ecg_model_stats"}
+    assert {q.measurement for q in queries} == {"ecg_anonymized", "ecg_window_stats", "ecg_dead_letters"}
     broken = checks.load_dashboard(DASHBOARD)
     broken["panels"][1]["targets"][0]["datasource"]["uid"] = "other"
     broken["panels"][2]["targets"][0]["query"] = 'SELECT count("ecg_mv") FROM "ecg_anonymized"'
@@ -285,6 +286,26 @@ def test_dashboard_queries_are_raw_influxql_on_the_provisioned_datasource() -> N
         f"panel {broken['panels'][1]['title']!r}: datasource 'other', provisioned 'ecg-influxdb'",
         f"panel {broken['panels'][2]['title']!r}: query without $timeFilter",
     ]
+
+
+def test_the_provisioned_dashboard_reads_only_what_grafanas_token_may() -> None:
+    """Grafana's token reads INFLUX_BUCKET only (check_influx_tokens); the per-patient statistics are in the branch
+    bucket and on the optional dashboard, not provisioned, with a datasource of its own."""
+    from operators.anomaly_models import ANOMALY_MEASUREMENT, MODEL_MEASUREMENT
+
+    assert {ANOMALY_MEASUREMENT, MODEL_MEASUREMENT} == checks.BRANCH_MEASUREMENTS
+    optional = checks.load_dashboard(OPTIONAL_DASHBOARD)
+    assert not OPTIONAL_DASHBOARD.is_relative_to(DASHBOARD.parent), "it must not be provisioned"
+    assert checks.check_dashboard(optional, "ecg-influxdb-branch") == []
+    assert {q.measurement for q in checks.dashboard_queries(optional)} == checks.BRANCH_MEASUREMENTS
+    assert provisioned_datasource_uid() != "ecg-influxdb-branch"
+    # Control: the branch's panel on the provisioned dashboard is reported.
+    broken = checks.load_dashboard(DASHBOARD)
+    panel = json.loads(json.dumps(optional["panels"][1]))
+    panel["targets"][0]["datasource"]["uid"] = provisioned_datasource_uid()
+    broken["panels"].append(panel)
+    assert checks.check_dashboard(broken, provisioned_datasource_uid(), checks.BRANCH_MEASUREMENTS) == [
+        f"panel {panel['title']!r} reads ecg_anomaly_stats, which its datasource cannot read"]
 
 
 def test_render_query_expands_grafana_macros() -> None:
@@ -353,6 +374,8 @@ def test_kafka_is_secured(tmp_path: Path) -> None:
                              "influxdb-tokens:", "      kafka-init:\n        condition: "
                              "service_completed_successfully\n      influxdb-tokens:"),
          None, "service submitter does not wait for kafka-acls"),
+        (lambda t: t.replace(', "--replay-user", "ecg-replay"]', "]"), None,
+         "service kafka-acls does not grant ecg-replay (--replay-user ecg-replay)"),
     ],
 )
 def test_kafka_security_check_fails(tmp_path: Path, edit_compose: Callable[[str], str] | None,

@@ -1,8 +1,11 @@
-"""Every query of the Grafana dashboard runs against the local influxd (InfluxQL, as Grafana sends it) with
+"""Every query of the Grafana dashboards runs against the local influxd (InfluxQL, as Grafana sends it) with
 data from a real job run, and returns rows.
 
 The dashboard JSON is the only copy of the queries: they are read from it here. Every panel must return rows
-(a broken copy of a query is shown to come back empty).
+(a broken copy of a query is shown to come back empty). The job writes the cardio branch's per-patient statistics
+to a database of their own, as the compose stack does (INFLUX_BRANCH_BUCKET): the provisioned dashboard gets all
+its rows from the anonymized database alone (Grafana's token reads nothing else), the optional cardio-branch
+dashboard from the branch database.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from pathlib import Path
 
 from connectors.config import PROJECT_ROOT
 from devstack import deployment_checks as checks
-from devstack.influx_queries import query_v1
+from devstack.influx_queries import create_database_v1, query_v1
 from devstack.simulator import SimConfig, end_of_stream_messages, generate_messages, produce
 from testkit.jobs import JobProcess, wait_until
 from testkit.reference import expected_output
 from tests.integration.support import IsolatedRun
 
 DASHBOARD = PROJECT_ROOT / "docker" / "grafana" / "dashboards" / "ecg-anonymization.json"
+BRANCH_DASHBOARD = PROJECT_ROOT / "docker" / "grafana" / "optional" / "ecg-cardio-branch.json"
 START_MS = 1_763_812_800_000
 K = 5
 
@@ -59,7 +63,9 @@ def test_every_dashboard_query_returns_rows(isolated_run: IsolatedRun, tmp_path:
     assert 9 in expected.points_by_level and len(expected.points_by_level) >= 2, expected.points_by_level
     assert produce(data, stack.kafka_bootstrap, run.raw_topic).errors == 0
 
-    job = JobProcess(run.job_args("--k-anonymity", str(K)), tmp_path / "job.log")
+    branch_db = run.db + "_branch"
+    create_database_v1(stack.influx_v1_url, branch_db)
+    job = JobProcess(run.job_args("--k-anonymity", str(K), "--influx-branch-bucket", branch_db), tmp_path / "job.log")
     try:
         wait_until(lambda: run.points() > 0, 240, "first points", job=job)
         assert produce(late + end_of_stream_messages(4), stack.kafka_bootstrap, run.raw_topic).errors == 0
@@ -68,7 +74,7 @@ def test_every_dashboard_query_returns_rows(isolated_run: IsolatedRun, tmp_path:
                    "late frames in ecg_dead_letters", job=job)
         # The cardio branch is a job of its own (started by this one): its statistics come on its own time.
         for measurement in ("ecg_anomaly_stats", "ecg_model_stats"):
-            wait_until(lambda m=measurement: query_v1(stack.influx_v1_url, f'SELECT count(*) FROM "{m}"', run.db),
+            wait_until(lambda m=measurement: query_v1(stack.influx_v1_url, f'SELECT count(*) FROM "{m}"', branch_db),
                        120, f"the cardio job's {measurement}", job=job)
         time.sleep(3)
     finally:
@@ -79,6 +85,11 @@ def test_every_dashboard_query_returns_rows(isolated_run: IsolatedRun, tmp_path:
     start_ms, end_ms = START_MS - 60_000, START_MS + 90_000
     empty = panels_without_rows(dashboard, stack.influx_v1_url, run.db, start_ms, end_ms)
     assert empty == {}, f"panels without rows:\n{json.dumps(empty, indent=2)}"
+    branch = checks.load_dashboard(BRANCH_DASHBOARD)
+    empty = panels_without_rows(branch, stack.influx_v1_url, branch_db, start_ms, end_ms)
+    assert empty == {}, f"cardio-branch panels without rows:\n{json.dumps(empty, indent=2)}"
+    assert set(panels_without_rows(branch, stack.influx_v1_url, run.db, start_ms, end_ms)) == {
+        "Anomalies", "Model rounds"}, "control: the branch's statistics are not in the anonymized database"
 
     # The same check on a broken copy: a misspelt field makes its panel come back empty.
     broken = json.loads(json.dumps(dashboard))

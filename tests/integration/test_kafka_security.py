@@ -6,8 +6,11 @@ formatted, StandardAuthorizer with the project's ACL set (connectors.kafka_acls,
 it). Shown here:
 
 - ACLs: a device may write the input topic but is refused reading it or the dead-letter topic; an analyst
-  reads neither. The replay tool's topics (raw repaired input: corrections log, staging) are refused to the job,
-  devices and analysts alike: only the admin reads them.
+  reads the anonymized topics and neither of those. The replay principal (python -m replay, through its own
+  Kafka functions) reads the letters and the input by position, creates, copies into, reads back and deletes
+  its own topics with its own consumer groups, and is refused writing the input or the DLQ, reading the
+  anonymized topics and the job's group. The replay tool's topics (raw repaired input: corrections log,
+  staging) are refused to the job, devices and analysts alike.
 - The simulator (as a device, settings from its environment) and the job (as the job principal, settings
   from the environment, its password from a *_FILE) work only through that listener: the job's points and
   dead letters are exactly the reference model's, and the password is in no log.
@@ -41,7 +44,7 @@ START_MS = 1_763_812_800_000
 K = 3
 GROUP = "ecg-secure"
 TOPICS = Topics("ecg-raw", "ecg-dlq", "ecg-anomalies", "ecg-model-updates")
-JOB, DEVICE, READER = "ecg-job", "ecg-device", "ecg-reader"
+JOB, DEVICE, READER, REPLAY = "ecg-job", "ecg-device", "ecg-reader", "ecg-replay"
 REPLAY_TOPICS = (f"{TOPICS.input}.replay-corrections", f"{TOPICS.input}.replay-0123abcd")  # python -m replay
 
 
@@ -57,7 +60,7 @@ def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     root = tmp_path_factory.mktemp("secure-kafka")
     security = BrokerSecurity(make_pki(root / "pki"),
-                              users={user: secrets.token_urlsafe(18) for user in (JOB, DEVICE, READER)})
+                              users={user: secrets.token_urlsafe(18) for user in (JOB, DEVICE, READER, REPLAY)})
     topics = {TOPICS.input: 4, TOPICS.dlq: 1, TOPICS.anomalies: 1, TOPICS.models: 1,
               **dict.fromkeys(REPLAY_TOPICS, 1)}
     stack = LocalStack(root / "stack", kafka_security=security, topics=topics)
@@ -65,7 +68,7 @@ def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     try:
         create_database_v1(stack.influx_v1_url, "ecg")
         apply_grants(stack.kafka_bootstrap, security.admin,
-                     grants(TOPICS, GROUP, job=JOB, devices=DEVICE, readers=READER))
+                     grants(TOPICS, GROUP, job=JOB, devices=DEVICE, readers=READER, replay=REPLAY))
         yield stack
     finally:
         stack.stop()
@@ -138,11 +141,12 @@ def test_acls_device_writes_input_only(secure_stack: Any) -> None:
         with pytest.raises(TopicAuthorizationFailedError):
             _consume(secure_stack, reader, topic)
     assert _consume(secure_stack, reader, TOPICS.models) == []  # granted (nothing written yet)
+    assert _consume(secure_stack, reader, TOPICS.anomalies) == []
     # The probe record is there: the admin reads it.
     assert [r.value for r in _consume(secure_stack, security.admin, TOPICS.input) if r.partition == 3] == [b"acl-probe"]
 
 
-def test_acls_only_the_admin_reads_the_replay_topics(secure_stack: Any) -> None:
+def test_acls_only_the_replay_principal_reads_the_replay_topics(secure_stack: Any) -> None:
     from kafka import KafkaProducer
     from kafka.errors import TopicAuthorizationFailedError
 
@@ -157,7 +161,74 @@ def test_acls_only_the_admin_reads_the_replay_topics(secure_stack: Any) -> None:
         for user in (JOB, DEVICE, READER):
             with pytest.raises(TopicAuthorizationFailedError):
                 _consume(secure_stack, security.client(user), topic)
-        assert [r.value for r in _consume(secure_stack, security.admin, topic)] == [b'{"patient_id": "raw-probe"}']
+        for client in (security.client(REPLAY), security.admin):
+            assert [r.value for r in _consume(secure_stack, client, topic)] == [b'{"patient_id": "raw-probe"}']
+
+
+def test_acls_replay_reads_letters_and_originals_and_owns_only_its_topics(secure_stack: Any) -> None:
+    """What python -m replay does on Kafka (replay.kafka_io, as the replay principal): read the DLQ, read an
+    original by its position, create a staging topic, copy the input into it with a correction in place, read it
+    back with a rebuild's consumer group, delete it. And what it may not do."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+    from kafka.structs import OffsetAndMetadata
+
+    from replay import kafka_io
+
+    bootstrap = secure_stack.kafka_bootstrap
+    security = secure_stack.kafka_security
+    replay = security.client(REPLAY)
+    run = secrets.token_hex(4)
+    # An original in the input and its letter in the DLQ, as a device and the job leave them.
+    admin = KafkaProducer(bootstrap_servers=bootstrap, **security.admin.kafka_python_config())
+    try:
+        original = admin.send(TOPICS.input, f"replay-original-{run}".encode(), partition=1).get(timeout=30)
+        admin.send(TOPICS.dlq, json.dumps({"topic": TOPICS.input, "partition": 1, "offset": original.offset,
+                                           "run": run}).encode()).get(timeout=30)
+    finally:
+        admin.close(timeout=5)
+
+    letters = kafka_io.read_topic(bootstrap, TOPICS.dlq, security=replay)
+    assert any(json.loads(r.value).get("run") == run for batch in letters.records.values() for r in batch)
+    found = kafka_io.read_positions(bootstrap, TOPICS.input, [(1, original.offset)], replay)
+    assert found[(1, original.offset)].value == f"replay-original-{run}".encode()
+
+    staging = f"{TOPICS.input}.replay-{run}"
+    kafka_io.ensure_topic(bootstrap, staging, 4, {"max.message.bytes": str(kafka_io.MAX_MESSAGE_BYTES)}, replay)
+    copy = kafka_io.copy_with_corrections(bootstrap, TOPICS.input, staging, {(1, original.offset): b"fixed"}, replay)
+    assert copy.replaced == {(1, original.offset)}
+    assert b"fixed" in [r.value for r in _consume(secure_stack, replay, staging)]
+    kafka_io.delete_topics(bootstrap, [staging], replay)
+
+    # Refused: writing the input or the DLQ, reading the anonymized topics, the live job's consumer group, a
+    # topic outside its prefix.
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **replay.kafka_python_config())
+    try:
+        for topic in (TOPICS.input, TOPICS.dlq):
+            with pytest.raises(TopicAuthorizationFailedError):
+                producer.send(topic, b"replay-probe").get(timeout=30)
+    finally:
+        producer.close(timeout=5)
+    for topic in (TOPICS.anomalies, TOPICS.models):
+        with pytest.raises(TopicAuthorizationFailedError):
+            _consume(secure_stack, replay, topic)
+
+    def commit(group: str) -> None:
+        """Commit an offset of the input as ``group`` (what the rebuild's Kafka source does at checkpoints)."""
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                 **replay.kafka_python_config())
+        try:
+            partition = TopicPartition(TOPICS.input, 1)
+            consumer.assign([partition])
+            consumer.commit({partition: OffsetAndMetadata(0, "", -1)})
+        finally:
+            consumer.close()
+
+    commit(f"{GROUP}-replay-{run}")
+    with pytest.raises(GroupAuthorizationFailedError):
+        commit(GROUP)
+    with pytest.raises(TopicAuthorizationFailedError):
+        kafka_io.ensure_topic(bootstrap, f"not-replay-{run}", 1, {}, replay)
 
 
 def _job_argv(stack: Any, tmp_path: Path, *args: str) -> list[str]:

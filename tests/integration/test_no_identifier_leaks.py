@@ -35,8 +35,6 @@ import secrets as random_secrets
 import threading
 import time
 import traceback
-import urllib.error
-import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -51,9 +49,10 @@ from devstack.influx_queries import count_points_v1, create_database_v1, query_v
 from devstack.processes import free_port
 from devstack.simulator import KIND_FRAME, Episode, SimConfig, SimMessage, generate_messages, produce
 from privacy.dead_letters import open_raw
-from testkit.flink_rest import rest_get, running_job_id
+from testkit.flink_rest import running_job_id
 from testkit.jobs import JobProcess, job_args, wait_until
 from testkit.kafka_topics import list_topics, read_topics
+from testkit.leak_scan import files, flink_rest_dump, influx_dump
 from testkit.reference import expected_output
 from tests.integration.support import find_needles
 
@@ -74,56 +73,17 @@ def _distinctive(message: SimMessage, token: str) -> SimMessage:
                                patient_name=frame["patient_name"])
 
 
-def _influx_dump(url: str, db: str) -> Iterator[tuple[str, str]]:
-    """Everything the InfluxDB database holds, as (statement, JSON text) pairs."""
-    for statement in (
-        "SHOW MEASUREMENTS", "SHOW SERIES", "SHOW TAG KEYS", "SHOW FIELD KEYS", 'SHOW TAG VALUES WITH KEY =~ /.*/',
-        "SHOW RETENTION POLICIES", "SELECT * FROM /.*/",
-    ):
-        yield statement, json.dumps(query_v1(url, statement, db), ensure_ascii=False)
-    for statement in ("SHOW DATABASES", "SHOW USERS"):
-        yield statement, json.dumps(query_v1(url, statement), ensure_ascii=False)
-
-
-def _rest_dump(port: int, jid: str) -> Iterator[tuple[str, str]]:
-    """What Flink's web UI shows about the cluster and the job, as (REST path, JSON text) pairs."""
-    paths = ["/config", "/overview", "/jobmanager/config", "/jobmanager/environment", "/jobs/overview",
-             f"/jobs/{jid}", f"/jobs/{jid}/config", f"/jobs/{jid}/plan", f"/jobs/{jid}/exceptions",
-             f"/jobs/{jid}/checkpoints", f"/jobs/{jid}/jobmanager/config", f"/jobs/{jid}/jobmanager/environment"]
-    taskmanagers = rest_get(port, "/taskmanagers")["taskmanagers"]
-    paths += [f"/taskmanagers/{tm['id']}{tail}" for tm in taskmanagers for tail in ("", "/logs")]
-    for path in paths:
-        yield path, json.dumps(rest_get(port, path), ensure_ascii=False)
-    # Every metric of every vertex (names and values, the operators' own group `ecg` included): what the
-    # web UI's Metrics tab and any metrics reporter see.
-    for vertex in rest_get(port, f"/jobs/{jid}")["vertices"]:
-        base = f"/jobs/{jid}/vertices/{vertex['id']}"
-        names = [metric["id"] for metric in rest_get(port, base + "/metrics")]
-        for start in range(0, len(names), 20):
-            yield f"{base}/metrics", json.dumps(_metric_values(port, base, names[start:start + 20]), ensure_ascii=False)
-        yield f"{base}/watermarks", json.dumps(rest_get(port, base + "/watermarks"), ensure_ascii=False)
-
-
-def _metric_values(port: int, base: str, names: list[str]) -> list[Any]:
-    """Values of the named metrics; one by one when the batch is refused (a metric can vanish between the
-    listing and the query, e.g. a Python operator's gauges after a bundle), skipping the vanished ones."""
-    try:
-        return list(rest_get(port, f"{base}/metrics?get=" + urllib.parse.quote(",".join(names), safe=",")))
-    except urllib.error.HTTPError:
-        values = []
-        for name in names:
-            try:
-                values += rest_get(port, f"{base}/metrics?get=" + urllib.parse.quote(name, safe=""))
-            except urllib.error.HTTPError as error:
-                if error.code != 404:
-                    raise
-        return values
-
-
-def _files(directory: Path) -> Iterator[tuple[str, bytes]]:
-    for path in sorted(directory.rglob("*")):
-        if path.is_file():
-            yield str(path), path.read_bytes()
+def _run_secrets(token: str) -> tuple[dict[str, str], str, list[str]]:
+    """Distinctive secrets for the job's environment, the v1 user name, and the credentials as they travel
+    (the basic-auth header value)."""
+    secrets = {
+        "PSEUDONYM_SECRET": f"pseudonym-Secret-{token}-hmac",
+        "INFLUX_TOKEN": f"influx-Token-{token}-v2",
+        "INFLUX_PASSWORD": f"influx-Password-{token}-v1",
+        "DLQ_RAW_KEY": random_secrets.token_hex(32),
+    }
+    username = f"ecg-writer-{token}"
+    return secrets, username, [base64.b64encode(f"{username}:{secrets['INFLUX_PASSWORD']}".encode()).decode()]
 
 
 def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -134,15 +94,7 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
     url = local_stack.influx_v1_url
     create_database_v1(url, db)
     token = uuid.uuid4().hex[:10]
-    secrets = {
-        "PSEUDONYM_SECRET": f"pseudonym-Secret-{token}-hmac",
-        "INFLUX_TOKEN": f"influx-Token-{token}-v2",
-        "INFLUX_PASSWORD": f"influx-Password-{token}-v1",
-        "DLQ_RAW_KEY": random_secrets.token_hex(32),
-    }
-    username = f"ecg-writer-{token}"
-    # Credentials as they travel: the basic-auth header value, and the token header.
-    derived = [base64.b64encode(f"{username}:{secrets['INFLUX_PASSWORD']}".encode()).decode()]
+    secrets, username, derived = _run_secrets(token)
 
     messages = [
         _distinctive(message, token)
@@ -168,6 +120,7 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
     csv_dir = tmp_path / "csv"
     env = {**os.environ, **secrets, "INFLUX_USERNAME": username, "DLQ_RAW": "encrypted", "DLQ_RAW_KEY_ID": "leak-test"}
     port = free_port()
+    unavailable: list[str] = []
     job = JobProcess(
         job_args(local_stack, tmp_path / "checkpoints", "--influx-db", db, "--kafka-input-topic", raw_topic,
                  "--kafka-dlq-topic", dlq_topic, "--kafka-anomaly-topic", anomaly_topic,
@@ -190,7 +143,7 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
                    60, "anomalies and model updates", job=job)
         time.sleep(3)  # a checkpoint interval more: late writes would show up in the scan
         # The web UI / REST API shows configuration, environment, plan and exceptions to its users.
-        web_ui = list(_rest_dump(port, jid))
+        web_ui = list(flink_rest_dump(port, jid, unavailable))
     finally:
         job.stop()
     assert count_points_v1(url, db, "ecg_anonymized") == expected.points
@@ -200,7 +153,7 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
     leaks: list[str] = []
 
     # InfluxDB: every point, tag and series of the job's database.
-    influx = list(_influx_dump(url, db))
+    influx = list(influx_dump(url, db))
     all_rows = json.loads(dict(influx)["SELECT * FROM /.*/"])
     rows = [row for row in all_rows if row["_measurement"] == "ecg_anonymized"]
     assert len(rows) == expected.points, "the dump must hold every point"
@@ -255,14 +208,14 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
                            for e in dead_letters), everything)
 
     # CSV: every file the job wrote.
-    csv_files = list(_files(csv_dir))
+    csv_files = list(files(csv_dir))
     assert csv_files and all(name.endswith(".csv") for name, _ in csv_files), [name for name, _ in csv_files]
     assert sum(content.count(b"\n") - 1 for _, content in csv_files) == expected.points
     assert find_needles(csv_files, sorted(expected.pids)[:1]) != []
     leaks += find_needles(csv_files, everything)
 
     # Logs: the job's stdout/stderr and every file Flink and the Python workers wrote.
-    log_files = [(str(job.log_path), job.log_path.read_bytes()), *_files(job.flink_log_dir)]
+    log_files = [(str(job.log_path), job.log_path.read_bytes()), *files(job.flink_log_dir)]
     flink_text = b"".join(content for _, content in log_files[1:])
     assert b"Loading configuration property: " in flink_text, "Flink's configuration dump is scanned"
     assert re.search(rb"window \S+ \[\d+, \d+\) #\d+ ", flink_text), "the Python workers' log is scanned"
@@ -279,8 +232,197 @@ def test_no_identifier_or_secret_reaches_any_sink(local_stack, fresh_topics, tmp
     leaks += find_needles((("flink rest " + path, text) for path, text in web_ui), everything)
 
     # Checkpoints: keyed state and source offsets hold pseudonyms only.
-    leaks += find_needles(_files(tmp_path / "checkpoints"), everything)
+    leaks += find_needles(files(tmp_path / "checkpoints"), everything)
 
+    assert leaks == [], "identifiers or secrets leaked:\n" + "\n".join(leaks)
+
+
+# --- The hostile corpus, with identifiers in every field, through both jobs ------------------------------
+
+# The corpus' fixed identifiers (devstack.bad_input_corpus.valid_frame, and the Latin-1 entry's name).
+CORPUS_IDS = ("MRN-0001234", "Jane Doe", "Jürgen")
+
+
+def _planted_ids(token: str) -> dict[str, str]:
+    """This run's stand-ins for the corpus' identifiers, of the same length (so every entry keeps its size, its
+    cut and its rejection reason), and a device-id-like string for wrong fields."""
+    return {"MRN-0001234": f"MRN-{token[:7]}", "Jane Doe": f"N{token[:7]}", "Jürgen": f"Jü{token[:4]}"}
+
+
+def _plant(value: bytes, swaps: dict[str, str]) -> bytes:
+    """``value`` with each identifier swapped, in whichever encoding the entry uses (UTF-8, Latin-1, UTF-16)."""
+    for old, new in swaps.items():
+        for encoding in ("utf-8", "latin-1", "utf-16-le", "utf-16-be"):
+            value = value.replace(old.encode(encoding), new.encode(encoding))
+    return value
+
+
+def _wrong_field_entries(ts_ms: int, pid: str, name: str, device_like: str) -> list[tuple[str, bytes, str | None]]:
+    """(name, message, expected rejection reason or None for a valid frame): identifiers where they do not belong."""
+    from contract import frames as r
+
+    def frame(**changes: Any) -> bytes:
+        return json.dumps({**valid_frame(ts_ms), "patient_id": pid, "patient_name": name, **changes},
+                          ensure_ascii=False).encode()
+
+    return [
+        ("zip_holds_patient_id", frame(zip=pid), r.REASON_OUT_OF_RANGE),
+        ("sex_holds_name", frame(sex=name), r.REASON_OUT_OF_RANGE),
+        ("lead_holds_device_like_id", frame(lead=device_like), r.REASON_INVALID_FORMAT),
+        ("lead_holds_name", frame(lead=name), r.REASON_INVALID_FORMAT),
+        ("ts_holds_name", frame(ts=name), r.REASON_WRONG_TYPE),
+        ("fs_holds_patient_id", frame(fs=pid), r.REASON_WRONG_TYPE),
+        ("samples_hold_patient_id", frame(samples=[0.1, pid]), r.REASON_WRONG_TYPE),
+        ("hr_bpm_holds_device_like_id", frame(hr_bpm=device_like), r.REASON_WRONG_TYPE),
+        ("age_holds_name", frame(age=name), r.REASON_WRONG_TYPE),
+        ("field_named_by_ids", frame(**{pid: name, device_like: pid}, age=-1), r.REASON_OUT_OF_RANGE),
+        ("nested_ids", frame(meta={"owner": {"id": pid, "name": name}}, age=999), r.REASON_OUT_OF_RANGE),
+        ("control_kind_is_patient_id", json.dumps({"control": pid, "ts": ts_ms}).encode(), r.REASON_OUT_OF_RANGE),
+        ("truncated_after_ids", frame()[:60], r.REASON_INVALID_JSON),
+        ("single_quoted_ids", frame().replace(b'"', b"'"), r.REASON_INVALID_JSON),
+        ("ids_in_plain_text", f"{pid} {name} {device_like}".encode(), r.REASON_INVALID_JSON),
+        # Valid frames: the identifiers in fields the job drops (unknown names and values) or digests (the ward).
+        ("valid_ids_in_unknown_fields", frame(note=f"{pid} / {name}", **{device_like: name}, lead="V1"), None),
+        ("valid_device_like_id_as_ward", frame(site=device_like, ts=ts_ms + 1000), None),
+    ]
+
+
+@pytest.mark.slow
+def test_hostile_corpus_with_identifiers_in_every_field_leaves_none(  # type: ignore[no-untyped-def]
+        local_stack, fresh_topics, tmp_path: Path) -> None:
+    """Every corpus entry the local broker takes (devstack.bad_input_corpus, its identifiers swapped for this
+    run's) and identifiers in wrong fields, each record with identifiers in its key and its header keys and
+    values, ahead of a simulated stream, through the anonymization job and the cardio job (each with its web
+    UI), the branch's statistics in a database of their own. Nothing anyone can read afterwards holds an
+    identifier or a secret (given as *_FILE files); every letter names its reason and position."""
+    from kafka import KafkaProducer
+
+    from devstack.bad_input_corpus import bad_inputs
+
+    raw_topic, dlq_topic, anomaly_topic, model_topic = fresh_topics(
+        "ecg-raw", "ecg-dlq", "ecg-anomalies", "ecg-model-updates", partitions=2)
+    db = "hostile_" + uuid.uuid4().hex[:8]
+    branch_db = db + "_branch"
+    url = local_stack.influx_v1_url
+    create_database_v1(url, db)
+    create_database_v1(url, branch_db)
+    token = uuid.uuid4().hex[:10]
+    secrets, username, derived = _run_secrets(token)
+    swaps = _planted_ids(token)
+    pid, name = swaps["MRN-0001234"], swaps["Jane Doe"]
+    device_like = f"dev-{token[3:9]}"
+
+    hostile = [(entry.name, _plant(entry.value, swaps), entry.expected_reason, entry.record_timestamp_ms)
+               for entry in bad_inputs(START_MS, include_oversized=False)]
+    hostile += [(label, value, reason, None) for label, value, reason in
+                _wrong_field_entries(START_MS, pid, name, device_like)]
+    # Control: the swap reached the entries that hold identifiers (all but a few, e.g. plain text).
+    holding = [label for label, value, _, _ in hostile if find_needles([("", value)], [pid, name]) or
+               pid.encode("utf-16-le") in value]
+    assert len(holding) >= len(hostile) - 15, len(holding)
+    assert not find_needles((("corpus", v) for _, v, _, _ in hostile), CORPUS_IDS[:2]), "every corpus id swapped"
+
+    sim = [_distinctive(message, token) for message in generate_messages(SimConfig(
+        patients=8, duration_s=45, start_ms=START_MS, sites=2, end_of_stream=True, partitions=2, seed=37,
+        episodes=(Episode("dev-0001", "tachycardia", 5, 25),)))]
+    sim_ids = sorted({m.patient_id for m in sim if m.patient_id} | {m.patient_name for m in sim if m.patient_name})
+    valid_hostile = [SimMessage(key=None, value=value, timestamp_ms=json.loads(value)["ts"], partition=None,
+                                valid=True, patient_id=pid, patient_name=name)
+                     for _, value, reason, _ in hostile if reason is None]
+    expected = expected_output([*valid_hostile, *sim], k=3, secret=secrets["PSEUDONYM_SECRET"])
+
+    # The hostile records first, every one with identifiers in its key and headers; then the stream.
+    producer = KafkaProducer(bootstrap_servers=local_stack.kafka_bootstrap, acks="all",
+                             max_request_size=2 * 1024 * 1024)
+    reasons_by_position: dict[tuple[int, int], str] = {}
+    try:
+        futures = []
+        for number, (_, value, reason, record_ts) in enumerate(hostile):
+            headers = [("patient_id", pid.encode()), (pid, name.encode()), (f"x-{device_like}", device_like.encode())]
+            stamp = record_ts or (json.loads(value)["ts"] if reason is None else START_MS + number)
+            futures.append((reason, producer.send(raw_topic, value=value, key=[pid, name, device_like][number % 3]
+                                                  .encode(), headers=headers, partition=number % 2,
+                                                  timestamp_ms=stamp)))
+        for reason, future in futures:
+            metadata = future.get(timeout=60)
+            if reason is not None:
+                reasons_by_position[(metadata.partition, metadata.offset)] = reason
+    finally:
+        producer.close(timeout=30)
+    report = produce(sim, local_stack.kafka_bootstrap, raw_topic)
+    assert report.errors == 0, report.error_samples
+
+    # The secrets as Docker secrets give them: files named by *_FILE variables.
+    secret_files = {}
+    for variable, value in secrets.items():
+        secret_files[f"{variable}_FILE"] = str(tmp_path / variable.lower())
+        Path(secret_files[f"{variable}_FILE"]).write_text(value + "\n")
+    env = {**{k: v for k, v in os.environ.items() if k not in secrets}, **secret_files, "INFLUX_USERNAME": username}
+    port, cardio_port = free_port(), free_port()
+    unavailable: list[str] = []
+    job = JobProcess(
+        job_args(local_stack, tmp_path / "checkpoints", "--influx-db", db, "--influx-branch-bucket", branch_db,
+                 "--kafka-input-topic", raw_topic, "--kafka-dlq-topic", dlq_topic,
+                 "--kafka-anomaly-topic", anomaly_topic, "--kafka-model-topic", model_topic,
+                 "--kafka-model-starting-offsets", "earliest", "--model-update-seconds", "10",
+                 "--k-anonymity", "3", "--csv-output-dir", str(tmp_path / "csv"),
+                 "--web-ui-port", str(port), "--cardio-web-ui-port", str(cardio_port)),
+        tmp_path / "job.log", env=env)
+    try:
+        jid = wait_until(lambda: running_job_id(port), 120, "the job RUNNING in REST", job=job)
+        cardio_jid = wait_until(lambda: running_job_id(cardio_port), 120, "the cardio job RUNNING in REST", job=job)
+        wait_until(lambda: count_points_v1(url, db, "ecg_anonymized") >= expected.points, 180,
+                   f"{expected.points} points in InfluxDB", job=job)
+        wait_until(lambda: len(read_topics(local_stack.kafka_bootstrap, [dlq_topic], 2.0)[dlq_topic])
+                   >= len(reasons_by_position), 60, "dead letters", job=job)
+        wait_until(lambda: all(read_topics(local_stack.kafka_bootstrap, [anomaly_topic, model_topic], 2.0).values()),
+                   90, "anomalies and model updates", job=job)
+        time.sleep(3)  # a checkpoint interval more: late writes would show up in the scan
+        web_ui = [*flink_rest_dump(port, jid, unavailable), *flink_rest_dump(cardio_port, cardio_jid, unavailable)]
+    finally:
+        job.stop()
+    assert count_points_v1(url, db, "ecg_anonymized") == expected.points
+    print(f"{len(hostile)} hostile records ({len(reasons_by_position)} dead letters expected), "
+          f"{len(web_ui)} REST documents; not served: {unavailable}")
+
+    needles = [pid, name, swaps["Jürgen"], device_like, *sim_ids, *secrets.values(), *derived]
+    records = read_topics(local_stack.kafka_bootstrap, [raw_topic, dlq_topic, anomaly_topic, model_topic])
+    # Control: every needle planted in the input is found there (values, keys, header keys and values).
+    raw_text = [("input", b"\n".join((r.key or b"") + b"\0" + (r.value or b"") + b"".join(
+        k.encode() + b"=" + (v or b"") for k, v in r.headers) for r in records[raw_topic]))]
+    assert len(find_needles(raw_text, [pid, name, device_like, *sim_ids])) == 3 + len(sim_ids)
+
+    # Every letter: its reason and its position; exactly the rejected records.
+    letters = {(e["partition"], e["offset"]): e for e in (json.loads(r.value) for r in records[dlq_topic])}
+    assert {p: e["reason"] for p, e in letters.items()} == reasons_by_position
+    assert all(e["topic"] == raw_topic and e["timestamp"] is not None for e in letters.values())
+
+    leaks: list[str] = []
+    for database in (db, branch_db):
+        leaks += find_needles(((f"influxdb {database} {s}", text) for s, text in influx_dump(url, database)), needles)
+    stats = {row["_measurement"] for row in query_v1(url, "SELECT * FROM /.*/", branch_db)}
+    assert {"ecg_anomaly_stats", "ecg_model_stats"} <= stats, "control: the branch database is scanned"
+    for topic in (dlq_topic, anomaly_topic, model_topic):
+        assert records[topic], f"control: {topic} holds messages"
+        leaks += find_needles(((f"kafka {topic} {r.partition}@{r.offset}", (r.key or b"") + b"\0" + r.value + b"".join(
+            k.encode() + b"=" + (v or b"") for k, v in r.headers)) for r in records[topic]), needles)
+    csv_files = list(files(tmp_path / "csv"))
+    assert csv_files, "control: CSV written"
+    leaks += find_needles(csv_files, needles)
+    log_files = [(str(job.log_path), job.log_path.read_bytes()), *files(job.flink_log_dir)]
+    assert any("cardio" in path for path, _ in log_files[1:]), "control: the cardio job's Flink log is scanned"
+    assert b"window " in b"".join(content for _, content in log_files), "control: the window log is scanned"
+    job_log = job.log_text()
+    for variable in secrets:
+        assert f"'{variable.lower()}': '***'" in job_log, f"control: {variable} was read from its file, and masked"
+    leaks += find_needles(log_files, needles)
+    paths = {path for path, _ in web_ui}
+    assert {f"/jobs/{jid}/plan", f"/jobs/{cardio_jid}/plan", f"/jobs/{jid}/accumulators"} <= paths
+    assert any("/checkpoints/details/" in path for path in paths), "control: checkpoint details are scanned"
+    leaks += find_needles(((f"flink rest {path}", text) for path, text in web_ui), needles)
+    # Checkpoints hold the ward as the key of the window state, so the ward planted in `site` is left out here
+    # (README, "Who can read what": checkpoints are as sensitive as the input).
+    leaks += find_needles(files(tmp_path / "checkpoints"), [n for n in needles if n != device_like])
     assert leaks == [], "identifiers or secrets leaked:\n" + "\n".join(leaks)
 
 
