@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,28 @@ def staging_topic_name(settings: Settings, source: str, start_ms: int, stop_ms: 
     dead letters of a re-run carry the same positions: duplicates the DLQ's readers already drop."""
     digest = hashlib.sha256(f"{settings.influx_url}|{source}|{start_ms}|{stop_ms}".encode()).hexdigest()[:12]
     return f"{settings.kafka_input_topic}.influx-backfill-{digest}"
+
+
+@dataclass(frozen=True)
+class StagingPlan:
+    """What a backfill of [start_ms, stop_ms) stages, and where: the same range always gives the same topic."""
+
+    source: str
+    start_ms: int
+    stop_ms: int
+    topic: str
+    reader: RawReader
+    slice_seconds: int
+
+
+def plan_staging(settings: Settings, start_ms: int, stop_ms: int) -> StagingPlan:
+    """Also used by ``python -m replay --influx-backfill-*``, which stages the same range again to find the
+    originals of this backfill's dead letters at their positions."""
+    options = InfluxInputOptions.from_settings(settings)
+    reader = make_reader(InfluxOptions.from_settings(settings), options)
+    source = f"{settings.influx_transport}:{options.db or options.bucket}/{options.measurement}"
+    return StagingPlan(source, start_ms, stop_ms, staging_topic_name(settings, source, start_ms, stop_ms), reader,
+                       options.slice_seconds)
 
 
 def job_command(job_argv: Sequence[str], settings: Settings, staging_topic: str, work_dir: Path) -> list[str]:
@@ -145,6 +168,60 @@ def stage(settings: Settings, reader: RawReader, topic: str, start_ms: int, stop
         producer.close(timeout=30)
 
 
+def _consumer(settings: Settings) -> Any:
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(group_id=None, enable_auto_commit=False, isolation_level="read_committed",
+                         max_partition_fetch_bytes=MAX_MESSAGE_BYTES, **_kafka_config(settings))
+
+
+def dlq_end_offsets(settings: Settings) -> dict[int, int]:
+    """The dead-letter topic's end offsets now (empty when it does not exist yet: the job creates it)."""
+    from kafka import TopicPartition
+
+    client = _consumer(settings)
+    try:
+        partitions = client.partitions_for_topic(settings.kafka_dlq_topic) or set()
+        ends = client.end_offsets([TopicPartition(settings.kafka_dlq_topic, p) for p in partitions])
+        return {tp.partition: int(offset) for tp, offset in ends.items()}
+    finally:
+        client.close()
+
+
+def count_dead_letters(settings: Settings, staging_topic: str, since: dict[int, int]) -> int:
+    """Dead letters written after ``since`` whose source position is in ``staging_topic`` (this backfill's)."""
+    import json
+
+    from kafka import TopicPartition
+
+    client = _consumer(settings)
+    try:
+        partitions = sorted(client.partitions_for_topic(settings.kafka_dlq_topic) or set())
+        assignment = [TopicPartition(settings.kafka_dlq_topic, p) for p in partitions]
+        ends = {tp: int(offset) for tp, offset in client.end_offsets(assignment).items()}
+        client.assign(assignment)
+        for tp in assignment:
+            client.seek(tp, since.get(tp.partition, 0))
+        count, deadline = 0, time.monotonic() + 120
+        while any(client.position(tp) < ends[tp] for tp in assignment) and time.monotonic() < deadline:
+            for tp, records in client.poll(timeout_ms=500).items():
+                for record in records:
+                    try:
+                        ours = record.offset < ends[tp] and json.loads(record.value).get("topic") == staging_topic
+                    except (TypeError, ValueError, AttributeError):
+                        ours = False
+                    count += 1 if ours else 0
+        return count
+    finally:
+        client.close()
+
+
+def replay_hint(plan: StagingPlan, partitions: int) -> str:
+    return (f"python -m replay --influx-backfill-from {plan.start_ms} --influx-backfill-to {plan.stop_ms} "
+            f"--influx-backfill-partitions {partitions} --fix MODULE:FUNCTION [--dry-run] "
+            "[the flags and settings of this backfill]")
+
+
 def run_job(command: list[str], work_dir: Path, timeout: float) -> int:
     environment = dict(os.environ, FLINK_LOG_DIR=str(work_dir / "flink-logs"))
     with (work_dir / "job.log").open("ab") as job_log:
@@ -170,10 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stop_ms <= start_ms:
             raise ConfigError("--to must be after --from")
         settings = load_settings(job_argv)
-        options = InfluxInputOptions.from_settings(settings)
-        reader = make_reader(InfluxOptions.from_settings(settings), options)
-        source = f"{settings.influx_transport}:{options.db or options.bucket}/{options.measurement}"
-        topic = staging_topic_name(settings, source, start_ms, stop_ms)
+        plan = plan_staging(settings, start_ms, stop_ms)
+        topic = plan.topic
         work_dir = Path(args.work_dir) if args.work_dir else PROJECT_ROOT / ".run" / "backfill" / topic
         command = job_command(job_argv, settings, topic, work_dir)
         load_settings(command[3:])  # the job's own check of the settings it will run with, before anything is written
@@ -187,13 +262,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     status = 0
     try:
-        staged = stage(settings, reader, topic, start_ms, stop_ms, options.slice_seconds)
-        print(f"staged {staged} records of {source} [{start_ms}, {stop_ms}) ms into {topic} ({partitions} "
+        staged = stage(settings, plan.reader, topic, start_ms, stop_ms, plan.slice_seconds)
+        print(f"staged {staged} records of {plan.source} [{start_ms}, {stop_ms}) ms into {topic} ({partitions} "
               "partitions)", flush=True)
         if staged:
             work_dir.mkdir(parents=True, exist_ok=True)
             print(f"backfill job: log {work_dir / 'job.log'}", flush=True)
+            dlq_before = dlq_end_offsets(settings)
             returncode = run_job(command, work_dir, args.job_timeout_seconds)
+            letters = count_dead_letters(settings, topic, dlq_before)
+            if letters:
+                # Their positions point into the staging topic deleted below; the originals stay in the input
+                # database, where a replay stages the same range again (README "Backfill").
+                print(f"WARNING: {letters} dead letters of this backfill in {settings.kafka_dlq_topic}: their "
+                      f"positions are in {topic}, a copy of raw input that is deleted now; the originals stay in "
+                      f"{plan.source}. After a fix, replay them with: {replay_hint(plan, partitions)}",
+                      file=sys.stderr, flush=True)
             if returncode != 0:
                 print(f"backfill job failed (exit {returncode}): see {work_dir / 'job.log'}", file=sys.stderr)
                 status = 1

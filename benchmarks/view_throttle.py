@@ -9,7 +9,13 @@ On the local stack (Kafka, influxd) and a standalone Flink cluster (1 TaskManage
 
   1. view `alone` (k=5, no throttle) reads the backlog alone: its rate R (frames/s);
   2. it is deleted; view `throttled` (limit R/2) reads the same backlog alone: its rate;
-  3. view `other` (no throttle) starts beside it: the rate of each.
+  3. view `other` (no throttle) starts beside it: the rate of each;
+  4. both are cancelled; the control: views `even1` and `even2` (no throttle) start together: how two views
+     split the machine without a throttle;
+  5. both are cancelled; view `quarter` (limit R/4) and view `rest` (no throttle) start together: does the
+     throttle leave the rest of the machine to the other view? With `quarter` held at R/4, `rest` should get
+     about the capacity its limit leaves, R - R/4, clearly more than its share in step 4: on 2 cores that is
+     how "another view keeps its own rate" can be told apart from the CPU split (README, "Anonymized views").
 
 A view's rate: frames it published (points in its measurement / samples per frame; every input record here is
 one frame, suppressed samples are points too) over a --window s stretch that starts 15 s after its first points
@@ -88,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cluster.start()
             topic, dlq = f"ecg-raw.throttle-{uuid.uuid4().hex[:6]}", f"ecg-dlq.throttle-{uuid.uuid4().hex[:6]}"
-            dlqs = {name: f"{dlq}.{name}" for name in ("alone", "throttled", "other")}
+            dlqs = {name: f"{dlq}.{name}" for name in ("alone", "throttled", "other", "even1", "even2", "quarter",
+                                                         "rest")}
             create_topics(stack.kafka_bootstrap, {topic: 4, dlq: 1, **dict.fromkeys(dlqs.values(), 1)})
             config = SimConfig(patients=ns.patients, duration_s=ns.duration, sites=4, start_ms=1_763_812_800_000,
                                partitions=4, seed=5)
@@ -125,9 +132,37 @@ def main(argv: list[str] | None = None) -> int:
             print(f"throttled beside other:       {rates['throttled']:7.1f} frames/s ({off:+.1f} % of the limit)")
             print(f"other (no throttle) beside:   {rates['other']:7.1f} frames/s "
                   f"({100 * rates['other'] / alone:.0f} % of the rate alone)", flush=True)
+            for name in ("throttled", "other"):
+                manager.rest.cancel(manager.get(name).job_id)
+                manager.rest.wait_for_state(manager.get(name).job_id, ["CANCELED"], 60)
+
+            for name in ("even1", "even2"):
+                manager.create(name, Profile(k=5), Outputs(influx_db=f"{name}_{suffix}", dlq_topic=dlqs[name]),
+                               wait_running=120)
+            rates = measure(manager, ["even1", "even2"], ns.window, total, spf)
+            print(f"even1 and even2 (no throttle) together: {rates['even1']:7.1f} and {rates['even2']:7.1f} frames/s "
+                  f"({100 * rates['even1'] / alone:.0f} % and {100 * rates['even2'] / alone:.0f} % of the rate alone)",
+                  flush=True)
+            for name in ("even1", "even2"):
+                manager.rest.cancel(manager.get(name).job_id)
+                manager.rest.wait_for_state(manager.get(name).job_id, ["CANCELED"], 60)
+
+            quarter = round(alone / 4, 1)
+            manager.create("quarter", Profile(k=5, max_records_per_second=quarter),
+                           Outputs(influx_db=f"quarter_{suffix}", dlq_topic=dlqs["quarter"]), wait_running=120)
+            manager.create("rest", Profile(k=5), Outputs(influx_db=f"rest_{suffix}", dlq_topic=dlqs["rest"]),
+                           wait_running=120)
+            rates = measure(manager, ["quarter", "rest"], ns.window, total, spf)
+            left = alone - quarter
+            print(f"quarter beside rest, limit {quarter:7.1f}: {rates['quarter']:7.1f} frames/s "
+                  f"({100 * (rates['quarter'] - quarter) / quarter:+.1f} % of the limit)")
+            print(f"rest (no throttle) beside quarter: {rates['rest']:7.1f} frames/s = "
+                  f"{100 * rates['rest'] / left:.0f} % of the capacity the limit leaves ({left:.1f}), "
+                  f"{100 * rates['rest'] / alone:.0f} % of the rate alone; sum {rates['quarter'] + rates['rest']:.1f}",
+                  flush=True)
             late = {name: records_in(stack.kafka_bootstrap, dlqs[name]) for name in dlqs}
             print(f"dead letters (late frames would be here): {late}", flush=True)
-            for name in ("throttled", "other"):
+            for name in ("quarter", "rest"):
                 manager.rest.cancel(manager.get(name).job_id)
         finally:
             cluster.stop()

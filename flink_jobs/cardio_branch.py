@@ -1,7 +1,7 @@
 """The job's second output: heart-rate anomalies (`ecg-anomalies`) and federated model updates
 (`ecg-model-updates`), attached to the `parsed` stream of its own job (flink_jobs/cardio_job.py) with one call:
 
-    build_cardio_branch(env, settings, parsed)
+    build_cardio_branch(settings, parsed, global_models_back(env, settings), production_branch_sinks(settings))
 
     parse side output (pid, ts) --key_by(pid)--> RequestPriors --key_by(round)--> MatchPriors
     ecg-model-updates, global only (ModelStreamWatermarks) --+--key_by(round)-------^   | PriorNotice
@@ -26,6 +26,8 @@ its pid (federated.priors), so its release never depends on a timer. CARDIO_BRAN
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pyflink.common import Types
@@ -104,17 +106,61 @@ def needs_frame_heads(settings: Settings) -> bool:
     return settings.cardio_branch and settings.model_global_prior
 
 
-def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, parsed: DataStream) -> None:
-    if not settings.cardio_branch:
-        return
+@dataclass(frozen=True)
+class BranchSinks:
+    """Where the branch's outputs go; each attaches its sink(s) to the stream it is given.
+
+    Injected like the anonymization job's JobSinks, so that tests run the real operators on collections with
+    collecting sinks (testkit/pipeline.py run_cardio_pipeline); production: `production_branch_sinks`."""
+
+    anomalies: Callable[[DataStream], None]  # AnomalyEvent per episode (pickled)
+    model_updates: Callable[[DataStream], None]  # LocalUpdate / GlobalUpdate from the FedAvg aggregator (pickled)
+    dead_letters: Callable[[DataStream], None]  # the parse step's dead-letter JSON strings
+
+
+def production_branch_sinks(settings: Settings) -> BranchSinks:
+    """Kafka (ecg-anomalies, ecg-model-updates) after one InfluxDB statistics point per record; dead letters are
+    the anonymization job's (it reads the same input), so this job drops its own. The uids are the
+    checkpointed ones: do not change them."""
     influx = InfluxOptions.from_settings(settings).for_branch()  # per-patient statistics: INFLUX_BRANCH_BUCKET
 
-    globals_back = (
+    def anomaly_sink(anomalies: DataStream) -> None:
+        (anomalies.process(PublishBranch(influx, "anomalies"), Types.STRING())
+         .name("anomalies: InfluxDB ecg_anomaly_stats").uid("cardio-anomaly-publish")
+         .sink_to(build_string_sink(settings, settings.kafka_anomaly_topic,
+                                    f"{settings.kafka_transactional_id_prefix}-anomalies"))
+         .name("kafka: " + settings.kafka_anomaly_topic).uid("cardio-anomaly-sink"))
+
+    def model_sink(updates: DataStream) -> None:
+        (updates.process(PublishBranch(influx, "model_updates"), Types.STRING())
+         .name("model updates: InfluxDB ecg_model_stats").uid("cardio-model-publish")
+         .sink_to(build_string_sink(settings, settings.kafka_model_topic,
+                                    f"{settings.kafka_transactional_id_prefix}-model-updates"))
+         .name("kafka: " + settings.kafka_model_topic).uid("cardio-model-sink"))
+
+    def drop(_: DataStream) -> None:
+        return None
+
+    return BranchSinks(anomalies=anomaly_sink, model_updates=model_sink, dead_letters=drop)
+
+
+def global_models_back(env: StreamExecutionEnvironment, settings: Settings) -> DataStream:
+    """The global updates as every consumer of ecg-model-updates reads them: the branch's broadcast input."""
+    return (
         env.from_source(build_model_source(settings), model_watermark_strategy(),
                         "kafka: " + settings.kafka_model_topic + " (global models back)")
         .uid("cardio-model-source")
         .filter(_is_global).name("global updates only").uid("cardio-model-filter")
     )
+
+
+def build_cardio_branch(settings: Settings, parsed: DataStream, globals_back: DataStream,
+                        sinks: BranchSinks) -> None:
+    """The branch's operators between `parsed` (KeyedFrame, with the FRAME_HEADS side output when
+    `needs_frame_heads`), `globals_back` (global update JSON texts, never constraining event time:
+    `global_models_back` in production) and `sinks`."""
+    if not settings.cardio_branch:
+        return
     device_input = parsed
     if needs_frame_heads(settings):
         clock = round_clock(settings)
@@ -135,23 +181,11 @@ def build_cardio_branch(env: StreamExecutionEnvironment, settings: Settings, par
         .process(DetectAnomalies(device_config(settings), CardioBeats()), Types.PICKLED_BYTE_ARRAY())
         .name("beats + anomalies + local models (per pid)").uid("cardio-detector")
     )
-    anomalies = (
-        branch.filter(_is_anomaly).name("anomalies").uid("cardio-anomalies")
-        .process(PublishBranch(influx, "anomalies"), Types.STRING())
-        .name("anomalies: InfluxDB ecg_anomaly_stats").uid("cardio-anomaly-publish")
-    )
-    anomalies.sink_to(build_string_sink(settings, settings.kafka_anomaly_topic,
-                                    f"{settings.kafka_transactional_id_prefix}-anomalies")).name(
-        "kafka: " + settings.kafka_anomaly_topic).uid("cardio-anomaly-sink")
+    sinks.anomalies(branch.filter(_is_anomaly).name("anomalies").uid("cardio-anomalies"))
     signals = branch.filter(_is_model_signal).name("model signals").uid("cardio-model-signals")
-    updates = (
+    sinks.model_updates(
         with_round_ticks(signals, round_clock(settings)).uid("cardio-round-ticks")
         .key_by(lambda _: "fedavg", key_type=Types.STRING())
         .process(AggregateModels(round_clock(settings), settings.model_dp_clip_norm > 0), Types.PICKLED_BYTE_ARRAY())
         .name("FedAvg aggregator").uid("fedavg")
-        .process(PublishBranch(influx, "model_updates"), Types.STRING())
-        .name("model updates: InfluxDB ecg_model_stats").uid("cardio-model-publish")
     )
-    updates.sink_to(build_string_sink(settings, settings.kafka_model_topic,
-                                f"{settings.kafka_transactional_id_prefix}-model-updates")).name(
-        "kafka: " + settings.kafka_model_topic).uid("cardio-model-sink")

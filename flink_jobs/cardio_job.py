@@ -20,15 +20,21 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream import DataStream
 
 from connectors.checkpoints import latest_checkpoint
 from connectors.config import ConfigError, Settings, load_settings
 from connectors.jars import JarsError
 from connectors.kafka import KafkaAccessError, check_kafka_access
-from flink_jobs.cardio_branch import build_cardio_branch, needs_frame_heads
+from flink_jobs.cardio_branch import (
+    BranchSinks,
+    build_cardio_branch,
+    global_models_back,
+    needs_frame_heads,
+    production_branch_sinks,
+)
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
-from operators.parse import ParseFrames, ParseOptions
+from operators.parse import DEAD_LETTER, ParseFrames, ParseOptions
 
 log = logging.getLogger("ecg.cardio-job")
 
@@ -54,15 +60,16 @@ def cardio_settings(settings: Settings) -> Settings:
     return Settings(values, settings.generated_secret, settings.sources)
 
 
-def build_cardio_pipeline(env: StreamExecutionEnvironment, settings: Settings,
+def build_cardio_pipeline(settings: Settings, source: DataStream, globals_back: DataStream, sinks: BranchSinks,
                           hierarchy: Hierarchy | None = None) -> None:
-    """Source -> event-time progress -> parse (frames and frame heads; dead letters dropped) -> branch."""
-    from flink_jobs.ecg_anonymization_job import dead_letter_options, guarded_input, intake_options
+    """`source` (raw records of type connectors.kafka.RAW_RECORD with event-time timestamps and watermarks:
+    `guarded_input` in production) -> parse (frames and frame heads; dead letters to `sinks.dead_letters`) ->
+    branch (flink_jobs/cardio_branch.py) with `globals_back` -> `sinks`."""
+    from flink_jobs.ecg_anonymization_job import dead_letter_options, intake_options
 
     hierarchy = hierarchy or load_hierarchy(settings.path("hierarchy_path"))
-    raw = guarded_input(env, settings, "parse -> cardio branch")
     parsed = (
-        raw.process(
+        source.process(
             ParseFrames(
                 intake_options(settings, hierarchy), ParseOptions.from_settings(settings),
                 dead_letter_options(settings), frame_heads=needs_frame_heads(settings),
@@ -71,11 +78,12 @@ def build_cardio_pipeline(env: StreamExecutionEnvironment, settings: Settings,
         .uid("parse")
         .name("parse + validate + pseudonymize (dead letters: the anonymization job)")
     )
-    build_cardio_branch(env, settings, parsed)
+    sinks.dead_letters(parsed.get_side_output(DEAD_LETTER))
+    build_cardio_branch(settings, parsed, globals_back, sinks)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flink_jobs.ecg_anonymization_job import create_environment
+    from flink_jobs.ecg_anonymization_job import create_environment, guarded_input
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -89,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         hierarchy = load_hierarchy(settings.path("hierarchy_path"))
         env = create_environment(settings)
-        build_cardio_pipeline(env, settings, hierarchy)
+        build_cardio_pipeline(settings, guarded_input(env, settings, "parse -> cardio branch"),
+                              global_models_back(env, settings), production_branch_sinks(settings), hierarchy)
     except (FileNotFoundError, HierarchyError, JarsError, ConfigError) as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ the tool reads the input, dead-letter and InfluxDB settings from them and runs t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backfill.cli import create_staging_topic, delete_staging_topic, plan_staging, stage
+from backfill.influx_input import InfluxReadError
 from connectors.config import PROJECT_ROOT, ConfigError, Settings, load_settings, timestamp_ms
 from connectors.kafka_acls import replay_group_prefix, replay_topic_prefix
 from connectors.kafka_security import KafkaSecurity
@@ -54,9 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="replay letters already in the corrections topic again (the new fix replaces theirs)")
     parser.add_argument("--corrections-topic", help="corrections log (default: <KAFKA_INPUT_TOPIC>.replay-corrections)")
-    parser.add_argument("--merge-until", default="auto",
-                        help="'auto': windows every input partition is past by MAX_OUT_OF_ORDERNESS_SECONDS; "
-                             "'end': the input has ended, every window; or a timestamp: windows before it")
+    parser.add_argument("--merge-until", default=None,
+                        help="'auto' (default): windows every input partition is past by MAX_OUT_OF_ORDERNESS_SECONDS;"
+                             " 'end': the input has ended, every window; or a timestamp: windows before it "
+                             "(default with --influx-backfill-*: its --to)")
+    parser.add_argument("--influx-backfill-from", help="replay the dead letters of the InfluxDB backfill "
+                        "(python -m backfill) of this --from ... ")
+    parser.add_argument("--influx-backfill-to", help="... and this --to: its range is staged again from the input "
+                        "database (INFLUX_INPUT_*) for the originals, and deleted at the end")
+    parser.add_argument("--influx-backfill-partitions", type=int, default=0,
+                        help="the partitions that backfill staged into (its --partitions; it prints them)")
     parser.add_argument("--dry-run", action="store_true", help="select, fetch and fix, report; write nothing")
     parser.add_argument("--work-dir", help="logs and checkpoints of the rebuild (default .run/replay/<run id>)")
     parser.add_argument("--keep-staging", action="store_true", help="keep the staging topic and database")
@@ -170,7 +180,12 @@ def read_corrections(bootstrap: str, topic: str, input_topic: str, security: Kaf
 def original_of(letter: dict[str, Any], found: Any, settings: Settings) -> tuple[bytes | None, str]:
     """The original message (from the input, else from the sealed copy) or None and why it is gone."""
     if not isinstance(found, str):
-        return (b"" if found.value is None else bytes(found.value)), ""
+        value = b"" if found.value is None else bytes(found.value)
+        if (letter.get("raw_bytes") is not None and letter.get("timestamp") is not None
+                and (len(value) != int(letter["raw_bytes"]) or int(found.timestamp) != int(letter["timestamp"]))):
+            # An input staged again (--influx-backfill-*) from a database that changed since the backfill.
+            return None, "the record at this position is not the letter's original (another size or timestamp)"
+        return value, ""
     if letter.get("raw") is None:
         return None, f"original {found}; the letter holds no raw copy (DLQ_RAW=none)"
     keys = {settings.dlq_raw_key_id: settings.dlq_raw_key} if settings.dlq_raw_key else {}
@@ -373,6 +388,44 @@ def main(argv: Sequence[str] | None = None) -> int:
               "INFLUX_TRANSPORT=v1 (InfluxDB 1.x, or 2.x's v1 compatibility API is not supported yet)", file=sys.stderr)
         return 2
     corrections_topic = args.corrections_topic or replay_topic_prefix(settings.kafka_input_topic) + "corrections"
+    if bool(args.influx_backfill_from) != bool(args.influx_backfill_to):
+        print("configuration error: --influx-backfill-from and --influx-backfill-to go together", file=sys.stderr)
+        return 2
+    if not args.influx_backfill_from:
+        return run(settings, args, job_argv, fix, corrections_topic, args.merge_until or "auto")
+    return run_on_influx_backfill(settings, args, job_argv, fix, corrections_topic)
+
+
+def run_on_influx_backfill(settings: Settings, args: argparse.Namespace, job_argv: Sequence[str], fix: Fix,
+                           corrections_topic: str) -> int:
+    """The letters of an InfluxDB backfill point into its staging topic, deleted when it ended: stage the same
+    range again (the same topic, partitions and order, so the same positions) for the replay's input, run the
+    replay on it, delete it. Corrections go to the input topic's log, keyed by the staging positions."""
+    start_ms, stop_ms = timestamp_ms(args.influx_backfill_from), timestamp_ms(args.influx_backfill_to)
+    try:
+        if start_ms is None or stop_ms is None or stop_ms <= start_ms:
+            raise ConfigError("--influx-backfill-from/--influx-backfill-to: two timestamps, --to after --from")
+        plan = plan_staging(settings, start_ms, stop_ms)
+        partitions = create_staging_topic(settings, plan.topic, args.influx_backfill_partitions)
+    except (ConfigError, ValueError) as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    try:
+        staged = stage(settings, plan.reader, plan.topic, start_ms, stop_ms, plan.slice_seconds)
+        print(f"staged {staged} records of {plan.source} [{start_ms}, {stop_ms}) ms into {plan.topic} again "
+              f"({partitions} partitions): the input of this replay, deleted at its end", flush=True)
+        staged_input = dataclasses.replace(settings, values={**settings.values, "kafka_input_topic": plan.topic})
+        return run(staged_input, args, job_argv, fix, corrections_topic, args.merge_until or str(stop_ms))
+    except InfluxReadError as error:
+        print(f"input error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        delete_staging_topic(settings, plan.topic)
+
+
+def run(settings: Settings, args: argparse.Namespace, job_argv: Sequence[str], fix: Fix, corrections_topic: str,
+        merge_until: str) -> int:
+    args = argparse.Namespace(**{**vars(args), "merge_until": merge_until})
     summary = Summary(run_id=uuid.uuid4().hex[:8])
     if not args.dry_run:
         kafka_io.ensure_topic(settings.kafka_bootstrap, corrections_topic, 1,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +22,12 @@ from pyflink.common import Configuration, Duration, Row, Types, WatermarkStrateg
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 
-from connectors.config import load_settings
-from connectors.kafka import RAW_RECORD
+from connectors.config import Settings, load_settings
+from connectors.jars import pipeline_jars
+from connectors.kafka import RAW_RECORD, model_watermark_strategy
 from devstack.simulator import SimMessage
+from flink_jobs.cardio_branch import BranchSinks
+from flink_jobs.cardio_job import build_cardio_pipeline
 from flink_jobs.ecg_anonymization_job import JobSinks, build_pipeline
 from operators.records import WindowOutput
 from testkit.jobs import TEST_SECRET
@@ -153,9 +156,11 @@ def run_pipeline(records: Sequence[InputRecord], argv: Sequence[str] = (), *, pa
         os.environ.update(saved)
 
 
-def _run_pipeline(records: Sequence[InputRecord], argv: Sequence[str], parallelism: int) -> PipelineOutput:
-    settings = load_settings(list(argv), environ={"PSEUDONYM_SECRET": TEST_SECRET})
+def _environment_and_source(records: Sequence[InputRecord], settings: Settings, parallelism: int,
+                            extra: dict[str, str] | None = None) -> tuple[StreamExecutionEnvironment, DataStream]:
     config = Configuration()
+    for key, value in (extra or {}).items():
+        config.set_string(key, value)
     config.set_string("parallelism.default", str(parallelism))
     config.set_string("python.executable", sys.executable)  # Python workers with this environment's packages
     env = StreamExecutionEnvironment.get_execution_environment(config)
@@ -163,7 +168,74 @@ def _run_pipeline(records: Sequence[InputRecord], argv: Sequence[str], paralleli
             for record in records]
     strategy = WatermarkStrategy.for_bounded_out_of_orderness(
         Duration.of_seconds(int(settings.max_out_of_orderness_seconds))).with_timestamp_assigner(RecordTimestamp())
-    source = env.from_collection(rows, type_info=RAW_RECORD).assign_timestamps_and_watermarks(strategy)
+    return env, env.from_collection(rows, type_info=RAW_RECORD).assign_timestamps_and_watermarks(strategy)
+
+
+def _run_pipeline(records: Sequence[InputRecord], argv: Sequence[str], parallelism: int) -> PipelineOutput:
+    settings = load_settings(list(argv), environ={"PSEUDONYM_SECRET": TEST_SECRET})
+    _, source = _environment_and_source(records, settings, parallelism)
     sinks = CollectingSinks()
     build_pipeline(settings, source, sinks.job_sinks())
     return sinks.collect()
+
+
+@dataclass(frozen=True)
+class BranchOutput:
+    anomalies: list[dict[str, Any]]  # the JSON the job publishes to ecg-anomalies, parsed
+    model_updates: list[dict[str, Any]]  # ... to ecg-model-updates (local and global updates)
+    dead_letters: list[dict[str, Any]]
+
+
+def _tagged(tag: str) -> Callable[[Any], str]:
+    def tag_json(value: Any) -> str:
+        return json.dumps({tag: value if isinstance(value, str) else value.to_json()})
+
+    return tag_json
+
+
+def run_cardio_pipeline(records: Sequence[InputRecord], globals_back: Sequence[str], argv: Sequence[str] = (), *,
+                        parallelism: int = 1) -> BranchOutput:
+    """The cardio job's operators (flink_jobs.cardio_job.build_cardio_pipeline) on `records`, with `globals_back`
+    (global update JSON texts) as what the branch reads back from ecg-model-updates: a collection cannot feed the
+    job's own output back, so the caller gives the global updates the loop would carry (the reference model's).
+    Parallelism 1 by default: the collection is one source subtask, and a rebalance from it to two parse subtasks
+    would reorder a device's frames (the detector's beats and heart rate follow frame order), which the Kafka
+    source never does (a device's records are in one partition). The environment is restored as by
+    `run_pipeline`."""
+    saved = dict(os.environ)
+    try:
+        return _run_cardio_pipeline(records, globals_back, argv, parallelism)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run_cardio_pipeline(records: Sequence[InputRecord], globals_back: Sequence[str], argv: Sequence[str],
+                         parallelism: int) -> BranchOutput:
+    settings = load_settings(list(argv), environ={"PSEUDONYM_SECRET": TEST_SECRET})
+    # Python operator chaining fused the branch's filters with the collecting maps into nodes that carried the
+    # same uid twice ("Hash collision on user-specified ID cardio-anomalies"); the production sinks are not maps.
+    env, source = _environment_and_source(records, settings, parallelism,
+                                          {"python.operator-chaining.enabled": "false"})
+    env.add_jars(*pipeline_jars().split(";"))  # RoundTicks and ModelStreamWatermarks (connectors/java)
+    models = env.from_collection(list(globals_back), type_info=Types.STRING()).assign_timestamps_and_watermarks(
+        model_watermark_strategy())
+    collected: dict[str, DataStream] = {}
+
+    def keep(tag: str) -> Callable[[DataStream], None]:
+        def attach(stream: DataStream) -> None:
+            collected[tag] = stream.map(_tagged(tag), output_type=Types.STRING()).uid(f"collect-{tag}")
+
+        return attach
+
+    build_cardio_pipeline(settings, source, models, BranchSinks(anomalies=keep("anomaly"),
+                                                                 model_updates=keep("model_update"),
+                                                                 dead_letters=keep("dead_letter")))
+    output = BranchOutput([], [], [])
+    lists = {"anomaly": output.anomalies, "model_update": output.model_updates, "dead_letter": output.dead_letters}
+    tagged = collected["anomaly"].union(collected["model_update"], collected["dead_letter"])
+    with tagged.execute_and_collect("ecg cardio pipeline on a collection") as results:
+        for text in results:
+            ((tag, value),) = json.loads(text).items()
+            lists[tag].append(json.loads(value))
+    return output

@@ -1,7 +1,9 @@
 """One-time backfill from raw ECG frames stored in InfluxDB (`python -m backfill`) on the real local stack: the
 frames of a time range, read in slices from an input database in the documented schema, give exactly the points
 streaming mode publishes for them (the reference model), contract-violating frames become dead letters with their
-reason, and a second run of the same backfill leaves the output database unchanged."""
+reason, and a second run of the same backfill leaves the output database unchanged. The dead letters of a backfill
+stay actionable after its staging topic is gone: `python -m replay --influx-backfill-*` stages the range again from
+the input database and replays them through a fix-up into exactly the points of the unbroken frames."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from backfill.cli import staging_topic_name
 from backfill.influx_input import RawRecord, raw_point_line
 from connectors.config import PROJECT_ROOT, load_settings
@@ -24,9 +28,10 @@ from devstack.influx_queries import create_database_v1, query_v1, write_v1
 from devstack.kafka_admin import create_topics
 from devstack.simulator import SimConfig, SimMessage, generate_messages
 from testkit.jobs import TEST_SECRET
-from testkit.kafka_topics import list_topics
+from testkit.kafka_topics import list_topics, read_topic
 from testkit.reference import expected_output
-from tests.integration.support import IsolatedRun
+from tests.integration.support import IsolatedRun, find_needles, visible_classes_below_k
+from tests.integration.test_replay import _broken, _replay, reference_points, stored_points
 
 START_MS = 1_763_812_800_000  # window-aligned
 STOP_MS = START_MS + 15_000  # the backfilled range [START_MS, STOP_MS): 3 windows; the stored frames run to 20 s
@@ -131,6 +136,73 @@ def test_backfill_from_influxdb_gives_the_streaming_points(isolated_run: Isolate
     again = _letters(run)
     assert len(again) == 2 * len(letters) and sorted(again[len(letters):]) == sorted(letters)
     print(f"backfill runs: {first_seconds:.0f} s, {second_seconds:.0f} s")
+
+
+@pytest.mark.slow  # a backfill and two replays, each a job run: about 6 minutes on 2 shared cores
+def test_dead_letters_of_a_backfill_replay_from_the_input_database(isolated_run: IsolatedRun,
+                                                                   tmp_path: Path) -> None:
+    """Three devices of one ward stored 5 s of frames with "ecg" instead of "samples" (a firmware bug): the backfill
+    dead-letters them (missing_field) into positions of its staging topic, then deletes that topic and says how to
+    replay them. The replay stages the range again from the input database (same topic, same positions), fixes the
+    originals and merges: the output is then exactly the reference model over the unbroken frames; a second replay
+    changes nothing. No letter and nothing either tool prints holds a raw identifier."""
+    run, stack = isolated_run, isolated_run.stack
+    messages = list(generate_messages(SimConfig(patients=20, duration_s=15, start_ms=START_MS, sites=2, seed=5)))
+    assert all(START_MS <= m.timestamp_ms < STOP_MS for m in messages)
+    frames = {json.loads(m.value)["device_id"]: json.loads(m.value) for m in messages}
+    ward = sorted(frame["site"] for frame in frames.values())[0]
+    devices = sorted(device for device, frame in frames.items() if frame["site"] == ward)[:3]
+    broken = {id(m) for m in messages if json.loads(m.value)["device_id"] in devices
+              and START_MS + 5_000 <= m.timestamp_ms < START_MS + 10_000}
+    assert len(broken) >= 10
+    input_db = "raw_" + uuid.uuid4().hex[:10]
+    create_database_v1(stack.influx_v1_url, input_db)
+    write_v1(stack.influx_v1_url, input_db, [
+        raw_point_line("ecg_raw", RawRecord(m.key, _broken(m) if id(m) in broken else m.value, m.timestamp_ms))
+        for m in messages])
+
+    returncode, backfill_output, _ = _backfill(run, input_db, tmp_path / "backfill")
+    assert returncode == 0, backfill_output
+    hint = f"python -m replay --influx-backfill-from {START_MS} --influx-backfill-to {STOP_MS} " \
+           "--influx-backfill-partitions 4"
+    assert f"WARNING: {len(broken)} dead letters of this backfill" in backfill_output and hint in backfill_output
+    letters = _letters(run)
+    assert [reason for _, _, _, reason, _ in letters] == ["missing_field"] * len(broken), letters
+    assert {topic for topic, *_ in letters} == {staging_topic_name(
+        load_settings(run.job_args("--pseudonym-secret", TEST_SECRET), environ={}), f"v1:{input_db}/ecg_raw",
+        START_MS, STOP_MS)}
+    reference = reference_points(messages)
+    before = stored_points(run)
+    assert before != reference and len(before) < len(reference), "control: the broken frames are missing"
+
+    def staging_topics() -> list[str]:
+        return [t for t in list_topics(stack.kafka_bootstrap)
+                if t.startswith(run.raw_topic + ".influx-backfill-") and not t.endswith(".replay-corrections")]
+
+    assert staging_topics() == []
+    replay_args = ("--influx-backfill-from", str(START_MS), "--influx-backfill-to", str(STOP_MS),
+                   "--influx-input-db", input_db)
+    first, first_output = _replay(run, tmp_path, "first", *replay_args, merge_until=None)
+    assert first["outcomes"] == {"replayed": len(broken), "would_replay": 0, "already_replayed": 0, "not_merged": 0,
+                                 "gone": 0, "skipped": 0, "fix_failed": 0, "still_invalid": 0}, first_output[-3000:]
+    assert first["rebuild"]["merge_until_ms"] == STOP_MS and first["merge"]["windows_changed"] >= 1
+    assert stored_points(run) == reference
+    assert visible_classes_below_k(stack.influx_v1_url, run.db, K) == []
+    assert staging_topics() == [], "the input staged again for the replay is deleted"
+
+    second, second_output = _replay(run, tmp_path, "second", *replay_args, merge_until=None)
+    assert second["outcomes"]["already_replayed"] == len(broken) and second["corrections_written"] == 0
+    assert second["merge"]["windows_changed"] == 0 and second["merge"]["write_requests"] == 0
+    assert second["merge"]["statements"] == 0
+    assert stored_points(run) == reference and staging_topics() == []
+
+    identifiers = {value for m in messages for value in (m.patient_id, m.patient_name) if value}
+    dead_letters = b"".join(record.value or b"" for record in run.dead_letters())
+    corrections = b"".join(r.value or b"" for r in read_topic(stack.kafka_bootstrap,
+                                                                f"{run.raw_topic}.replay-corrections"))
+    assert find_needles([("corrections", corrections)], identifiers), "control: the scan finds raw identifiers"
+    assert find_needles([("letters", dead_letters), ("backfill", backfill_output), ("first replay", first_output),
+                         ("second replay", second_output)], identifiers) == []
 
 
 def test_refusals_and_an_empty_range(isolated_run: IsolatedRun, tmp_path: Path) -> None:

@@ -70,9 +70,11 @@ def stored_points(run: IsolatedRun) -> dict[tuple[Any, int], tuple[Any, ...]]:
             for stamp, values in by_time.items()}
 
 
-def _replay(run: IsolatedRun, tmp_path: Path, name: str, *extra: str) -> tuple[dict[str, Any], str]:
+def _replay(run: IsolatedRun, tmp_path: Path, name: str, *extra: str, merge_until: str | None = "end"
+            ) -> tuple[dict[str, Any], str]:
     report = tmp_path / f"{name}.json"
-    args = [*extra, "--fix", FIX, "--merge-until", "end", "--report", str(report), "--work-dir", str(tmp_path / name),
+    args = [*extra, "--fix", FIX, *(["--merge-until", merge_until] if merge_until else []),
+            "--report", str(report), "--work-dir", str(tmp_path / name),
             "--kafka-bootstrap", run.stack.kafka_bootstrap, "--kafka-input-topic", run.raw_topic,
             "--kafka-dlq-topic", run.dlq_topic, "--influx-transport", "v1", "--influx-url", run.stack.influx_v1_url,
             "--influx-db", run.db, "--k-anonymity", str(K), "--checkpoint-interval-seconds", "2"]
