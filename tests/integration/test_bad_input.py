@@ -1,6 +1,6 @@
 """Bad-input corpus through the real job: every hostile message is dead-lettered, nothing restarts.
 
-All 100 entries of `devstack.bad_input_corpus` (a ~10 MB message, 10 000-deep nesting, non-UTF-8,
+All 101 entries of `devstack.bad_input_corpus` (a ~10 MB message, 10 000-deep nesting, non-UTF-8,
 NaN/Infinity, duplicate keys, 5000-sample arrays, absurd timestamps, ...) and a Kafka tombstone are
 produced to the input topic interleaved with valid simulator frames, spread over all four partitions, followed by
 end-of-stream controls. The job must

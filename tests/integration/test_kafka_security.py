@@ -168,7 +168,8 @@ def test_acls_only_the_replay_principal_reads_the_replay_topics(secure_stack: An
 def test_acls_replay_reads_letters_and_originals_and_owns_only_its_topics(secure_stack: Any) -> None:
     """What python -m replay does on Kafka (replay.kafka_io, as the replay principal): read the DLQ, read an
     original by its position, create a staging topic, copy the input into it with a correction in place, read it
-    back with a rebuild's consumer group, delete it. And what it may not do."""
+    back with a rebuild's consumer group, delete it. And what it may not do. Own input and DLQ topics (with the
+    same ACL set), so the job tests of this module see none of these records."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
     from kafka.structs import OffsetAndMetadata
@@ -179,23 +180,26 @@ def test_acls_replay_reads_letters_and_originals_and_owns_only_its_topics(secure
     security = secure_stack.kafka_security
     replay = security.client(REPLAY)
     run = secrets.token_hex(4)
+    topics = Topics(f"ecg-raw.acl-{run}", f"ecg-dlq.acl-{run}", TOPICS.anomalies, TOPICS.models)
+    secure_stack.create_topics({topics.input: 2, topics.dlq: 1})
+    apply_grants(bootstrap, security.admin, grants(topics, GROUP, job="", devices="", replay=REPLAY))
     # An original in the input and its letter in the DLQ, as a device and the job leave them.
     admin = KafkaProducer(bootstrap_servers=bootstrap, **security.admin.kafka_python_config())
     try:
-        original = admin.send(TOPICS.input, f"replay-original-{run}".encode(), partition=1).get(timeout=30)
-        admin.send(TOPICS.dlq, json.dumps({"topic": TOPICS.input, "partition": 1, "offset": original.offset,
+        original = admin.send(topics.input, f"replay-original-{run}".encode(), partition=1).get(timeout=30)
+        admin.send(topics.dlq, json.dumps({"topic": topics.input, "partition": 1, "offset": original.offset,
                                            "run": run}).encode()).get(timeout=30)
     finally:
         admin.close(timeout=5)
 
-    letters = kafka_io.read_topic(bootstrap, TOPICS.dlq, security=replay)
+    letters = kafka_io.read_topic(bootstrap, topics.dlq, security=replay)
     assert any(json.loads(r.value).get("run") == run for batch in letters.records.values() for r in batch)
-    found = kafka_io.read_positions(bootstrap, TOPICS.input, [(1, original.offset)], replay)
+    found = kafka_io.read_positions(bootstrap, topics.input, [(1, original.offset)], replay)
     assert found[(1, original.offset)].value == f"replay-original-{run}".encode()
 
-    staging = f"{TOPICS.input}.replay-{run}"
+    staging = f"{topics.input}.replay-{run}"
     kafka_io.ensure_topic(bootstrap, staging, 4, {"max.message.bytes": str(kafka_io.MAX_MESSAGE_BYTES)}, replay)
-    copy = kafka_io.copy_with_corrections(bootstrap, TOPICS.input, staging, {(1, original.offset): b"fixed"}, replay)
+    copy = kafka_io.copy_with_corrections(bootstrap, topics.input, staging, {(1, original.offset): b"fixed"}, replay)
     assert copy.replaced == {(1, original.offset)}
     assert b"fixed" in [r.value for r in _consume(secure_stack, replay, staging)]
     kafka_io.delete_topics(bootstrap, [staging], replay)
@@ -204,7 +208,7 @@ def test_acls_replay_reads_letters_and_originals_and_owns_only_its_topics(secure
     # topic outside its prefix.
     producer = KafkaProducer(bootstrap_servers=bootstrap, **replay.kafka_python_config())
     try:
-        for topic in (TOPICS.input, TOPICS.dlq):
+        for topic in (topics.input, topics.dlq):
             with pytest.raises(TopicAuthorizationFailedError):
                 producer.send(topic, b"replay-probe").get(timeout=30)
     finally:
@@ -218,7 +222,7 @@ def test_acls_replay_reads_letters_and_originals_and_owns_only_its_topics(secure
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
                                  **replay.kafka_python_config())
         try:
-            partition = TopicPartition(TOPICS.input, 1)
+            partition = TopicPartition(topics.input, 1)
             consumer.assign([partition])
             consumer.commit({partition: OffsetAndMetadata(0, "", -1)})
         finally:
