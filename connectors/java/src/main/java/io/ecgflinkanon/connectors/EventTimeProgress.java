@@ -2,8 +2,10 @@ package io.ecgflinkanon.connectors;
 
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -92,6 +94,13 @@ import org.slf4j.LoggerFactory;
  * until the broker confirms, on a thread of its own, that every partition read is read to its end (the next
  * offsets to read are kept in the checkpoint with the timestamps); until then the input stays active at its
  * watermark (one WARN line) and the broker is asked again every {@code END_CHECK_PERIOD_MILLIS}.
+ *
+ * <p>When records come again after such an unconfirmed idleness, Flink's source has every partition marked
+ * idle, and the first partition to deliver sets event time alone until the others deliver too: in the same
+ * outage test the restored job fired a window with part of its frames right after the broker came back
+ * (23 frames dead-lettered as late). So each partition known here holds the forwarded watermark at its
+ * own (its newest record minus the bound) until it delivers a record again or the broker confirms that it
+ * is read to its end.
  */
 public class EventTimeProgress extends AbstractStreamOperator<Row> implements OneInputStreamOperator<Row, Row> {
     private static final long serialVersionUID = 1L;
@@ -141,7 +150,9 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     private transient boolean holdLogged;
     private transient long recordsSeen;
     private transient long probedAtRecords;
-    private transient Future<Boolean> endProbe;
+    private transient Future<Set<String>> endProbe;
+    /** After an unconfirmed idleness: the partitions that hold event time until they deliver or are at their end. */
+    private transient Set<String> resumePending;
     private transient ExecutorService endProbeThread;
     private transient PausableRelativeClock activityClock;
     private transient long lastActivityNanos;
@@ -328,42 +339,67 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         }
         Map<String, Long> snapshot = new HashMap<>(nextOffsets);
         probedAtRecords = recordsSeen;
-        endProbe = endProbeThread.submit(() -> endCheck.caughtUp(snapshot));
+        endProbe = endProbeThread.submit(() -> endCheck.unread(snapshot));
     }
 
     /** On the task thread: the broker's answer, if there is one yet; the all-idle step once it confirms. */
     private void checkEndConfirmed() throws Exception {
-        if (endProbe == null || !endProbe.isDone()) {
+        if (endProbe != null && !endProbe.isDone()) {
             return;
         }
-        Boolean caughtUp;
-        try {
-            caughtUp = endProbe.get();
-        } catch (ExecutionException failed) {
-            caughtUp = null;  // unknown: ask again
+        if (endProbe != null) {
+            Set<String> unread;
+            try {
+                unread = endProbe.get();
+            } catch (ExecutionException failed) {
+                unread = null; // unknown: ask again
+            }
+            endProbe = null;
+            if (awaitingEnd) {
+                if (unread != null && unread.isEmpty() && recordsSeen == probedAtRecords) {
+                    awaitingEnd = false;
+                    resumePending = null;
+                    long target = allIdleTarget();
+                    LOG.info("event-time progress: the broker confirms every partition read to its end; watermark {} -> {}",
+                            lastEmitted, Math.max(lastEmitted, target));
+                    emit(target);
+                    inputIdle = true;
+                    idleByFallback = awaitingByFallback;
+                    announceIdleIfDue();
+                    return;
+                }
+                if (!holdLogged) {
+                    holdLogged = true;
+                    LOG.warn("event-time progress: the input is idle but {}; event time stays at {} (input active) until "
+                            + "the broker confirms that every partition is read to its end", unread == null
+                            ? "the broker does not answer" : "the broker has records after the last one read", lastEmitted);
+                }
+            } else if (resumePending != null && unread != null) {
+                resumePending.retainAll(unread); // read to their end: they no longer hold event time
+                endResumeIfDone();
+            }
         }
-        endProbe = null;
-        if (!awaitingEnd) {
-            return;
+        if (awaitingEnd || resumePending != null) {
+            startEndProbe();
         }
-        if (Boolean.TRUE.equals(caughtUp) && recordsSeen == probedAtRecords) {
-            awaitingEnd = false;
-            long target = allIdleTarget();
-            LOG.info("event-time progress: the broker confirms every partition read to its end; watermark {} -> {}",
-                    lastEmitted, Math.max(lastEmitted, target));
-            emit(target);
-            inputIdle = true;
-            idleByFallback = awaitingByFallback;
-            announceIdleIfDue();
-            return;
+    }
+
+    /** Records again after an unconfirmed idleness: every known partition holds event time until it delivers. */
+    private void resumeAfterUnconfirmedIdle() {
+        awaitingEnd = false;
+        resumePending = new HashSet<>(partitions.keySet());
+        LOG.info("event-time progress: records again after an idleness the broker did not confirm; each of the {} "
+                + "partitions holds event time at its own watermark until it delivers or is read to its end",
+                resumePending.size());
+        endResumeIfDone();
+    }
+
+    private void endResumeIfDone() {
+        if (resumePending != null && resumePending.isEmpty()) {
+            resumePending = null;
+            LOG.info("event-time progress: every partition delivers again or is read to its end; watermark {}",
+                    lastEmitted);
         }
-        if (!holdLogged) {
-            holdLogged = true;
-            LOG.warn("event-time progress: the input is idle but {}; event time stays at {} (input active) until the "
-                    + "broker confirms that every partition is read to its end", caughtUp == null
-                    ? "the broker does not answer" : "the broker has records after the last one read", lastEmitted);
-        }
-        startEndProbe();
     }
 
     /**
@@ -432,7 +468,10 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         }
         recordsSeen++;
         if (awaitingEnd && awaitingByFallback) {
-            awaitingEnd = false;
+            resumeAfterUnconfirmedIdle();
+        }
+        if (resumePending != null && resumePending.remove(key)) {
+            endResumeIfDone();
         }
         Object offset = row.getField(2);
         if (offset instanceof Number) {
@@ -448,7 +487,14 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
 
     @Override
     public void processWatermark(Watermark mark) throws Exception {
-        emit(Math.max(mark.getTimestamp(), restoreFloor));
+        long watermark = Math.max(mark.getTimestamp(), restoreFloor);
+        if (resumePending != null) {
+            for (String partition : resumePending) {
+                long[] progress = partitions.get(partition);
+                watermark = Math.min(watermark, progress == null ? Long.MIN_VALUE : watermarkOf(progress[0]));
+            }
+        }
+        emit(watermark);
     }
 
     @Override
@@ -478,7 +524,9 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         } else {
             inputIdle = false;
             idleByFallback = false;
-            awaitingEnd = false;
+            if (awaitingEnd) {
+                resumeAfterUnconfirmedIdle();
+            }
             announceActive();
         }
     }

@@ -4,8 +4,10 @@ import java.io.Serializable;
 import java.time.Duration;
 import java.util.Collections;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.KafkaException;
@@ -17,9 +19,9 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
  * needs before it treats an all-idle source as "nothing more to read". A source also goes idle when the broker
  * is unreachable (a broker outage), and then there may be any amount left to read (issue 20, item 4).
  *
- * <p>{@link #caughtUp} answers {@code TRUE} only on positive evidence: the broker's last stable offset of
- * each partition is at the next offset to read, or a consumer seeked there moves to that end without
- * returning a record (transaction markers only). {@code FALSE}: a record after the last one read. {@code
+ * <p>{@link #unread} names the partitions with a record after the last one read; a partition counts as read
+ * to its end only on positive evidence: the broker's last stable offset is at the next offset to read, or a
+ * consumer seeked there moves to that end without returning a record (transaction markers only). {@code
  * null}: unknown (broker unreachable, timeouts). Runs on a thread of its own, never on the task thread.
  */
 public class InputEndCheck implements Serializable {
@@ -36,10 +38,14 @@ public class InputEndCheck implements Serializable {
         this.clientProperties = new HashMap<>(clientProperties);
     }
 
-    /** {@code nextOffsets}: per partition ("topic#partition") the offset after the last record read. */
-    public Boolean caughtUp(Map<String, Long> nextOffsets) {
+    /**
+     * {@code nextOffsets}: per partition ("topic#partition") the offset after the last record read. Returns the
+     * partitions with a record after it (empty: every one is read to its end), or null if the broker cannot tell.
+     */
+    public Set<String> unread(Map<String, Long> nextOffsets) {
+        Set<String> unread = new HashSet<>();
         if (nextOffsets.isEmpty()) {
-            return Boolean.TRUE;
+            return unread;
         }
         try {
             if (consumer == null) {
@@ -63,14 +69,12 @@ public class InputEndCheck implements Serializable {
                 consumer.assign(Collections.singletonList(partition.getKey()));
                 consumer.seek(partition.getKey(), partition.getValue());
                 if (!consumer.poll(TIMEOUT).isEmpty()) {
-                    return Boolean.FALSE;
-                }
-                // Only transaction markers up to the end, or the broker did not answer the fetch.
-                if (consumer.position(partition.getKey(), TIMEOUT) < end) {
-                    return null;
+                    unread.add(partition.getKey().topic() + "#" + partition.getKey().partition());
+                } else if (consumer.position(partition.getKey(), TIMEOUT) < end) {
+                    return null; // neither a record nor the end: the broker did not answer the fetch
                 }
             }
-            return Boolean.TRUE;
+            return unread;
         } catch (KafkaException | IllegalStateException unknown) {
             return null;
         }

@@ -6,6 +6,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
 import org.apache.flink.streaming.api.watermark.Watermark;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
@@ -265,10 +266,14 @@ class EventTimeProgressTest {
         }
     }
 
-    /** A broker that answers what the test says, and remembers what it was asked. */
+    /**
+     * A broker that answers what the test says (null: no answer; TRUE: every partition read to its end; FALSE:
+     * records left in {@code unreadPartitions}), and remembers what it was asked.
+     */
     private static final class ScriptedEnd extends InputEndCheck {
         private static final long serialVersionUID = 1L;
         volatile Boolean answer;
+        volatile Set<String> unreadPartitions = Set.of("ecg-raw#0", "ecg-raw#1");
         volatile Map<String, Long> asked = new HashMap<>();
 
         ScriptedEnd(Boolean answer) {
@@ -277,9 +282,9 @@ class EventTimeProgressTest {
         }
 
         @Override
-        public Boolean caughtUp(Map<String, Long> nextOffsets) {
+        public Set<String> unread(Map<String, Long> nextOffsets) {
             asked = new HashMap<>(nextOffsets);
-            return answer;
+            return answer == null ? null : answer ? Set.of() : unreadPartitions;
         }
     }
 
@@ -365,6 +370,56 @@ class EventTimeProgressTest {
                 Thread.sleep(20);
             }
             assertEquals(List.of("W5000", "W17999"), progressOf(harness));
+        }
+    }
+
+    @Test
+    void afterAnUnconfirmedIdlenessEveryPartitionHoldsEventTimeUntilItDeliversAgain() throws Exception {
+        ScriptedEnd broker = new ScriptedEnd(null); // a broker outage
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, false, broker), null)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processElement(record("ecg-raw", 1, 0, 12_000));
+            harness.processWatermark(5_000);
+            harness.processWatermarkStatus(WatermarkStatus.IDLE);
+            harness.setProcessingTime(1_000);
+            // The broker is back; partition 0 delivers first and the source's watermark follows it alone.
+            broker.answer = Boolean.FALSE;
+            broker.unreadPartitions = Set.of("ecg-raw#1");
+            readsAgainUpTo17999(harness);
+            assertEquals(List.of("W5000", "W9999"), progressOf(harness), "partition 1 (t=12000) holds event time");
+            harness.processElement(record("ecg-raw", 1, 1, 19_000));
+            harness.processWatermark(16_999);
+            assertEquals(List.of("W5000", "W9999", "W16999"), progressOf(harness));
+        }
+    }
+
+    @Test
+    void afterAnUnconfirmedIdlenessAPartitionReadToItsEndStopsHoldingEventTime() throws Exception {
+        ScriptedEnd broker = new ScriptedEnd(null);
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, false, broker), null)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processElement(record("ecg-raw", 1, 0, 12_000));
+            harness.processWatermark(5_000);
+            harness.processWatermarkStatus(WatermarkStatus.IDLE);
+            harness.setProcessingTime(1_000);
+            broker.answer = Boolean.FALSE;
+            broker.unreadPartitions = Set.of(); // partition 1 has nothing more: a quiet partition
+            readsAgainUpTo17999(harness);
+            assertEquals(List.of("W5000", "W9999"), progressOf(harness));
+            long deadline = System.currentTimeMillis() + 10_000;
+            long now = 1_000;
+            while (System.currentTimeMillis() < deadline) {
+                now += 1_000;
+                harness.setProcessingTime(now); // the broker's answer releases partition 1
+                Thread.sleep(20);
+                harness.processWatermark(17_999 + now);
+                if (progressOf(harness).size() > 2) {
+                    break;
+                }
+            }
+            assertEquals("W" + (17_999 + now), progressOf(harness).get(2));
         }
     }
 }
