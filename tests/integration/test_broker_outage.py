@@ -46,8 +46,31 @@ What the 120 s outage showed first, and what was wrong:
    the broker did not confirm, each partition holds event time at its own watermark until it delivers
    again or the broker confirms it read to its end.
 
-Measured runs (restart counts, broker back -> first new point) are in the README's test list and the
-report of issue 20; each test prints them.
+Measured on the shared 2-core machine (load average ~25, other engineers' jobs running), 2026-12-05:
+
+- 120 s kill mid-backlog: 1 job restart in every run (the enumerator's failover ~100 s in), the
+  restored job held at its checkpoint's event time through the rest of the outage. Before the second
+  fix: points exact, 95 dead letters for 72 injected (failed). After it: passed, 72 for 72; in that run
+  the last checkpoint before the failover had read the whole backlog, so every point was written before
+  the broker came back (no "first new point" to time).
+- 60 s of refused connections: passed, 0 restarts, 72 for 72; the job had read the backlog before
+  the port closed (every point written during the refusal); passed again with the final code, 0
+  restarts, 72 for 72.
+- 30 s kill during a live stream (20 devices, 100 s): 0 restarts, the devices lost nothing, 60 dead
+  letters for 60 injected; broker back -> first new point 45.4 s (the broker's start, the producers'
+  and the source's reconnect back-off, then the buffered frames). A first version started the stream
+  with the job and failed before the outage: the job took 135 s to its first point, 16 s of stream
+  were left; the stream now starts once every task runs. The broker confirmed "read to its end" ~8 s
+  after it was back, before the devices had re-sent what they buffered: event time moved to the newest
+  partition's watermark then, harmlessly here (every partition had stopped at about the same event time);
+  a device whose buffered frames lag the others' by more than the 2 s bound would have them dead-lettered
+  as late, as after any quiet stretch.
+- The sampler saw no class below k that stayed, and no race either, in these runs.
+
+The mid-backlog tests kill the broker at the first point, but the job reads this backlog into its
+pipeline within seconds (PyFlink bundles of up to 100,000 records), so whether anything is left to
+read after the outage depends on the last completed checkpoint when Flink restores; only the live
+stream always reads through the outage.
 """
 
 from __future__ import annotations
@@ -66,7 +89,7 @@ from devstack.kafka_admin import create_topics
 from devstack.processes import free_port
 from devstack.simulator import ProduceReport, SimConfig, SimMessage, generate_messages, produce
 from devstack.stack import LocalStack
-from testkit.flink_rest import job_restart_lines
+from testkit.flink_rest import job_restart_lines, rest_get, running_job_id
 from testkit.jobs import JobProcess, wait_until
 from testkit.reference import ExpectedOutput, expected_output
 from testkit.tcp_proxy import TcpProxy
@@ -191,30 +214,35 @@ def test_broker_killed_mid_backlog(own_stack: LocalStack, tmp_path: Path, outage
 
 @pytest.mark.slow
 def test_broker_killed_during_live_stream(own_stack: LocalStack, tmp_path: Path) -> None:
-    outage_s, stream_s = 30, 150
+    outage_s, stream_s = 30, 100
     stack = own_stack
     run = _isolated_run(stack, tmp_path)
-    start_ms = (int(time.time() * 1000) // 5000 + 1) * 5000
-    messages = list(generate_messages(SimConfig(
-        patients=20, duration_s=stream_s, start_ms=start_ms, sites=2, bad_fraction=0.03, end_of_stream=True,
-        partitions=4, seed=29,
-    )))  # fmt: skip
-    expected = expected_output(messages, k=K)
-    reports: list[ProduceReport] = []
-    # The devices: every frame sent when its last sample is due, through the outage.
-    producer = threading.Thread(
-        target=lambda: reports.append(produce(messages, stack.kafka_bootstrap, run.raw_topic, realtime_frame_ms=1000,
-                                              flush_timeout_s=180)),
-        name="live devices", daemon=True)
-    producer.start()
     sampler = BelowKSampler(stack.influx_v1_url, run.db, K)
-
-    job = JobProcess(run.job_args(*JOB_FLAGS),
-                     tmp_path / "job.log")
+    port = free_port()
+    job = JobProcess(run.job_args(*JOB_FLAGS, "--web-ui-port", str(port)), tmp_path / "job.log")
     try:
+        # The stream starts once every task of the job runs: on the shared machine the job took 135 s to
+        # its first point once, longer than a stream that was already running had left.
+        jid = wait_until(lambda: running_job_id(port), 240, "the job RUNNING", job=job)
+        wait_until(lambda: all(v["status"] == "RUNNING" for v in rest_get(port, f"/jobs/{jid}")["vertices"]), 240,
+                   "every task RUNNING", job=job)
+        start_ms = (int(time.time() * 1000) // 5000 + 1) * 5000
+        messages = list(generate_messages(SimConfig(
+            patients=20, duration_s=stream_s, start_ms=start_ms, sites=2, bad_fraction=0.03, end_of_stream=True,
+            partitions=4, seed=29,
+        )))  # fmt: skip
+        expected = expected_output(messages, k=K)
+        reports: list[ProduceReport] = []
+        # The devices: every frame sent when its last sample is due, through the outage.
+        producer = threading.Thread(
+            target=lambda: reports.append(produce(messages, stack.kafka_bootstrap, run.raw_topic,
+                                                  realtime_frame_ms=1000, flush_timeout_s=180)),
+            name="live devices", daemon=True)
+        producer.start()
+
         wait_until(lambda: run.points() > 0, 180, "first points", job=job)
         stream_left_s = (start_ms + stream_s * 1000) / 1000 - time.time()
-        assert stream_left_s > outage_s + 10, f"the job took too long to start: {stream_left_s:.0f} s of stream left"
+        assert stream_left_s > outage_s + 10, f"the job took too long to its first point: {stream_left_s:.0f} s left"
         stack.kill_kafka()
         points_at_kill = run.points()
         sampler.sample_for(outage_s)
