@@ -4,7 +4,7 @@ that a reader saw during a broker outage.)
     .venv/bin/python -m benchmarks.influx_read_isolation [--windows 60] [--classes 4] [--k 5]
 
 No job: an influxd of its own, one writer that sends, per 5 s window, `--classes` classes of k pseudonyms x
-1,800 points (5 s at 360 Hz), each class ONE request, one request at a time (as the sink's whole-class
+1,799 points (5 s at 360 Hz), each class ONE request, one request at a time (as the sink's whole-class
 requests; the same series every window, as a ward's pseudonyms keep theirs), while a reader runs the tests'
 k check (`testkit.readers.visible_classes_below_k`) in a loop. Every request holds a whole class of k, so
 any class the reader sees below k is part of one request that was being applied.
