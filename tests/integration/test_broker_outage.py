@@ -53,18 +53,18 @@ Measured on the shared 2-core machine (load average ~25, other engineers' jobs r
   fix: points exact, 95 dead letters for 72 injected (failed). After it: passed 2 of 2, 72 for 72; in
   both runs the last checkpoint before the failover had read the whole backlog, so every point was
   written before the broker came back (no "first new point" to time).
-- 60 s of refused connections: passed, 0 restarts, 72 for 72; the job had read the backlog before
-  the port closed (every point written during the refusal); passed again with the final code, 0
-  restarts, 72 for 72.
+- 60 s of refused connections: passed 2 of 2 (the first with only the first fix in the jar), 0
+  restarts, 72 for 72; both times the job had read the backlog before the port closed (every point
+  written during the refusal).
 - 30 s kill during a live stream (20 devices, 100 s): passed 2 of 2, 0 restarts, the devices lost
   nothing, 60 dead letters for 60 injected; broker back -> first new point 45.4 s and 52.3 s (the
-  broker's start, the producers' and the source's reconnect back-off, then the buffered frames). A first version started the stream
-  with the job and failed before the outage: the job took 135 s to its first point, 16 s of stream
-  were left; the stream now starts once every task runs. The broker confirmed "read to its end" ~8 s
-  after it was back, before the devices had re-sent what they buffered: event time moved to the newest
-  partition's watermark then, harmlessly here (every partition had stopped at about the same event time);
-  a device whose buffered frames lag the others' by more than the 2 s bound would have them dead-lettered
-  as late, as after any quiet stretch.
+  broker's start, the producers' and the source's reconnect back-off, then the buffered frames). A
+  first version started the stream with the job and failed before the outage: the job took 135 s to
+  its first point, 16 s of stream were left; the stream now starts once every task runs. The broker
+  confirmed "read to its end" ~8 s after it was back, before the devices had re-sent what they
+  buffered: event time moved to the newest partition's watermark then, harmlessly here (every
+  partition had stopped at about the same event time); a device whose buffered frames lag the others'
+  by more than the 2 s bound would have them dead-lettered as late, as after any quiet stretch.
 - The sampler saw no class below k that stayed in any run; one race, in the third 120 s run: window
   1763812885000 level 8 with 2 pseudonyms, gone 0.5 s later (every point exact at the end).
 
