@@ -53,6 +53,8 @@ Measured on the shared 2-core machine (load average ~25, other engineers' jobs r
   fix: points exact, 95 dead letters for 72 injected (failed). After it: passed 2 of 2, 72 for 72; in
   both runs the last checkpoint before the failover had read the whole backlog, so every point was
   written before the broker came back (no "first new point" to time).
+- 30 s kill mid-backlog (the existing case, now with the 30 s idle timeout): passed 1 of 1, 0
+  restarts, 72 for 72, every point written before the broker came back.
 - 60 s of refused connections: passed 2 of 2 (the first with only the first fix in the jar), 0
   restarts, 72 for 72; both times the job had read the backlog before the port closed (every point
   written during the refusal).
