@@ -477,6 +477,13 @@ def make_producer(bootstrap: str, security: KafkaSecurity | None = None, **overr
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
         "acks": "all",
+        # A device rides out a broker outage of up to 2 min: unbounded retries within the delivery timeout,
+        # the frames buffered meanwhile; idempotent, so a retry neither reorders nor doubles a frame
+        # (tests/integration/test_broker_outage.py, a 30 s kill -9 during a live stream). Stated here rather
+        # than left to the client's defaults.
+        "retries": 2**31 - 1,
+        "delivery_timeout_ms": 120_000,
+        "enable_idempotence": True,
         "linger_ms": 20,
         "batch_size": 256 * 1024,
         # Room for the largest contract-valid message (1 MiB) plus record overhead; brokers with

@@ -149,7 +149,9 @@ class LocalStack:
         kafka_security: BrokerSecurity | None = None,
     ) -> None:
         """``ports`` may fix ``kafka``, ``kafka_controller``, ``influx_http``, ``influx_rpc``, ``vm``
-        (else free ports). Kafka gets at least 90 s to start (a JVM on a busy 2-core machine).
+        (else free ports); ``kafka_advertised``: the port the broker tells its clients (PLAINTEXT only), for a
+        proxy in front of it that every client then goes through (``kafka_bootstrap`` is that address; the
+        proxy must accept before the broker starts). Kafka gets at least 90 s to start (a JVM on a busy 2-core machine).
 
         ``detach=False`` (default): children die with this Python process (PR_SET_PDEATHSIG).
 
@@ -386,11 +388,11 @@ class LocalStack:
         """kafka-python keyword arguments of the stack's admin (security settings; empty for PLAINTEXT)."""
         return self.kafka_security.admin.kafka_python_config() if self.kafka_security else {}
 
-    def _kafka_properties(self, port: int, controller_port: int, data: Path) -> Path:
+    def _kafka_properties(self, port: int, controller_port: int, data: Path, advertised_port: int) -> Path:
         listeners = (
             self.kafka_security.broker_properties(port, controller_port) if self.kafka_security else f"""\
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{advertised_port}
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 """
@@ -450,9 +452,12 @@ log.cleaner.threads=1
         controller_port = int((ports or {}).get("kafka_controller") or self._port("kafka_controller"))
         while controller_port == port:
             controller_port = free_port()
+        advertised_port = int((ports or {}).get("kafka_advertised") or self.fixed_ports.get("kafka_advertised") or port)
+        if advertised_port != port and self.kafka_security:
+            raise StackError("kafka_advertised is for the PLAINTEXT listener only")
         data = self.run_dir / "kafka" / "data"
         data.mkdir(parents=True, exist_ok=True)
-        conf = self._kafka_properties(port, controller_port, data)
+        conf = self._kafka_properties(port, controller_port, data, advertised_port)
         if not (data / "meta.properties").is_file():
             argv = self._kafka_java(
                 "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", _kafka_cluster_id(), "-c", str(conf),
@@ -466,7 +471,7 @@ log.cleaner.threads=1
                 )
         argv = self._kafka_java("kafka.Kafka", str(conf))
         rec, popen = spawn("kafka", argv, self.run_dir, env=_clean_env(), detach=self.detach)
-        bootstrap = f"127.0.0.1:{port}"
+        bootstrap = f"127.0.0.1:{advertised_port}"
 
         def ready() -> bool:
             if not tcp_open("127.0.0.1", port):
@@ -479,7 +484,8 @@ log.cleaner.threads=1
                 admin.close()
 
         self._wait(rec, popen, ready, f"kafka on {bootstrap}", timeout=max(self.start_timeout, 90.0))
-        return _Service(rec, popen, bootstrap, {"kafka": port, "kafka_controller": controller_port})
+        return _Service(rec, popen, bootstrap,
+                        {"kafka": port, "kafka_controller": controller_port, "kafka_advertised": advertised_port})
 
     def kill_kafka(self) -> None:
         """SIGKILL the broker (a crash: no clean shutdown); its log directory stays for ``restart_kafka``."""

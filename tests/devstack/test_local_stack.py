@@ -298,6 +298,44 @@ def test_kafka_keeps_topics_and_records_across_a_kill_and_restart(tmp_path: Path
     assert stack.alive_pids() == []
 
 
+def test_kafka_behind_a_proxy_that_refuses_connections(tmp_path: Path) -> None:
+    """The broker advertises the proxy's port (``kafka_advertised``), so every client goes through the
+    proxy; while the proxy refuses, the broker is up but no client reaches it; after that it takes
+    records again. (The broker-outage test closes the port this way for 60 s under a running job.)"""
+    from kafka.errors import KafkaError
+
+    from devstack.processes import free_port, tcp_open
+    from testkit.tcp_proxy import TcpProxy
+
+    broker_port = free_port()
+    proxy = TcpProxy(broker_port).accept()
+    stack = LocalStack(tmp_path / "stack", topics={"proxied": 1},
+                       ports={"kafka": broker_port, "kafka_advertised": proxy.port})
+    try:
+        stack.start(kafka=True, influx_v1=False, victoria_metrics=False)
+        assert stack.kafka_bootstrap == f"127.0.0.1:{proxy.port}"
+        producer = _producer(stack.kafka_bootstrap, acks="all")
+        producer.send("proxied", value=b"before").get(timeout=30)
+        producer.close()
+        proxy.refuse()
+        assert tcp_open("127.0.0.1", broker_port) and not tcp_open("127.0.0.1", proxy.port)
+        with pytest.raises(KafkaError):  # no broker at the bootstrap address, or the send times out
+            refused = _producer(stack.kafka_bootstrap, acks="all", max_block_ms=3000, request_timeout_ms=3000,
+                                delivery_timeout_ms=6000)
+            try:
+                refused.send("proxied", value=b"refused").get(timeout=10)
+            finally:
+                refused.close(timeout=1)
+        proxy.accept()
+        producer = _producer(stack.kafka_bootstrap, acks="all")
+        producer.send("proxied", value=b"after").get(timeout=30)
+        producer.close()
+        assert sorted(r.value for r in _read_all(stack.kafka_bootstrap, "proxied", 1, 2)) == [b"after", b"before"]
+    finally:
+        stack.stop()
+        proxy.close()
+
+
 def test_clean_start_empties_kafka(tmp_path: Path) -> None:
     """start(clean=True) formats a new log directory: no topic of the last run survives."""
     from kafka import KafkaAdminClient

@@ -5,7 +5,7 @@ share (job process, reference model, REST and Kafka helpers) is in testkit/."""
 from __future__ import annotations
 
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +13,8 @@ from typing import Any
 
 from testkit.jobs import branch_args, job_args
 from testkit.kafka_topics import read_topic
+from testkit.readers import BelowKSampler as BelowKSampler  # the reader checks (benchmarks use them too)
+from testkit.readers import visible_classes_below_k as visible_classes_below_k
 
 
 def accounting_errors(metrics: dict[str, float]) -> list[str]:
@@ -32,23 +34,6 @@ def accounting_errors(metrics: dict[str, float]) -> list[str]:
         "no accounting violation": m["accounting_violations"] == 0,
     }
     return [f"{name}: {m}" for name, ok in checks.items() if not ok]
-
-
-
-def visible_classes_below_k(url: str, db: str, k: int, window_seconds: int = 5,
-                            measurement: str = "ecg_anonymized") -> list[str]:
-    """What a privacy officer checks on the output, at this moment: the published points (levels 1..8)
-    grouped by the window of their timestamps and by class (level + generalized labels); every group
-    with fewer than k distinct pseudonyms, as text (empty = fine)."""
-    from devstack.influx_queries import query_v1
-
-    rows = query_v1(url, f'SELECT count("ecg_mv") FROM "{measurement}" WHERE "level" != \'9\' AND time > 0 '
-                         f'GROUP BY time({window_seconds}s), "level", "age", "sex", "zip", "pid" fill(none)', db)
-    groups: dict[tuple[Any, ...], set[str]] = defaultdict(set)
-    for row in rows:
-        groups[(row["time"], row["level"], row["age"], row["sex"], row["zip"])].add(row["pid"])
-    return [f"window {key[0]} level {key[1]} {key[2:]}: {len(pids)} pseudonyms"
-            for key, pids in sorted(groups.items()) if len(pids) < k]
 
 
 

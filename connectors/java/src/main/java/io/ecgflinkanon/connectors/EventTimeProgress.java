@@ -2,8 +2,14 @@ package io.ecgflinkanon.connectors;
 
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import org.apache.flink.api.common.state.ListState;
 import org.apache.flink.api.common.state.ListStateDescriptor;
 import org.apache.flink.api.common.typeinfo.TypeHint;
@@ -28,8 +34,8 @@ import org.slf4j.LoggerFactory;
  * (a drained backlog, or an end-of-stream marker read just before the checkpoint) would otherwise
  * never see event time move again, and the windows in its restored state would never fire. This
  * operator runs chained right after the source on records {@code Row(topic, partition, offset,
- * timestamp, value)} and keeps, per partition, the largest record timestamp, plus the last watermark it
- * forwarded (the checkpoint entries keep a fourth field, always 0 now, so older checkpoints restore). All of it is union operator state, so a
+ * timestamp, value)} and keeps, per partition, the largest record timestamp and the next offset to read
+ * (0 in checkpoints of older versions: unknown), plus the last watermark it forwarded. All of it is union operator state, so a
  * restore at another parallelism sees everything.
  *
  * <p>It forwards the source's watermarks unchanged except that they never fall below a floor:
@@ -79,6 +85,22 @@ import org.slf4j.LoggerFactory;
  * operator after the last watermark has completed: with aligned checkpoints every operator has then
  * processed that watermark, and every Python operator has finished the bundle that held it (PyFlink
  * finishes its bundle before a barrier). Until then the input simply stays active at its watermark.
+ *
+ * <p>All idle is not always "nothing more to read": a source also goes idle when the broker is unreachable.
+ * Jumping to the newest partition's watermark then fired the windows of the partitions behind it with part of
+ * their frames, and the rest came late: after a 120 s broker outage mid-backlog, a job restored during the
+ * outage fired every window of its restored state at once (issue 20, item 4: 63,000 points more than the
+ * uninterrupted run, the missing frames dead-lettered as late). With an {@link InputEndCheck} the jump waits
+ * until the broker confirms, on a thread of its own, that every partition read is read to its end (the next
+ * offsets to read are kept in the checkpoint with the timestamps); until then the input stays active at its
+ * watermark (one WARN line) and the broker is asked again every {@code END_CHECK_PERIOD_MILLIS}.
+ *
+ * <p>When records come again after such an unconfirmed idleness, Flink's source has every partition marked
+ * idle, and the first partition to deliver sets event time alone until the others deliver too: in the same
+ * outage test the restored job fired a window with part of its frames right after the broker came back
+ * (23 frames dead-lettered as late). So each partition known here holds the forwarded watermark at its
+ * own (its newest record minus the bound) until it delivers a record again or the broker confirms that it
+ * is read to its end.
  */
 public class EventTimeProgress extends AbstractStreamOperator<Row> implements OneInputStreamOperator<Row, Row> {
     private static final long serialVersionUID = 1L;
@@ -89,6 +111,8 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
      * opens on a loaded machine: it gets this long beyond the timeout to report idle itself.
      */
     private static final long SOURCE_GRACE_MILLIS = 5_000;
+    /** How often an idle input that waits for the broker's confirmation asks again. */
+    private static final long END_CHECK_PERIOD_MILLIS = 1_000;
 
     private final long outOfOrdernessMillis;
     private final long idleTimeoutMillis;
@@ -116,6 +140,20 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     private transient long checkpointBehindWatermark;
     /** A checkpoint taken behind the last watermark has completed: the watermark has passed every operator. */
     private transient boolean watermarkPassedEverything;
+    /** Confirms "nothing more to read" before the all-idle jump; null: the idle report alone decides. */
+    private final InputEndCheck endCheck;
+    /** Per partition ("topic#partition"): the offset after the last record read (checkpointed). */
+    private transient Map<String, Long> nextOffsets;
+    /** The input went idle (source's report or the fallback) and waits for the broker's confirmation. */
+    private transient boolean awaitingEnd;
+    private transient boolean awaitingByFallback;
+    private transient boolean holdLogged;
+    private transient long recordsSeen;
+    private transient long probedAtRecords;
+    private transient Future<Set<String>> endProbe;
+    /** After an unconfirmed idleness: the partitions that hold event time until they deliver or are at their end. */
+    private transient Set<String> resumePending;
+    private transient ExecutorService endProbeThread;
     private transient PausableRelativeClock activityClock;
     private transient long lastActivityNanos;
     private transient long fallbackNanos;
@@ -145,6 +183,16 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
      */
     public EventTimeProgress(long outOfOrdernessMillis, long idleTimeoutMillis, long idleAnnounceDelayMillis,
             boolean announceAfterCheckpoint) {
+        this(outOfOrdernessMillis, idleTimeoutMillis, idleAnnounceDelayMillis, announceAfterCheckpoint, null);
+    }
+
+    /**
+     * {@code endCheck}: before an all-idle input moves event time to the newest partition's watermark, the
+     * broker must confirm that every partition read is read to its end (see the class comment); null: no check.
+     */
+    public EventTimeProgress(long outOfOrdernessMillis, long idleTimeoutMillis, long idleAnnounceDelayMillis,
+            boolean announceAfterCheckpoint, InputEndCheck endCheck) {
+        this.endCheck = endCheck;
         this.outOfOrdernessMillis = outOfOrdernessMillis;
         this.idleTimeoutMillis = idleTimeoutMillis;
         this.idleAnnounceDelayMillis = idleAnnounceDelayMillis;
@@ -159,6 +207,7 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     public void initializeState(StateInitializationContext context) throws Exception {
         super.initializeState(context);
         partitions = new HashMap<>();
+        nextOffsets = new HashMap<>();
         restoredMaxForwarded = Long.MIN_VALUE;
         lastEmitted = Long.MIN_VALUE;
         restoreFloor = Long.MIN_VALUE;
@@ -173,13 +222,24 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         }
         Map<Integer, Long> restoredForwarded = new HashMap<>();
         Map<Integer, Boolean> ownerActive = new HashMap<>();
+        Map<String, Long> ownNextOffsets = new HashMap<>();
+        int subtask = getRuntimeContext().getTaskInfo().getIndexOfThisSubtask();
         for (Tuple5<Integer, String, Long, Long, Boolean> entry : state.get()) {
             if (SUMMARY.equals(entry.f1)) {
                 restoredForwarded.merge(entry.f0, entry.f2, Math::max);
                 ownerActive.merge(entry.f0, entry.f4, Boolean::logicalOr);
             } else {
                 partitions.merge(entry.f1, new long[] {entry.f2}, (a, b) -> a[0] >= b[0] ? a : b);
+                // f3: the next offset to read (0: unknown, a checkpoint of an older version).
+                if (entry.f0 == subtask && entry.f3 > 0) {
+                    ownNextOffsets.put(entry.f1, entry.f3);
+                }
             }
+        }
+        // The partitions this subtask read before, at the same parallelism (the source then gives it the same
+        // ones): the end check starts from them. After a rescale it knows only what it reads again.
+        if (restoredForwarded.size() == getRuntimeContext().getTaskInfo().getNumberOfParallelSubtasks()) {
+            nextOffsets.putAll(ownNextOffsets);
         }
         // The watermark the job had reached: the minimum over the subtasks whose output was active, or,
         // when all of them were idle, the largest any of them forwarded (the watermark valve's rules).
@@ -210,6 +270,15 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
                         emit(floor);
                     });
         }
+        if (endCheck != null) {
+            endProbeThread = Executors.newSingleThreadExecutor(runnable -> {
+                Thread thread = new Thread(runnable, "event-time end check");
+                thread.setDaemon(true);
+                return thread;
+            });
+            getProcessingTimeService().scheduleWithFixedDelay(timestamp -> checkEndConfirmed(),
+                    END_CHECK_PERIOD_MILLIS, END_CHECK_PERIOD_MILLIS);
+        }
         if (idleAnnounceDelayMillis > 0 && idleTimeoutMillis <= 0) {
             long period = Math.max(100L, Math.min(1_000L, idleAnnounceDelayMillis / 4));
             getProcessingTimeService().scheduleWithFixedDelay(timestamp -> announceIdleIfDue(), period, period);
@@ -233,7 +302,7 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     /** The source's idleness rule, applied here when the source has not reported idle in time. */
     private void checkSilence() {
         announceIdleIfDue();
-        if (inputIdle) {
+        if (inputIdle || awaitingEnd) {
             return;
         }
         long silentMillis = (activityClock.relativeTimeNanos() - lastActivityNanos) / 1_000_000L;
@@ -242,13 +311,95 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         }
         long target = allIdleTarget();
         LOG.warn("event-time progress: no record for {} ms (idle timeout {} ms) and the source has not reported "
-                + "idle; advancing event time to {} (was {}) and marking the input idle, as the source would",
-                silentMillis, idleTimeoutMillis, target, lastEmitted);
+                + "idle; advancing event time to {} (was {}) and marking the input idle, as the source would{}",
+                silentMillis, idleTimeoutMillis, target, lastEmitted,
+                endCheck == null ? "" : ", once the broker confirms that every partition is read to its end");
+        fallbackNanos = activityClock.relativeTimeNanos();
+        if (endCheck != null) {
+            awaitEnd(true);
+            return;
+        }
         emit(target);
         inputIdle = true;
         idleByFallback = true;
-        fallbackNanos = activityClock.relativeTimeNanos();
         announceIdleIfDue();
+    }
+
+    /** The input went idle: ask the broker whether anything is left to read before moving event time. */
+    private void awaitEnd(boolean byFallback) {
+        awaitingEnd = true;
+        awaitingByFallback = byFallback;
+        holdLogged = false;
+        startEndProbe();
+    }
+
+    private void startEndProbe() {
+        if (endProbe != null) {
+            return;
+        }
+        Map<String, Long> snapshot = new HashMap<>(nextOffsets);
+        probedAtRecords = recordsSeen;
+        endProbe = endProbeThread.submit(() -> endCheck.unread(snapshot));
+    }
+
+    /** On the task thread: the broker's answer, if there is one yet; the all-idle step once it confirms. */
+    private void checkEndConfirmed() throws Exception {
+        if (endProbe != null && !endProbe.isDone()) {
+            return;
+        }
+        if (endProbe != null) {
+            Set<String> unread;
+            try {
+                unread = endProbe.get();
+            } catch (ExecutionException failed) {
+                unread = null; // unknown: ask again
+            }
+            endProbe = null;
+            if (awaitingEnd) {
+                if (unread != null && unread.isEmpty() && recordsSeen == probedAtRecords) {
+                    awaitingEnd = false;
+                    resumePending = null;
+                    long target = allIdleTarget();
+                    LOG.info("event-time progress: the broker confirms every partition read to its end; watermark {} -> {}",
+                            lastEmitted, Math.max(lastEmitted, target));
+                    emit(target);
+                    inputIdle = true;
+                    idleByFallback = awaitingByFallback;
+                    announceIdleIfDue();
+                    return;
+                }
+                if (!holdLogged) {
+                    holdLogged = true;
+                    LOG.warn("event-time progress: the input is idle but {}; event time stays at {} (input active) until "
+                            + "the broker confirms that every partition is read to its end", unread == null
+                            ? "the broker does not answer" : "the broker has records after the last one read", lastEmitted);
+                }
+            } else if (resumePending != null && unread != null) {
+                resumePending.retainAll(unread); // read to their end: they no longer hold event time
+                endResumeIfDone();
+            }
+        }
+        if (awaitingEnd || resumePending != null) {
+            startEndProbe();
+        }
+    }
+
+    /** Records again after an unconfirmed idleness: every known partition holds event time until it delivers. */
+    private void resumeAfterUnconfirmedIdle() {
+        awaitingEnd = false;
+        resumePending = new HashSet<>(partitions.keySet());
+        LOG.info("event-time progress: records again after an idleness the broker did not confirm; each of the {} "
+                + "partitions holds event time at its own watermark until it delivers or is read to its end",
+                resumePending.size());
+        endResumeIfDone();
+    }
+
+    private void endResumeIfDone() {
+        if (resumePending != null && resumePending.isEmpty()) {
+            resumePending = null;
+            LOG.info("event-time progress: every partition delivers again or is read to its end; watermark {}",
+                    lastEmitted);
+        }
     }
 
     /**
@@ -315,6 +466,17 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
             idleByFallback = false;
             announceActive();
         }
+        recordsSeen++;
+        if (awaitingEnd && awaitingByFallback) {
+            resumeAfterUnconfirmedIdle();
+        }
+        if (resumePending != null && resumePending.remove(key)) {
+            endResumeIfDone();
+        }
+        Object offset = row.getField(2);
+        if (offset instanceof Number) {
+            nextOffsets.put(key, ((Number) offset).longValue() + 1);
+        }
         if (progress == null) {
             partitions.put(key, new long[] {timestamp});
         } else {
@@ -325,12 +487,26 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
 
     @Override
     public void processWatermark(Watermark mark) throws Exception {
-        emit(Math.max(mark.getTimestamp(), restoreFloor));
+        long watermark = Math.max(mark.getTimestamp(), restoreFloor);
+        if (resumePending != null) {
+            for (String partition : resumePending) {
+                long[] progress = partitions.get(partition);
+                watermark = Math.min(watermark, progress == null ? Long.MIN_VALUE : watermarkOf(progress[0]));
+            }
+        }
+        emit(watermark);
     }
 
     @Override
     public void processWatermarkStatus(WatermarkStatus status) throws Exception {
         if (status.isIdle()) {
+            if (endCheck != null) {
+                LOG.info("event-time progress: the source reports idle; asking the broker whether every partition "
+                        + "is read to its end before moving event time (now {})", lastEmitted);
+                idleByFallback = false;
+                awaitEnd(false);
+                return;
+            }
             // The source stops emitting watermarks now. Without a crash it would have reached this
             // value from the records it read; after a restore it has forgotten them.
             long target = allIdleTarget();
@@ -348,6 +524,9 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         } else {
             inputIdle = false;
             idleByFallback = false;
+            if (awaitingEnd) {
+                resumeAfterUnconfirmedIdle();
+            }
             announceActive();
         }
     }
@@ -371,6 +550,10 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
 
     @Override
     public void close() throws Exception {
+        if (endProbeThread != null) {
+            endProbeThread.submit(endCheck::close);
+            endProbeThread.shutdown();
+        }
         if (backPressureListening) {
             getContainingTask().getEnvironment().getMetricGroup().getIOMetricGroup()
                     .unregisterBackPressureListener(activityClock);
@@ -391,7 +574,8 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         List<Tuple5<Integer, String, Long, Long, Boolean>> entries = new ArrayList<>();
         entries.add(Tuple5.of(subtask, SUMMARY, lastEmitted, 0L, !announcedIdle));
         for (Map.Entry<String, long[]> partition : partitions.entrySet()) {
-            entries.add(Tuple5.of(subtask, partition.getKey(), partition.getValue()[0], 0L, true));
+            entries.add(Tuple5.of(subtask, partition.getKey(), partition.getValue()[0],
+                    nextOffsets.getOrDefault(partition.getKey(), 0L), true));
         }
         state.update(entries);
     }

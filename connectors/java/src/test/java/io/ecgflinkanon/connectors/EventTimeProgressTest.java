@@ -3,7 +3,10 @@ package io.ecgflinkanon.connectors;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
 import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
 import org.apache.flink.streaming.api.watermark.Watermark;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
@@ -260,6 +263,163 @@ class EventTimeProgressTest {
             harness.snapshot(3L, 3L);
             harness.notifyOfCompletedCheckpoint(3L);
             assertEquals(List.of("W7999", "IDLE", "ACTIVE", "W17999", "IDLE"), progressOf(harness));
+        }
+    }
+
+    /**
+     * A broker that answers what the test says (null: no answer; TRUE: every partition read to its end; FALSE:
+     * records left in {@code unreadPartitions}), and remembers what it was asked.
+     */
+    private static final class ScriptedEnd extends InputEndCheck {
+        private static final long serialVersionUID = 1L;
+        volatile Boolean answer;
+        volatile Set<String> unreadPartitions = Set.of("ecg-raw#0", "ecg-raw#1");
+        volatile Map<String, Long> asked = new HashMap<>();
+
+        ScriptedEnd(Boolean answer) {
+            super("unused:9092", Map.of());
+            this.answer = answer;
+        }
+
+        @Override
+        public Set<String> unread(Map<String, Long> nextOffsets) {
+            asked = new HashMap<>(nextOffsets);
+            return answer == null ? null : answer ? Set.of() : unreadPartitions;
+        }
+    }
+
+    /** Lets processing time pass in 1 s steps (the end check's period) until the output shows {@code expected}. */
+    private static void untilProgressIs(OneInputStreamOperatorTestHarness<Row, Row> harness, List<String> expected)
+            throws Exception {
+        long deadline = System.currentTimeMillis() + 10_000;
+        long now = harness.getProcessingTime();
+        while (!progressOf(harness).equals(expected) && System.currentTimeMillis() < deadline) {
+            now += 1_000;
+            harness.setProcessingTime(now);
+            Thread.sleep(20);
+        }
+        assertEquals(expected, progressOf(harness));
+    }
+
+    @Test
+    void allIdleWaitsForTheBrokerToConfirmThatEveryPartitionIsReadToItsEnd() throws Exception {
+        ScriptedEnd broker = new ScriptedEnd(null); // unreachable: a broker outage
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, false, broker), null)) {
+            harness.processElement(record("ecg-raw", 0, 41, 10_000));
+            harness.processElement(record("ecg-raw", 1, 7, 12_000));
+            harness.processWatermark(5_000);
+            harness.processWatermarkStatus(WatermarkStatus.IDLE);
+            for (int second = 1; second <= 5; second++) {
+                harness.setProcessingTime(second * 1_000L);
+                Thread.sleep(20);
+            }
+            assertEquals(List.of("W5000"), progressOf(harness), "no jump while the broker does not answer");
+            broker.answer = Boolean.FALSE; // back, with records after the last one read
+            for (int second = 6; second <= 10; second++) {
+                harness.setProcessingTime(second * 1_000L);
+                Thread.sleep(20);
+            }
+            assertEquals(List.of("W5000"), progressOf(harness), "no jump while records are left to read");
+            assertEquals(Map.of("ecg-raw#0", 42L, "ecg-raw#1", 8L), broker.asked);
+            broker.answer = Boolean.TRUE;
+            untilProgressIs(harness, List.of("W5000", "W9999", "IDLE"));
+        }
+    }
+
+    @Test
+    void aRestoredJobAsksTheBrokerFromTheCheckpointedOffsetsBeforeTheAllIdleJump() throws Exception {
+        OperatorSubtaskState snapshot;
+        try (OneInputStreamOperatorTestHarness<Row, Row> before =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, false, new ScriptedEnd(Boolean.TRUE)), null)) {
+            before.processElement(record("ecg-raw", 0, 41, 10_000));
+            before.processElement(record("ecg-raw", 1, 7, 12_000));
+            before.processWatermark(5_000);
+            snapshot = before.snapshot(1L, 1L);
+        }
+        // Restored while the broker is down: the source reads nothing and reports idle.
+        ScriptedEnd broker = new ScriptedEnd(null);
+        try (OneInputStreamOperatorTestHarness<Row, Row> restored =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, false, broker), snapshot)) {
+            restored.setProcessingTime(1);
+            restored.processWatermarkStatus(WatermarkStatus.IDLE);
+            for (int second = 1; second <= 5; second++) {
+                restored.setProcessingTime(second * 1_000L);
+                Thread.sleep(20);
+            }
+            assertEquals(List.of("W5000"), progressOf(restored), "the restored windows wait for their frames");
+            assertEquals(Map.of("ecg-raw#0", 42L, "ecg-raw#1", 8L), broker.asked);
+            broker.answer = Boolean.TRUE;
+            untilProgressIs(restored, List.of("W5000", "W9999", "IDLE"));
+        }
+    }
+
+    @Test
+    void recordsWhileWaitingForTheBrokerResumeTheNormalFlow() throws Exception {
+        ScriptedEnd broker = new ScriptedEnd(null);
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, false, broker), null)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processWatermark(5_000);
+            harness.processWatermarkStatus(WatermarkStatus.IDLE);
+            harness.setProcessingTime(1_000);
+            readsAgainUpTo17999(harness);
+            broker.answer = Boolean.TRUE; // a late answer for the old idleness changes nothing
+            for (int second = 2; second <= 5; second++) {
+                harness.setProcessingTime(second * 1_000L);
+                Thread.sleep(20);
+            }
+            assertEquals(List.of("W5000", "W17999"), progressOf(harness));
+        }
+    }
+
+    @Test
+    void afterAnUnconfirmedIdlenessEveryPartitionHoldsEventTimeUntilItDeliversAgain() throws Exception {
+        ScriptedEnd broker = new ScriptedEnd(null); // a broker outage
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, false, broker), null)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processElement(record("ecg-raw", 1, 0, 12_000));
+            harness.processWatermark(5_000);
+            harness.processWatermarkStatus(WatermarkStatus.IDLE);
+            harness.setProcessingTime(1_000);
+            // The broker is back; partition 0 delivers first and the source's watermark follows it alone.
+            broker.answer = Boolean.FALSE;
+            broker.unreadPartitions = Set.of("ecg-raw#1");
+            readsAgainUpTo17999(harness);
+            assertEquals(List.of("W5000", "W9999"), progressOf(harness), "partition 1 (t=12000) holds event time");
+            harness.processElement(record("ecg-raw", 1, 1, 19_000));
+            harness.processWatermark(16_999);
+            assertEquals(List.of("W5000", "W9999", "W16999"), progressOf(harness));
+        }
+    }
+
+    @Test
+    void afterAnUnconfirmedIdlenessAPartitionReadToItsEndStopsHoldingEventTime() throws Exception {
+        ScriptedEnd broker = new ScriptedEnd(null);
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, false, broker), null)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processElement(record("ecg-raw", 1, 0, 12_000));
+            harness.processWatermark(5_000);
+            harness.processWatermarkStatus(WatermarkStatus.IDLE);
+            harness.setProcessingTime(1_000);
+            broker.answer = Boolean.FALSE;
+            broker.unreadPartitions = Set.of(); // partition 1 has nothing more: a quiet partition
+            readsAgainUpTo17999(harness);
+            assertEquals(List.of("W5000", "W9999"), progressOf(harness));
+            long deadline = System.currentTimeMillis() + 10_000;
+            long now = 1_000;
+            while (System.currentTimeMillis() < deadline) {
+                now += 1_000;
+                harness.setProcessingTime(now); // the broker's answer releases partition 1
+                Thread.sleep(20);
+                harness.processWatermark(17_999 + now);
+                if (progressOf(harness).size() > 2) {
+                    break;
+                }
+            }
+            assertEquals("W" + (17_999 + now), progressOf(harness).get(2));
         }
     }
 }

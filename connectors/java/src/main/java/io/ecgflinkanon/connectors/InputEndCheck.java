@@ -1,0 +1,102 @@
+package io.ecgflinkanon.connectors;
+
+import java.io.Serializable;
+import java.time.Duration;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.KafkaException;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+
+/**
+ * Asks the broker whether every partition has been read to its end: the confirmation {@link EventTimeProgress}
+ * needs before it treats an all-idle source as "nothing more to read". A source also goes idle when the broker
+ * is unreachable (a broker outage), and then there may be any amount left to read (issue 20, item 4).
+ *
+ * <p>{@link #unread} names the partitions with a record after the last one read; a partition counts as read
+ * to its end only on positive evidence: the broker's last stable offset is at the next offset to read, or a
+ * consumer seeked there moves to that end without returning a record (transaction markers only). {@code
+ * null}: unknown (broker unreachable, timeouts). Runs on a thread of its own, never on the task thread.
+ */
+public class InputEndCheck implements Serializable {
+    private static final long serialVersionUID = 1L;
+    private static final Duration TIMEOUT = Duration.ofSeconds(3);
+
+    private final String bootstrapServers;
+    private final HashMap<String, String> clientProperties;
+    private transient KafkaConsumer<byte[], byte[]> consumer;
+
+    /** {@code clientProperties}: the job's Kafka client security properties, as the source gets them. */
+    public InputEndCheck(String bootstrapServers, Map<String, String> clientProperties) {
+        this.bootstrapServers = bootstrapServers;
+        this.clientProperties = new HashMap<>(clientProperties);
+    }
+
+    /**
+     * {@code nextOffsets}: per partition ("topic#partition") the offset after the last record read. Returns the
+     * partitions with a record after it (empty: every one is read to its end), or null if the broker cannot tell.
+     */
+    public Set<String> unread(Map<String, Long> nextOffsets) {
+        Set<String> unread = new HashSet<>();
+        if (nextOffsets.isEmpty()) {
+            return unread;
+        }
+        try {
+            if (consumer == null) {
+                consumer = newConsumer();
+            }
+            Map<TopicPartition, Long> next = new HashMap<>();
+            for (Map.Entry<String, Long> entry : nextOffsets.entrySet()) {
+                int cut = entry.getKey().lastIndexOf('#');
+                next.put(new TopicPartition(entry.getKey().substring(0, cut),
+                        Integer.parseInt(entry.getKey().substring(cut + 1))), entry.getValue());
+            }
+            Map<TopicPartition, Long> ends = consumer.endOffsets(next.keySet(), TIMEOUT);
+            for (Map.Entry<TopicPartition, Long> partition : next.entrySet()) {
+                Long end = ends.get(partition.getKey());
+                if (end == null) {
+                    return null;
+                }
+                if (end <= partition.getValue()) {
+                    continue;
+                }
+                consumer.assign(Collections.singletonList(partition.getKey()));
+                consumer.seek(partition.getKey(), partition.getValue());
+                if (!consumer.poll(TIMEOUT).isEmpty()) {
+                    unread.add(partition.getKey().topic() + "#" + partition.getKey().partition());
+                } else if (consumer.position(partition.getKey(), TIMEOUT) < end) {
+                    return null; // neither a record nor the end: the broker did not answer the fetch
+                }
+            }
+            return unread;
+        } catch (KafkaException | IllegalStateException unknown) {
+            return null;
+        }
+    }
+
+    private KafkaConsumer<byte[], byte[]> newConsumer() {
+        Properties properties = new Properties();
+        properties.putAll(clientProperties);
+        properties.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        properties.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        properties.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        properties.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "1");
+        properties.put(ConsumerConfig.MAX_PARTITION_FETCH_BYTES_CONFIG, "1");
+        properties.put(ConsumerConfig.FETCH_MAX_BYTES_CONFIG, "1");
+        properties.put(ConsumerConfig.CLIENT_ID_CONFIG, "ecg-event-time-end-check");
+        return new KafkaConsumer<>(properties, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+    }
+
+    public void close() {
+        if (consumer != null) {
+            consumer.close(Duration.ofSeconds(1));
+            consumer = null;
+        }
+    }
+}
