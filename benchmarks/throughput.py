@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.throughput [--patients 200] [--duration 120] [--input raw|mixed]
         [--runs "a,b,b',b'',c,d,e,f"] [--variant RUN:NAME=FLAGS ...]
         [--latency [--latency-loads 25,50,90] [--latency-seconds 60] [--max-rate SAMPLES_PER_S]]
-        [--minutes N] [--paced-variant LOAD:NAME=FLAGS ...]
+        [--minutes N] [--paced-variant LOAD:NAME=FLAGS ...] [--py-spy DIR] [--png FILE] [--json FILE]
 
 One topic (4 partitions) is filled once with `--patients` x `--duration` s of 1 s frames at 250 Hz (MIT-BIH
 record 208) plus end-of-stream markers: `--input raw` (default) frames without `hr_bpm`, the waveform only, as
@@ -27,6 +27,9 @@ devices send `hr_bpm`. Then, in this one invocation and on that same topic:
   (f) standalone cluster     the anonymization job (cardio branch off: on a cluster the branch is a second
                              `flink run`) submitted with `flink run` to a standalone session cluster
                              (1 JobManager, 1 TaskManager with 2 slots) started for this run
+
+--py-spy DIR records the Python processes of every Flink run (py-spy, collapsed stacks) over the run's clock and
+prints their top functions: with the busy / backpressured ms per vertex, the profile of what bounds a run.
 
 --variant repeats (a), (b), (b'), (b'') or (f) with more job flags (e.g. 'f:p2=--parallelism 2'), or (d) with
 '--writers N' (concurrent writers) / '--gzip LEVEL' (gzip request bodies), in the same invocation.
