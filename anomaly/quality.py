@@ -19,7 +19,16 @@ def noise_level_mv(samples: np.ndarray) -> float:
     x = np.asarray(samples, dtype=np.float64)
     if x.size < 3:
         return 0.0
-    return float(np.median(np.abs(np.diff(x, 2))))
+    # np.median's value (mean of the middle two for an even count) from one partition, without its
+    # per-call overhead (a third of this function's time per 1 s frame).
+    second = np.abs(np.diff(x, 2))
+    if np.isnan(second).any():  # np.median's nan, which a partition would sort to the end
+        return float(np.median(second))
+    half = second.size // 2
+    if second.size % 2:
+        return float(np.partition(second, half)[half])
+    low, high = np.partition(second, (half - 1, half))[half - 1 : half + 1]
+    return float((low + high) / 2)
 
 
 def is_noisy(samples: np.ndarray, threshold_mv: float = DEFAULT_NOISE_MV) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 import cloudpickle
 
-from benchmarks.throughput import dataset
+from benchmarks.throughput import HR_FRACTIONS, dataset
 from connectors.config import PROJECT_ROOT
 from contract.frames import EcgFrame, parse_frame
 from hierarchy.loader import load_hierarchy
@@ -29,7 +29,7 @@ from testkit.jobs import TEST_SECRET
 
 def keyed_frames(patients: int, duration: int) -> list[KeyedFrame]:
     """The benchmark's data set as the parse operator emits it."""
-    _, messages = dataset(patients, duration, sites=4)
+    _, messages = dataset(patients, duration, sites=4, hr_fraction=HR_FRACTIONS["mixed"])  # as measured in docs
     options = IntakeOptions(TEST_SECRET.encode(), 32, load_hierarchy().quasi_identifiers)
     records = []
     for offset, message in enumerate(messages):

@@ -1,14 +1,22 @@
 """Throughput of the whole job side by side with its ceilings, on one pre-produced data set.
 
-    .venv/bin/python -m benchmarks.throughput [--patients 200] [--duration 120] [--runs a,b,c,d,e,f]
-        [--variant RUN:NAME=FLAGS ...] [--latency [--latency-loads 25,50,90] [--latency-seconds 60]
-        [--max-rate SAMPLES_PER_S]] [--minutes N] [--paced-variant LOAD:NAME=FLAGS ...]
+    .venv/bin/python -m benchmarks.throughput [--patients 200] [--duration 120] [--input raw|mixed]
+        [--runs "a,b,b',b'',c,d,e,f"] [--variant RUN:NAME=FLAGS ...]
+        [--latency [--latency-loads 25,50,90] [--latency-seconds 60] [--max-rate SAMPLES_PER_S]]
+        [--minutes N] [--paced-variant LOAD:NAME=FLAGS ...] [--py-spy DIR] [--png FILE] [--json FILE]
 
-One topic (4 partitions) is filled once with `--patients` x `--duration` s of 1 s frames at 250 Hz plus
-end-of-stream markers; then, in this one invocation and on that same topic:
+One topic (4 partitions) is filled once with `--patients` x `--duration` s of 1 s frames at 250 Hz (MIT-BIH
+record 208) plus end-of-stream markers: `--input raw` (default) frames without `hr_bpm`, the waveform only, as
+many bedside devices send it (the job derives the heart rate of every frame); `--input mixed` half of the
+devices send `hr_bpm`. Then, in this one invocation and on that same topic:
 
-  (a) job -> InfluxDB        the full job (cardio branch off) into the local influxd (v1 /write)
-  (b) job -> discard         the full job into a tiny HTTP server that counts and discards writes (204)
+  (a) job -> InfluxDB        the full job with its defaults (cardio branch on: flink_jobs/cardio_job.py runs
+                             next to it as its own job) into the local influxd (v1 /write)
+  (b) job -> discard         the same into a tiny HTTP server that counts and discards writes (204)
+  (b') cardio branch off     (b) with --cardio-branch false: the anonymization job alone
+  (b'') cardio branch alone  flink_jobs/cardio_job.py alone on the topic; its rate = valid frames its detector
+                             consumed per second (its `cardio_frames_in` counter over Flink REST), clock from
+                             the first counted frame to the last
   (c) Flink ceiling          a plain PyFlink job on the same topic: the job's Kafka source, watermarks and
                              checkpoints, one Python step, 5 s event-time tumbling windows, a count per
                              partition and window (benchmarks/plain_window_count_job.py)
@@ -16,22 +24,26 @@ end-of-stream markers; then, in this one invocation and on that same topic:
                              connections at once as the job's sink uses (INFLUX_WRITERS default), no Flink
   (e) single process         one kafka-python consumer applying the same privacy core (parse_frame ->
                              to_core_frame -> anonymize_window -> class_requests) and writing the same points
-  (f) standalone cluster     run (a) submitted with `flink run` to a standalone session cluster (1 JobManager,
-                             1 TaskManager with 2 slots) started for this run
+  (f) standalone cluster     the anonymization job (cardio branch off: on a cluster the branch is a second
+                             `flink run`) submitted with `flink run` to a standalone session cluster
+                             (1 JobManager, 1 TaskManager with 2 slots) started for this run
 
---variant repeats (a), (b) or (f) with more job flags (e.g. 'f:p2=--parallelism 2'), or (d) with
+--py-spy DIR records the Python processes of every Flink run (py-spy, collapsed stacks) over the run's clock and
+prints their top functions: with the busy / backpressured ms per vertex, the profile of what bounds a run.
+
+--variant repeats (a), (b), (b'), (b'') or (f) with more job flags (e.g. 'f:p2=--parallelism 2'), or (d) with
 '--writers N' (concurrent writers) / '--gzip LEVEL' (gzip request bodies), in the same invocation.
 
 A Flink run's clock starts when the sink has delivered its first points and stops when it has every
 expected point, so JVM and Python worker start-up are not counted. CPU = user + system seconds of every
 process of the run (JVM(s) and Python workers; for (d)/(e) the writer process). Every run
-must account for every record: the points (a, b, d, e) or frames (c) are checked exactly against the
+must account for every record: the points (a, b, b', d, e) or frames (b'', c) are checked exactly against the
 reference model (testkit.reference.expected_output), otherwise the benchmark fails. Before a Flink
 run's job is stopped, its checkpoint statistics are read from the REST API (/jobs/<id>/checkpoints).
 
---latency (paced runs, after the runs above): the full job (a) into the local influxd while devices stream
-in real time (frames stamped with the wall clock, sent when their last sample is due), as many devices as
-make 25 / 50 / 90 % of (a)'s samples/s of this invocation (or of --max-rate). Per load: window end -> last
+--latency (paced runs, after the runs above): the full job (a, cardio branch on) into the local influxd while
+devices stream in real time (frames stamped with the wall clock, sent when their last sample is due), as many
+devices as make 25 / 50 / 90 % of (a)'s samples/s of this invocation (or of --max-rate). Per load: window end -> last
 point queryable in InfluxDB (benchmarks.event_time_latency) p50 / p99 / max, the job's RSS every 5 s
 (first vs last minute) and its checkpoints. --minutes N adds one such run of N minutes at --memory-load %.
 End-of-stream markers close the last windows; every window must then hold exactly its frames' samples.
@@ -75,8 +87,8 @@ from privacy.intake import IntakeOptions, to_core_frame
 from privacy.kanonymity import AnonymizationConfig, KeyState, anonymize_window
 from privacy.model import Frame
 from privacy.pseudonym import suppression_token_key
-from testkit.flink_rest import rest_get, running_job_id
-from testkit.jobs import TEST_SECRET, JobProcess, job_args, wait_until
+from testkit.flink_rest import job_metrics, rest_get, running_job_id
+from testkit.jobs import TEST_SECRET, JobProcess, branch_args, job_args, wait_until
 from testkit.reference import anonymized_windows, expected_output
 
 MEASUREMENT = "ecg_anonymized"
@@ -88,11 +100,15 @@ START_MS = 1_763_812_800_000
 RUN_NAMES = {
     "a": "(a) job -> InfluxDB",
     "b": "(b) job -> discard",
+    "b'": "(b') job -> discard, cardio branch off",
+    "b''": "(b'') cardio branch alone",
     "c": "(c) PyFlink window count",
     "d": "(d) InfluxDB ceiling",
     "e": "(e) single process",
-    "f": "(f) job -> InfluxDB, standalone cluster",
+    "f": "(f) job -> InfluxDB, standalone cluster, cardio branch off",
 }
+# --input: the share of devices that send their own hr_bpm (the rest: the waveform only).
+HR_FRACTIONS = {"raw": 0.0, "mixed": 0.5}
 # The job sink's connections per window by default: run (d) writes over as many.
 JOB_WRITERS = int(next(setting.default for setting in SETTINGS if setting.env == "INFLUX_WRITERS") or 1)
 JOB_FILE = PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py"
@@ -210,12 +226,85 @@ def on_cluster(cluster: FlinkCluster, job_id: str) -> Watched:
                    cluster.process_tree)
 
 
+# --- py-spy on the Python side of a Flink run -----------------------------------------------------------
+
+PY_SPY = PROJECT_ROOT / ".venv" / "bin" / "py-spy"
+
+
+class PySpyProfile:
+    """`py-spy record` (raw collapsed stacks) of every Python process of a run -- the job's client, which
+    runs the loopback Python workers, the cardio branch's job next to it, or process-mode workers --
+    from the start of the run's clock to its end. Sampling costs the run a little CPU: compare rates of
+    profiled runs with each other only."""
+
+    def __init__(self, directory: Path, run_name: str, pids: Iterable[int], rate: int = 50) -> None:
+        import re
+        import subprocess
+
+        directory.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^a-z0-9]+", "-", run_name.lower()).strip("-")
+        self.outputs: list[Path] = []
+        self._recorders: list[subprocess.Popen[bytes]] = []
+        for pid in pids:
+            try:
+                if not Path(f"/proc/{pid}/comm").read_text().startswith("python"):
+                    continue
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            role = next((part.decode().rsplit(".", 1)[-1] for part in command if part.startswith(b"flink_jobs.")
+                         or part.startswith(b"benchmarks.")), "worker")
+            output = directory / f"{stem}-{role}-{pid}.txt"
+            self.outputs.append(output)
+            self._recorders.append(subprocess.Popen(
+                [str(PY_SPY), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--nonblocking",
+                 "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def stop(self) -> dict[str, Any]:
+        """Stops the recorders (py-spy writes its file on SIGINT); per process the top functions."""
+        import signal
+
+        for recorder in self._recorders:
+            recorder.send_signal(signal.SIGINT)
+        for recorder in self._recorders:
+            try:
+                recorder.wait(timeout=30)
+            except Exception:  # noqa: BLE001 -- a profile is a diagnostic, never the run's failure
+                recorder.kill()
+        return {output.name: profile_summary(output) for output in self.outputs if output.exists()}
+
+
+def profile_summary(collapsed: Path, top: int = 12) -> dict[str, Any]:
+    """Samples of a py-spy raw (collapsed) profile: total, and the functions with the most samples on the
+    stack (inclusive) and at its top (self), as "function (file)" -> % of the samples."""
+    inclusive: Counter[str] = Counter()
+    leaf: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [frame.split(":")[0] + ")" if "(" in frame else frame for frame in stack.split(";")]
+        total += count
+        for frame in set(frames):
+            inclusive[frame] += count
+        if frames:
+            leaf[frames[-1]] += count
+    share = {"samples": total}
+    if total:
+        share["inclusive_pct"] = {f: round(100 * n / total, 1) for f, n in inclusive.most_common(top * 3)
+                                  if "pyflink" not in f and "apache_beam" not in f and "threading" not in f}
+        share["self_pct"] = {f: round(100 * n / total, 1) for f, n in leaf.most_common(top)}
+    return share
+
+
 # --- the data set and its reference ------------------------------------------------------------------
 
 
-def dataset(patients: int, duration: int, sites: int) -> tuple[SimConfig, list[SimMessage]]:
+def dataset(patients: int, duration: int, sites: int, hr_fraction: float) -> tuple[SimConfig, list[SimMessage]]:
     config = SimConfig(patients=patients, duration_s=duration, start_ms=START_MS, sites=sites, seed=11, fs=250.0,
-                       end_of_stream=True, partitions=PARTITIONS)
+                       end_of_stream=True, partitions=PARTITIONS, hr_fraction=hr_fraction)
     return config, list(generate_messages(config))
 
 
@@ -320,66 +409,108 @@ def completed_checkpoint_stats(name: str, port: int, watched: Watched) -> dict[s
 
 
 def _timed_flink_run(name: str, watched: Watched, done: Callable[[], int], expected: int, frames: int,
-                     samples: int, timeout: float, port: int) -> RunResult:
+                     samples: int, timeout: float, port: int, cardio_port: int | None = None,
+                     py_spy: Path | None = None) -> RunResult:
     """The clock starts at the first points the sink delivers (JVM, Python workers and the first window
     are not counted) and stops when all expected points are there; the rate covers the points between.
-    CPU: of the processes alive at both ends (the job's are)."""
+    CPU: of the processes alive at both ends (the job's are). `cardio_port`: the REST port of the cardio
+    branch's job running next to it (its vertices join the load profile, prefixed "cardio: ", and the
+    frames it had consumed when the clock stopped go into the notes). `py_spy`: a folder for py-spy profiles
+    of the run's Python processes over the clock's span (their top functions go into the notes)."""
     peak_rss = 0.0
     first = watched.until(done, 300, f"{name}: first points", poll=0.1)
     pids = watched.pids()
+    profile = PySpyProfile(py_spy, name, pids) if py_spy is not None else None
     started, cpu_start = time.monotonic(), cpu_seconds(pids)
     deadline = started + timeout
     got = first
     load: dict[str, list[tuple[float, float]]] = defaultdict(list)
     while got < expected and time.monotonic() < deadline:
         peak_rss = max(peak_rss, rss_mb(watched.pids()))
-        try:  # what bounds the run: the vertex busy ~1000 ms/s while the ones before it are backpressured
-            for vertex, busy_backpressured in vertex_load(port).items():
-                load[vertex].append(busy_backpressured)
-        except (OSError, KeyError):
-            pass
+        for prefix, rest_port in (("", port), ("cardio: ", cardio_port)):
+            if rest_port is None:
+                continue
+            try:  # what bounds the run: the vertex busy ~1000 ms/s while the ones before it are backpressured
+                for vertex, busy_backpressured in vertex_load(rest_port).items():
+                    load[prefix + vertex].append(busy_backpressured)
+            except (OSError, KeyError):
+                pass
         if not watched.alive():
             raise AssertionError(f"{name}: job stopped\n{watched.log_tail()}")
         time.sleep(0.1)
         got = done()
     seconds = max(time.monotonic() - started, 1e-3)
     cpu = cpu_seconds(pids) - cpu_start
+    notes: dict[str, Any] = {}
+    if profile is not None:
+        notes["py_spy"] = profile.stop()
     if got != expected:
         raise AssertionError(f"{name}: {got} of {expected} expected points after {seconds:.0f} s")
+    if cardio_port is not None:
+        notes["cardio_frames_in_at_end"] = cardio_frames_in(cardio_port)
     checkpoints = completed_checkpoint_stats(name, port, watched)
     share = (expected - first) / expected  # the part of the data set the clock saw
     return RunResult(name, seconds, round(frames * share), round(samples * share), cpu, peak_rss, got, expected,
                      checkpoints,
-                     {"points_before_clock": first,
+                     {**notes, "points_before_clock": first,
                       "busy_backpressured_ms_per_s": {vertex: [round(max(b for b, _ in values)),
                                                                round(max(p for _, p in values))]
                                                       for vertex, values in load.items()}})
 
 
+@dataclass
+class StartedJob:
+    job: JobProcess
+    port: int  # REST of the job's mini cluster
+    db: str
+    cardio_port: int | None  # REST of the cardio branch's job next to it (None: branch off)
+
+
 def start_job(stack: LocalStack, workdir: Path, topic: str, k: int, extra: list[str],
-              discard: DiscardingInflux | None = None) -> tuple[JobProcess, int, str]:
-    """The full job (cardio branch off, checkpoints every 5 s) on `topic` into a fresh database of the local
-    influxd (or into `discard`); returns the job, its REST port and the database."""
-    run, db, args = fresh_job_args(stack, workdir, topic, k, extra)
+              discard: DiscardingInflux | None = None, cardio: bool = True,
+              module: str = "flink_jobs.ecg_anonymization_job") -> StartedJob:
+    """The full job (checkpoints every 5 s; the cardio branch on unless `cardio` is False) on `topic` into a
+    fresh database of the local influxd (or into `discard`). `module` flink_jobs.cardio_job: the branch's
+    job alone."""
+    run, db, args = fresh_job_args(stack, workdir, topic, k, extra, cardio)
     port = free_port()
     args += ["--web-ui-port", str(port)]
+    cardio_port = None
+    if cardio:
+        cardio_port = port if module == "flink_jobs.cardio_job" else free_port()
+        args += ["--cardio-web-ui-port", str(cardio_port)]
     if discard is not None:
         args += ["--influx-url", discard.url]
-    return JobProcess(args, workdir / f"job-{run}.log"), port, db
+    return StartedJob(JobProcess(args, workdir / f"job-{run}.log", module=module), port, db, cardio_port)
 
 
-def fresh_job_args(stack: LocalStack, workdir: Path, topic: str, k: int,
-                   extra: list[str]) -> tuple[str, str, list[str]]:
-    """(run id, database, flags) of one full-job run: a fresh database and dead-letter topic, cardio branch
-    off, checkpoints every 5 s."""
+def fresh_job_args(stack: LocalStack, workdir: Path, topic: str, k: int, extra: list[str],
+                   cardio: bool = False) -> tuple[str, str, list[str]]:
+    """(run id, database, flags) of one full-job run: a fresh database and dead-letter topic (and anomaly and
+    model topics with the cardio branch on: no global model of an earlier run reaches its detectors),
+    checkpoints every 5 s."""
     run = uuid.uuid4().hex[:8]
     db = f"tp_{run}"
     create_database_v1(stack.influx_v1_url, db)
-    create_topics(stack.kafka_bootstrap, {f"tp-dlq-{run}": 1})
+    topics = {f"tp-dlq-{run}": 1}
+    branch: list[str] = ["--cardio-branch", "false"]
+    if cardio:
+        topics |= {f"tp-anomalies-{run}": 1, f"tp-models-{run}": 1}
+        branch = ["--cardio-branch", "true", *branch_args(f"tp-anomalies-{run}", f"tp-models-{run}")]
+    create_topics(stack.kafka_bootstrap, topics)
     args = job_args(stack, workdir / f"checkpoints-{run}", "--influx-db", db, "--kafka-input-topic", topic,
-                    "--kafka-dlq-topic", f"tp-dlq-{run}", "--k-anonymity", str(k), "--cardio-branch", "false",
+                    "--kafka-dlq-topic", f"tp-dlq-{run}", "--k-anonymity", str(k), *branch,
                     "--checkpoint-interval-seconds", "5", *extra)
     return run, db, args
+
+
+def cardio_frames_in(port: int) -> int:
+    """Valid frames the cardio branch's detector has consumed (its `cardio_frames_in` counter); 0 until its
+    job runs and reports it."""
+    try:
+        return int(job_metrics(port).get("cardio_frames_in", 0)) if running_job_id(port) else 0
+    except (OSError, KeyError, AssertionError):  # REST not up, or the job between RUNNING checks
+        return 0
 
 
 def influx_points(stack: LocalStack, db: str) -> Callable[[], int]:
@@ -395,18 +526,44 @@ def influx_points(stack: LocalStack, db: str) -> Callable[[], int]:
 
 
 def run_job(stack: LocalStack, workdir: Path, topic: str, k: int, expected: int, frames: int, samples: int,
-            extra: list[str], discard: DiscardingInflux | None = None, timeout: float = 900) -> RunResult:
-    name = RUN_NAMES["b" if discard else "a"]
-    job, port, db = start_job(stack, workdir, topic, k, extra, discard)
+            extra: list[str], discard: DiscardingInflux | None = None, cardio: bool = True,
+            timeout: float = 900, py_spy: Path | None = None) -> RunResult:
+    """(a) (`discard` None), (b) or (b') (`cardio` False)."""
+    name = RUN_NAMES["a" if discard is None else "b" if cardio else "b'"]
+    started = start_job(stack, workdir, topic, k, extra, discard, cardio)
     try:
-        done = (lambda: discard.points) if discard is not None else influx_points(stack, db)
-        return _timed_flink_run(name, embedded(job), done, expected, frames, samples, timeout, port)
+        done = (lambda: discard.points) if discard is not None else influx_points(stack, started.db)
+        return _timed_flink_run(name, embedded(started.job), done, expected, frames, samples, timeout, started.port,
+                                started.cardio_port, py_spy)
     finally:
-        job.stop()
+        started.job.stop()
+
+
+def run_cardio_alone(stack: LocalStack, workdir: Path, topic: str, k: int, frames: int, samples: int,
+                     extra: list[str], timeout: float = 900, py_spy: Path | None = None) -> RunResult:
+    """(b''): the cardio branch's job alone; its "points" are the valid frames its detector consumed
+    (`cardio_frames_in`, Flink REST; must equal the frames sent). Its Influx statistics go to a discarding
+    endpoint, as in (b)."""
+    discard = DiscardingInflux()
+    started = start_job(stack, workdir, topic, k, extra, discard, module="flink_jobs.cardio_job")
+    try:
+        port = started.port
+        counted = [0.0, 0]
+
+        def frames_in() -> int:  # a walk over every vertex's metrics: at most twice a second
+            if time.monotonic() - counted[0] >= 0.5:
+                counted[:] = [time.monotonic(), cardio_frames_in(port)]
+            return int(counted[1])
+
+        return _timed_flink_run(RUN_NAMES["b''"], embedded(started.job), frames_in, frames, frames, samples,
+                                timeout, port, py_spy=py_spy)
+    finally:
+        started.job.stop()
+        discard.close()
 
 
 def run_plain_count(stack: LocalStack, workdir: Path, topic: str, frames: int, samples: int,
-                    last_window_start: int, timeout: float = 900) -> RunResult:
+                    last_window_start: int, timeout: float = 900, py_spy: Path | None = None) -> RunResult:
     """(c): the framework's ceiling; its "points" are the frames it counted (must equal the frames sent)."""
     run = uuid.uuid4().hex[:8]
     port = free_port()
@@ -417,14 +574,14 @@ def run_plain_count(stack: LocalStack, workdir: Path, topic: str, frames: int, s
     job = JobProcess(args, workdir / f"job-{run}.log", module="benchmarks.plain_window_count_job")
     try:
         return _timed_flink_run(RUN_NAMES["c"], embedded(job), lambda: collector.frames_counted, frames, frames,
-                                samples, timeout, port)
+                                samples, timeout, port, py_spy=py_spy)
     finally:
         job.stop()
         collector.close()
 
 
 def run_on_cluster(stack: LocalStack, workdir: Path, topic: str, k: int, expected: int, frames: int, samples: int,
-                   extra: list[str], timeout: float = 900) -> RunResult:
+                   extra: list[str], timeout: float = 900, py_spy: Path | None = None) -> RunResult:
     """(f): run (a) submitted with `flink run` to a standalone session cluster (1 JobManager, 1 TaskManager
     with 2 slots, devstack.flink_cluster defaults); CPU and RSS of the JobManager, the TaskManager and its
     Python workers. The cluster starts (and stops) for this run alone."""
@@ -435,7 +592,7 @@ def run_on_cluster(stack: LocalStack, workdir: Path, topic: str, k: int, expecte
     try:
         job_id = cluster.submit(JOB_FILE, args)
         return _timed_flink_run(RUN_NAMES["f"], on_cluster(cluster, job_id), influx_points(stack, db), expected,
-                                frames, samples, timeout, cluster.rest_port)
+                                frames, samples, timeout, cluster.rest_port, py_spy=py_spy)
     finally:
         cluster.stop()
 
@@ -463,11 +620,11 @@ def ceiling_options(flags: list[str]) -> dict[str, int]:
     return dict(vars(parser.parse_args(flags)))
 
 
-def _influx_ceiling(url: str, patients: int, duration: int, sites: int, k: int, writers: int = JOB_WRITERS,
-                    gzip_level: int = 0) -> dict[str, Any]:
+def _influx_ceiling(url: str, patients: int, duration: int, sites: int, hr_fraction: float, k: int,
+                    writers: int = JOB_WRITERS, gzip_level: int = 0) -> dict[str, Any]:
     """The job's requests written straight to influxd: by `writers` threads at once (1 = in order), with
     gzip bodies at `gzip_level` (0 = plain)."""
-    _, messages = dataset(patients, duration, sites)
+    _, messages = dataset(patients, duration, sites, hr_fraction)
     requests = [request for frames in published_windows(messages, k)
                 for request in class_requests(frames, MEASUREMENT, BATCH_POINTS, k)]
     db = "tp_" + uuid.uuid4().hex[:8]
@@ -595,19 +752,20 @@ def _produce_in_real_time(bootstrap: str, topic: str, config: SimConfig) -> dict
 
 
 def run_paced(stack: LocalStack, workdir: Path, name: str, target_samples_per_s: float, seconds: int, k: int,
-              sites: int, extra: list[str]) -> PacedResult:
-    """The full job into influxd while devices stream in real time at `target_samples_per_s`."""
+              sites: int, hr_fraction: float, extra: list[str]) -> PacedResult:
+    """The full job (cardio branch on) into influxd while devices stream in real time at `target_samples_per_s`."""
     devices = max(1, round(target_samples_per_s / SAMPLES_PER_DEVICE_PER_S))
     topic = f"paced-raw-{uuid.uuid4().hex[:8]}"
     create_topics(stack.kafka_bootstrap, {topic: PARTITIONS})
-    job, port, db = start_job(stack, workdir, topic, k, extra)
+    started = start_job(stack, workdir, topic, k, extra)
+    job, port, db = started.job, started.port, started.db
     watched = embedded(job)
     try:
         watched.until(lambda: checkpoint_stats(port).get("completed"), 300, f"{name}: job running")
         # The first frame is due 3-8 s from now, on a window boundary: time for the producer process to start.
         start_ms = (int(time.time() * 1000) + 3000 + WINDOW_MS - 1) // WINDOW_MS * WINDOW_MS
         config = SimConfig(patients=devices, duration_s=seconds, start_ms=start_ms, sites=sites, seed=12, fs=250.0,
-                           end_of_stream=True, partitions=PARTITIONS)
+                           end_of_stream=True, partitions=PARTITIONS, hr_fraction=hr_fraction)
         # No churn: every device sends every frame, so each window holds devices x frames x samples points.
         expected: Counter[int] = Counter()
         for frame in range(seconds):
@@ -692,9 +850,14 @@ def paced_table(results: list[PacedResult]) -> str:
 
 
 def ratios(results: list[RunResult]) -> list[str]:
-    by_key = {r.name[1]: r for r in results if not r.name.endswith("]")}  # not the --variant runs
+    by_key = {key: r for r in results for key, name in RUN_NAMES.items() if r.name == name}  # not the --variant runs
+    # (d): the best of its runs, the --variant ones (e.g. 1 and 2 writers) included
+    ceilings = [r for r in results if r.name.startswith(RUN_NAMES["d"])]
+    if ceilings:
+        by_key["d"] = max(ceilings, key=lambda r: r.frames_per_s)
     out = []
-    for top, bottom, target in (("b", "c", ">= 0.60"), ("a", "d", ">= 0.90"), ("a", "e", ">= 1.5")):
+    for top, bottom, target in (("b", "b'", ">= 0.75: the cardio branch costs at most 25 %"), ("b", "c", ">= 0.60"),
+                                ("a", "d", ">= 0.90"), ("a", "e", ">= 1.5"), ("b''", "b'", "the branch alone")):
         if top in by_key and bottom in by_key:
             value = by_key[top].frames_per_s / by_key[bottom].frames_per_s
             out.append(f"({top})/({bottom}) frames/s = {value:.2f} (target {target})")
@@ -731,13 +894,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=120, help="seconds of 1 s frames per patient")
     parser.add_argument("--sites", type=int, default=4)
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--runs", default="a,b,c,d,e,f", help="which runs, comma-separated (a, b, c, d, e, f)")
+    parser.add_argument("--input", choices=sorted(HR_FRACTIONS), default="raw",
+                        help="raw: no frame carries hr_bpm (the job derives it); mixed: half of the devices send it")
+    parser.add_argument("--runs", default="a,b,b',b'',c,d,e,f",
+                        help="which runs, comma-separated (a, b, b', b'', c, d, e, f)")
     parser.add_argument("--job-args", default="",
-                        help="extra flags for every job run (a, b, f and the paced runs), e.g. settings to try")
+                        help="extra flags for every job run (a, b, b', b'', f, paced runs), e.g. settings to try")
     parser.add_argument("--variant", action="append", default=[], metavar="RUN:NAME=FLAGS",
-                        help="one more run (a), (b) or (f) with extra job flags, in the same invocation, e.g. "
+                        help="one more run (a), (b), (b'), (b'') or (f) with extra job flags, in the same "
+                             "invocation, e.g. "
                              "'a:sync=--influx-write-queue 0', or (d) with '--writers N' / '--gzip LEVEL' "
                              "(repeatable; runs after --runs)")
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR",
+                        help="py-spy profiles (raw collapsed stacks) of the Python processes of every Flink run "
+                             "into DIR, their top functions printed; sampling costs CPU: compare profiled runs only")
     parser.add_argument("--png", type=Path, default=None, help="write the plot here (e.g. docs/throughput.png)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--latency", action="store_true",
@@ -772,12 +942,14 @@ def main(argv: list[str] | None = None) -> int:
     if paced_runs and args.max_rate is None and "a" not in runs:
         parser.error("--latency / --minutes need run (a) in --runs or --max-rate")
 
-    config, messages = dataset(args.patients, args.duration, args.sites)
+    hr_fraction = HR_FRACTIONS[args.input]
+    config, messages = dataset(args.patients, args.duration, args.sites, hr_fraction)
     frames = sum(1 for m in messages if m.valid)
     samples = frames * config.samples_per_frame
     expected = expected_output(messages, k=args.k).points
     print(f"data set: {args.patients} patients x {args.duration} s, {frames:,} frames, {samples:,} samples, "
-          f"{args.sites} sites, k={args.k}; expected points {expected:,}", flush=True)
+          f"{args.sites} sites, k={args.k}, input {args.input} ({hr_fraction:.0%} of the devices send hr_bpm); "
+          f"expected points {expected:,}", flush=True)
     results: list[RunResult] = []
     paced: list[PacedResult] = []
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
@@ -797,8 +969,8 @@ def main(argv: list[str] | None = None) -> int:
             for spec in args.variant:
                 head, _, flags = spec.partition("=")
                 run, _, label = head.partition(":")
-                if run not in ("a", "b", "d", "f") or not label:
-                    parser.error(f"--variant {spec!r}: expected RUN:NAME=FLAGS, RUN one of a, b, d, f")
+                if run not in ("a", "b", "b'", "b''", "d", "f") or not label:
+                    parser.error(f"--variant {spec!r}: expected RUN:NAME=FLAGS, RUN one of a, b, b', b'', d, f")
                 if run == "d":
                     try:
                         ceiling_options(flags.split())
@@ -806,24 +978,30 @@ def main(argv: list[str] | None = None) -> int:
                         parser.error(f"--variant {spec!r}: {error}")
                 variants.append((run, label, flags.split()))
             for run, label, flags in [(run, "", []) for run in runs] + variants:
-                if run in ("a", "b"):
-                    discard = DiscardingInflux() if run == "b" else None
+                if run in ("a", "b", "b'"):
+                    discard = DiscardingInflux() if run != "a" else None
                     try:
                         result = run_job(stack, workdir, topic, args.k, expected, frames, samples, extra + flags,
-                                         discard)
+                                         discard, cardio=run != "b'", py_spy=args.py_spy)
                     finally:
                         if discard:
                             discard.close()
+                elif run == "b''":
+                    result = run_cardio_alone(stack, workdir, topic, args.k, frames, samples, extra + flags,
+                                              py_spy=args.py_spy)
                 elif run == "f":
-                    result = run_on_cluster(stack, workdir, topic, args.k, expected, frames, samples, extra + flags)
+                    result = run_on_cluster(stack, workdir, topic, args.k, expected, frames, samples, extra + flags,
+                                            py_spy=args.py_spy)
                 elif run == "c":
                     last_window_start = START_MS + (args.duration * 1000 - 1) // WINDOW_MS * WINDOW_MS
-                    result = run_plain_count(stack, workdir, topic, frames, samples, last_window_start)
+                    result = run_plain_count(stack, workdir, topic, frames, samples, last_window_start,
+                                             py_spy=args.py_spy)
                 elif run in ("d", "e"):
                     if run == "d":
                         options = ceiling_options(flags)
                         out = in_fresh_process(_influx_ceiling, stack.influx_v1_url, args.patients, args.duration,
-                                               args.sites, args.k, options["writers"], options["gzip_level"])
+                                               args.sites, hr_fraction, args.k, options["writers"],
+                                               options["gzip_level"])
                     else:
                         out = in_fresh_process(_single_process, stack.influx_v1_url, stack.kafka_bootstrap, topic,
                                                args.k, total_records)
@@ -841,7 +1019,7 @@ def main(argv: list[str] | None = None) -> int:
             max_rate = args.max_rate or next((r.samples_per_s for r in results if r.name == RUN_NAMES["a"]), 0.0)
             for load, seconds, name, flags in paced_runs:
                 paced_result = run_paced(stack, workdir, name, max_rate * load / 100, seconds, args.k,
-                                         args.sites, extra + flags)
+                                         args.sites, hr_fraction, extra + flags)
                 paced.append(paced_result)
                 print(f"{name}: {paced_result.devices} devices, latency {paced_result.latency}, RSS MB first / "
                       f"last {paced_result.rss_median(True):,.0f} / {paced_result.rss_median(False):,.0f} (JVM "
@@ -864,8 +1042,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{result.name}: busy / backpressured ms per s, max over the run, per vertex:")
             for vertex, (busy, backpressured) in result.notes["busy_backpressured_ms_per_s"].items():
                 print(f"    {busy:5} {backpressured:5}  {vertex}")
+    for result in results:
+        for process, summary in result.notes.get("py_spy", {}).items():
+            print(f"{result.name}: py-spy {process}, {summary['samples']} samples; % on the stack (inclusive):")
+            for function, percent in list(summary.get("inclusive_pct", {}).items())[:15]:
+                print(f"    {percent:5.1f}  {function}")
+            print("    % at the top of the stack (self):")
+            for function, percent in summary.get("self_pct", {}).items():
+                print(f"    {percent:5.1f}  {function}")
     if args.png:
-        title = f"{args.patients} patients x {args.duration} s, 250 Hz, k={args.k}, {os.cpu_count()} cores"
+        title = (f"{args.patients} patients x {args.duration} s, 250 Hz, {args.input} input, k={args.k}, "
+                 f"{os.cpu_count()} cores")
         plotted = [r for r in results if not r.name.endswith("]")]  # the runs a-f, not their --variant runs
         try:
             plot(plotted, args.png, title)

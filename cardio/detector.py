@@ -200,6 +200,21 @@ def _design(fs: float, config: DetectorConfig) -> _Design:
     )
 
 
+def _fir(taps: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.signal.lfilter(taps, [1.0], x, zi=zi)`` along the last axis of ``x`` (1-D, or 2-D with one
+    row of ``zi`` per row): the same arithmetic as lfilter's FIR path (the full convolution, then the
+    initial conditions added to its head), without its per-call ``apply_along_axis`` overhead, which was
+    a fifth of the streaming detector's time per 1 s frame."""
+    if x.ndim == 1:
+        full = np.convolve(taps, x)
+        full[: zi.shape[-1]] += zi
+    else:
+        full = np.stack([np.convolve(taps, row) for row in x])
+        full[:, : zi.shape[-1]] += zi
+    n = x.shape[-1]
+    return full[..., :n], full[..., n:]
+
+
 def _window_max(a: np.ndarray, r: int) -> np.ndarray:
     """out[k] = max(a[k : k + r]) for k in 0 .. len(a) - r (van Herk / Gil-Werman, O(n); exact)."""
     return maximum_filter1d(a, r, mode="nearest", origin=-(r // 2))[: a.size - r + 1]
@@ -297,8 +312,8 @@ class BeatDetector:
             slope, mwi = filtered
         elif x.size:
             band, st.bandpass_zi = sps.sosfilt(d.sos, x, zi=st.bandpass_zi)
-            slope, st.derivative_zi = sps.lfilter(d.derivative, [1.0], band, zi=st.derivative_zi)
-            mwi, st.integration_zi = sps.lfilter(d.integration, [1.0], slope * slope, zi=st.integration_zi)
+            slope, st.derivative_zi = _fir(d.derivative, band, st.derivative_zi)
+            mwi, st.integration_zi = _fir(d.integration, slope * slope, st.integration_zi)
         else:
             slope = mwi = x
         raw = np.concatenate((st.tail_raw, x))
@@ -458,9 +473,8 @@ def detect_beats_batch(
     d = _design(fs, detector.config)
     rows = x.shape[0]
     band, band_zf = sps.sosfilt(d.sos, x, axis=-1, zi=d.sos_zi[:, np.newaxis, :] * x[np.newaxis, :, :1])
-    slope, slope_zf = sps.lfilter(d.derivative, [1.0], band, axis=-1, zi=np.zeros((rows, d.derivative.size - 1)))
-    mwi, mwi_zf = sps.lfilter(d.integration, [1.0], slope * slope, axis=-1,
-                              zi=np.zeros((rows, d.integration.size - 1)))
+    slope, slope_zf = _fir(d.derivative, band, np.zeros((rows, d.derivative.size - 1)))
+    mwi, mwi_zf = _fir(d.integration, slope * slope, np.zeros((rows, d.integration.size - 1)))
     out = []
     for i in range(rows):
         # What process(None, 0, fs, row) and flush() do, with the row's filter outputs precomputed.

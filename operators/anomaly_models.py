@@ -174,8 +174,9 @@ class DetectAnomalies(KeyedBroadcastProcessFunction):
 
 
 class RequestPriors(KeyedProcessFunction):
-    """Keyed by pid, on (pid, event time) of every valid frame: the first one of a device becomes a
-    PriorRequest for the round the device will wait for (the same rule as anomaly.device)."""
+    """Keyed by pid, on (pid, event time) of a device's first valid frame per parse subtask (again after a
+    restore): the first one of a device becomes a PriorRequest for the round the device will wait for (the
+    same rule as anomaly.device), later ones are ignored."""
 
     def __init__(self, clock: RoundClock) -> None:
         self._clock = clock

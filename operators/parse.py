@@ -20,8 +20,10 @@ from privacy.intake import IntakeOptions, to_core_frame
 log = logging.getLogger("ecg.parse")
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
-# (pid, event time) of every valid frame, for the cardio branch's prior requests (federated.priors).
+# (pid, event time) of a device's first valid frame, for the cardio branch's prior requests (federated.priors).
 FRAME_HEADS = OutputTag("frame-heads", Types.TUPLE([Types.STRING(), Types.LONG()]))
+# Pids whose head a parse subtask remembers having sent (then it forgets them all and sends again).
+FRAME_HEAD_MEMORY = 100_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,10 @@ class ParseFrames(ProcessFunction):
         self._control_records = metrics.counter("control_records")
         self._phi_fields_dropped = metrics.counter("phi_fields_dropped")
         self._stall_hook = InjectedStall.from_environment()
+        # RequestPriors keeps only the first head of a pid: one head per device instead of one per frame
+        # spares the branch an element through the JVM and a Python call per frame (issue 24). Not
+        # checkpointed: after a restore (or when full) heads go out again, and RequestPriors ignores them.
+        self._heads_sent: set[str] = set()
 
     def _dead_letter(self, value: bytes, rejection: Rejection, position: SourcePosition, timestamp_ms: int) -> str:
         self._dead_lettered.inc()
@@ -98,7 +104,10 @@ class ParseFrames(ProcessFunction):
                                                    timestamp_ms)
             return
         self._frames_valid.inc()
-        if self._frame_heads:
+        if self._frame_heads and frame.pid not in self._heads_sent:
+            if len(self._heads_sent) >= FRAME_HEAD_MEMORY:
+                self._heads_sent.clear()
+            self._heads_sent.add(frame.pid)
             yield FRAME_HEADS, (frame.pid, frame.ts_ms)
         yield KeyedFrame(parsed.group, frame, position)
 

@@ -1,8 +1,10 @@
-"""Smoke variant of `python -m benchmarks.throughput` (run as a program): seconds of data, every run
-(job -> InfluxDB, job -> discarding sink, PyFlink window count, InfluxDB ceiling, single-process consumer,
-the job on a standalone cluster, the ceiling again with one gzip writer, and one paced run with devices
-streaming in real time) must deliver exactly the reference model's points, and the Flink runs report their
-checkpoints. Speed and latency are not checked here; the benchmark prints them."""
+"""Smoke variant of `python -m benchmarks.throughput` (run as a program): seconds of raw-ECG data
+(frames without hr_bpm, the default input), every run (job with its cardio branch -> InfluxDB and ->
+discarding sink, the job with the branch off, the branch's job alone, PyFlink window count, InfluxDB
+ceiling, single-process consumer, the job on a standalone cluster, the ceiling again with one gzip writer,
+and one paced run with devices streaming in real time) must deliver exactly the reference model's points
+(the branch alone: every valid frame into its detector), and the Flink runs report their checkpoints.
+Speed and latency are not checked here; the benchmark prints them."""
 
 from __future__ import annotations
 
@@ -35,10 +37,13 @@ def test_every_run_accounts_for_every_point(tmp_path: Path) -> None:
     assert completed.returncode == 0
     results = json.loads(results_path.read_text())
     assert [r["name"] for r in results["runs"]] == [*names.values(), names["d"] + " [1 writer, gzip]"]
+    frames = 6 * 10
+    by_name = {result["name"]: result for result in results["runs"]}
+    assert by_name[names["b''"]]["expected"] == frames and by_name[names["c"]]["expected"] == frames
     for result in results["runs"]:
         assert result["expected"] > 0, result
         assert result["points"] == result["expected"], result
-        if result["name"] in (names["a"], names["b"], names["c"], names["f"]):
+        if result["name"] in (names["a"], names["b"], names["b'"], names["b''"], names["c"], names["f"]):
             assert result["checkpoints"]["completed"] >= 1, result
             assert result["checkpoints"]["max_state_mb"] > 0, result
     [paced] = results["paced"]
