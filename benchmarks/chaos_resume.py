@@ -8,9 +8,9 @@ the latest retained checkpoint, then compare everything with an uninterrupted ru
         --duration 170   (one command)
 
 `--recovery` (issue 19 item 4): per kill the restored checkpoint's age at the kill (from its trigger and from its
-completion) against 3 x the checkpoint interval, kill -> first new point and kill -> caught up; the resumed job
-catches up before the next kill, backlog kills come at random shares of the output. A restore older than 3
-intervals fails the run.
+completion) against 3 x the checkpoint interval, kill -> first new point and kill -> caught up (live: the resumed
+job catches up before the next kill; backlog: kills at random shares of the output, each once the resumed job
+writes new points). A restore older than 3 intervals fails the run.
 
 The driver (live and backlog mode, what is compared and reported) is testkit/chaos.py, shared with
 tests/integration/test_chaos_resume.py.
