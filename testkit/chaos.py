@@ -642,7 +642,8 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
     interval = checkpoint_interval_s or JOB_ARGS_CHECKPOINT_INTERVAL_S
     watch = CheckpointWatch(target.rest_port).start() if measure_recovery else None
     counts = PointCounts(points_now).start() if measure_recovery else None
-    kill_shares = sorted(rng.uniform(0.05, 0.9) for _ in range(kills))
+    # Drawn only when used, so the other modes' kill moments stay those of their seed.
+    kill_shares = sorted(rng.uniform(0.05, 0.9) for _ in range(kills)) if backlog and measure_recovery else []
     killed: list[_Kill] = []
     try:
         wait_until(lambda: latest_checkpoint(checkpoints), 120, "first checkpoint", job=target.job)
