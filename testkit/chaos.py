@@ -28,6 +28,7 @@ it: each read stops after a few idle seconds, and every wait for output is bound
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import threading
@@ -47,6 +48,7 @@ from devstack.kafka_admin import create_topics
 from devstack.processes import free_port
 from devstack.simulator import ProduceReport, SimConfig, generate_messages, produce
 from devstack.stack import LocalStack
+from testkit.checkpoint_watch import CheckpointWatch
 from testkit.flink_rest import job_metrics, source_drained, vertex_watermarks
 from testkit.jobs import TEST_SECRET, JobProcess, branch_args, job_args, wait_until
 from testkit.kafka_topics import TransactionProbe, last_offsets_of, read_topic
@@ -56,11 +58,15 @@ START_MS = 1_763_812_800_000
 # Short federated rounds, so a 60 s run has several rounds (and their global updates) to replay.
 BRANCH_ROUND_ARGS = ("--model-update-seconds", "20", "--model-grace-seconds", "5")
 SECONDS_PER_KILL_CYCLE = 16  # JVM start + restore + one checkpoint + the random delay, measured here
+SECONDS_PER_RECOVERY_CYCLE = 100  # ... + the wait until caught up (measure_recovery; 93 s measured at load 25)
 DELIVERIES = ("at-least-once", "exactly-once")
 # Where a kill lands (run_chaos's kill_timing, one entry per kill; missing entries: the default, a random
 # moment 0-4 s after a new checkpoint live, the output-driven point in a backlog).
 KILL_TIMINGS = ("default", "after-checkpoint", "open-transaction")
 OPEN_TRANSACTION_WAIT_S = 30.0
+JOB_ARGS_CHECKPOINT_INTERVAL_S = 2.0  # testkit.jobs.job_args's --checkpoint-interval-seconds
+SETTLE_AFTER_KILL_S = 5.0  # measure_recovery: a killed job's last writes land within this
+RECOVERY_WAIT_S = 300.0  # measure_recovery: how long a resumed job may take to checkpoint and catch up
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,38 @@ class KillTiming:
     checkpoint: str
     checkpoint_age_s: float
     open_records: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class KillRecovery:
+    """What one kill cost (``measure_recovery``): the checkpoint the resumed job restored and its age at the
+    kill (kill time minus its trigger: the input read since then is replayed; minus its completion as well),
+    and the seconds from the kill to the first new point (the point count above the count at the kill, taken
+    SETTLE_AFTER_KILL_S after it, when the killed job's last write requests have landed: replayed points are
+    rewritten, not added) and to caught up (the count back on the track it was on before the kill:
+    count at the kill + the rate of the 15 s before it x the time since, or every point), None if not seen
+    within the wait."""
+
+    restored: str
+    age_from_trigger_s: float | None
+    age_from_completion_s: float | None
+    first_new_point_s: float | None
+    caught_up_s: float | None
+    interval_s: float
+
+    @property
+    def within_bound(self) -> bool:
+        """The restored checkpoint was triggered at most 3 checkpoint intervals before the kill (issue 19)."""
+        return self.age_from_trigger_s is not None and self.age_from_trigger_s <= 3 * self.interval_s
+
+    def line(self) -> str:
+        def seconds(value: float | None) -> str:
+            return "not seen" if value is None else f"{value:.1f} s"
+
+        return (f"restored {self.restored}, age {seconds(self.age_from_trigger_s)} from its trigger "
+                f"({seconds(self.age_from_completion_s)} from its completion) vs 3 x interval = "
+                f"{3 * self.interval_s:g} s: {'ok' if self.within_bound else 'OLDER'}; kill -> first new point "
+                f"{seconds(self.first_new_point_s)}, kill -> caught up {seconds(self.caught_up_s)}")
 
 
 @dataclass
@@ -94,6 +132,7 @@ class ChaosReport:
     seconds: float = 0.0
     kill_points: list[str] = field(default_factory=list)
     kill_timings: list[KillTiming] = field(default_factory=list)
+    recoveries: list[KillRecovery] = field(default_factory=list)  # with measure_recovery, one per kill
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -115,6 +154,7 @@ class ChaosReport:
             and self.kills >= 1
             and (self.branch is None or self.branch.ok)
             and (self.delivery != "exactly-once" or self.replays == 0)
+            and all(recovery.within_bound for recovery in self.recoveries)
         )
 
     @property
@@ -134,6 +174,7 @@ class ChaosReport:
                 f"delivery                                {self.delivery}"
                 + (" (read_committed readers; must have 0 replays)" if self.delivery == "exactly-once" else ""),
                 *(f"  kill {i}: {point}" for i, point in enumerate(self.kill_points, start=1)),
+                *(f"  recovery {i}: {recovery.line()}" for i, recovery in enumerate(self.recoveries, start=1)),
                 f"resumes from latest checkpoint          {self.resumes} (restart to next checkpoint: {resume})",
                 f"points chaos / uninterrupted / model    {self.points_chaos} / {self.points_uninterrupted} / "
                 f"{self.points_model}",
@@ -349,9 +390,10 @@ class _ClusterTarget:
             self.cluster.stop()
 
 
-def _wait_for_new_checkpoint(checkpoints: Path, job: JobProcess | None, what: str, poll: float = 1.0) -> None:
+def _wait_for_new_checkpoint(checkpoints: Path, job: JobProcess | None, what: str, poll: float = 1.0,
+                             timeout: float = 120.0) -> None:
     seen = latest_checkpoint(checkpoints)
-    wait_until(lambda: latest_checkpoint(checkpoints) != seen, 120, what, job=job, poll=poll)
+    wait_until(lambda: latest_checkpoint(checkpoints) != seen, timeout, what, job=job, poll=poll)
 
 
 def _checkpoint_age(checkpoints: Path) -> tuple[str, float]:
@@ -376,6 +418,101 @@ def _wait_for_backlog_kill_point(number: int, kills: int, points_now: Any, total
         wait_until(lambda: points_now() >= share * total, 180, f"{share:.0%} of the output", job=job, poll=0.2)
 
 
+def _at_least(points_now: Any, wanted: float) -> bool:
+    return bool(points_now() >= wanted)
+
+
+class PointCounts:
+    """The chaos run's point count, sampled every second in a thread: (wall time, count) pairs."""
+
+    def __init__(self, points_now: Any, poll_s: float = 1.0) -> None:
+        self._points_now, self.poll_s = points_now, poll_s
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="point-counts")
+
+    def start(self) -> PointCounts:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append((time.time(), self._points_now()))
+            except OSError:  # influxd busy: the next sample
+                pass
+            self._stop.wait(self.poll_s)
+
+    def rate_before(self, moment: float, span_s: float = 15.0) -> float:
+        """Points per second over the `span_s` before `moment`."""
+        inside = [(t, n) for t, n in self.samples if moment - span_s <= t <= moment]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return 0.0
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+    def first_time(self, after: float, condition: Any) -> float | None:
+        """Seconds from `after` to the first sample (taken after it) whose (time, count) meets `condition`."""
+        return next((t - after for t, n in list(self.samples) if t > after and condition(t, n)), None)
+
+
+@dataclass(frozen=True)
+class _Kill:
+    restored: Path | None  # what --from-checkpoint latest resumed from
+    killed_at: float
+    points_at_kill: int
+    rate_before: float  # points/s over the 15 s before the kill
+
+
+def _after_resume(counts: PointCounts, restored: Path | None, killed_at: float, points_at_kill: int, total: int,
+                  until_caught_up: bool, job: Any) -> _Kill:
+    """Waits (at most RECOVERY_WAIT_S) until the resumed job writes new points (a backlog: the next kill may come
+    before it has caught up) or has caught up (live)."""
+    rate = counts.rate_before(killed_at)
+    # Write requests the killed job had sent still land for a moment after the kill (a first run measured a
+    # "first new point" 1.5 s after the kill); the resumed job needs far longer to start, so the count a few
+    # seconds after the kill is what the killed job wrote.
+    time.sleep(max(0.0, killed_at + SETTLE_AFTER_KILL_S + counts.poll_s - time.time()))
+    points_at_kill = max([points_at_kill, *(n for t, n in counts.samples
+                                            if killed_at <= t <= killed_at + SETTLE_AFTER_KILL_S)])
+    kill = _Kill(restored, killed_at, points_at_kill, rate)
+    condition = _caught_up(kill, total) if until_caught_up else _new_point(kill)
+    try:
+        wait_until(lambda: counts.first_time(killed_at, condition) is not None, RECOVERY_WAIT_S,
+                   "caught up" if until_caught_up else "a new point", job=job, poll=1.0)
+    except AssertionError:
+        pass  # reported as not seen
+    return kill
+
+
+def _new_point(kill: _Kill) -> Any:
+    return lambda _moment, count: count > kill.points_at_kill
+
+
+def _caught_up(kill: _Kill, total: int) -> Any:
+    return lambda moment, count: count >= min(total, kill.points_at_kill + kill.rate_before * (moment - kill.killed_at))
+
+
+def _measure(kill: _Kill, watch: CheckpointWatch, counts: PointCounts, total: int, interval_s: float,
+             until: float) -> KillRecovery:
+    """A kill's figures from the checkpoint history and the point counts sampled before `until` (the next kill)."""
+    restored = kill.restored
+    checkpoint = watch.find(restored.parent.name, int(restored.name[4:])) if restored is not None else None
+
+    def seconds_to(condition: Any) -> float | None:
+        return counts.first_time(kill.killed_at, lambda moment, count: moment <= until and condition(moment, count))
+
+    return KillRecovery(
+        restored=restored.name if restored is not None else "none (from the start)",
+        age_from_trigger_s=None if checkpoint is None else kill.killed_at - checkpoint.trigger_ms / 1000,
+        age_from_completion_s=None if checkpoint is None else kill.killed_at - checkpoint.completed_ms / 1000,
+        first_new_point_s=seconds_to(_new_point(kill)), caught_up_s=seconds_to(_caught_up(kill, total)),
+        interval_s=interval_s)
+
+
 def _dead_letters(bootstrap: str, topic: str, isolation_level: str = "read_uncommitted") -> Counter[bytes]:
     return Counter(record.value for record in read_topic(bootstrap, topic, isolation_level=isolation_level))
 
@@ -393,8 +530,18 @@ def delivery_args(delivery: str, transactional_id_prefix: str) -> list[str]:
 def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1, patients: int = 12,
               sites: int = 2, k: int = 5, mode: str = "embedded", backlog: bool = False, duration_s: int = 60,
               after_kill: Any = None, log: Any = print, delivery: str = "at-least-once",
-              kill_timing: Sequence[str] = ()) -> ChaosReport:
+              kill_timing: Sequence[str] = (), checkpoint_interval_s: float | None = None,
+              measure_recovery: bool = False) -> ChaosReport:
     """``after_kill(url, db)`` runs after every kill, before the resume (e.g. a reader's view check).
+
+    ``checkpoint_interval_s``: the job's interval (default: testkit.jobs.job_args's 2 s). ``measure_recovery``:
+    per kill a KillRecovery (restored checkpoint's age vs 3 x the interval, kill -> first new point, kill ->
+    caught up; the run fails if a restore is older than 3 intervals), read from the REST checkpoint history
+    (testkit.checkpoint_watch) and the point count sampled every second. Live: after each resume the driver
+    waits until the job has caught up, then kills a random 0..max(4 s, interval) after a completed checkpoint.
+    Backlog: kills at random shares of the output (5-90 %, drawn from ``seed``; a share already passed: a random
+    0..interval s later), each once the resumed job writes new points, so all land in the catch-up; a kill's
+    caught-up time counts only if it came before the next kill.
 
     ``delivery="exactly-once"``: both runs use Kafka transactions, every topic is read with
     isolation_level=read_committed, and the report requires zero replays. ``kill_timing``: per kill one of
@@ -416,7 +563,7 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
         create_database_v1(stack.influx_v1_url, db)
     url = stack.influx_v1_url
 
-    stream_seconds = kills * SECONDS_PER_KILL_CYCLE + 20
+    stream_seconds = kills * (SECONDS_PER_RECOVERY_CYCLE if measure_recovery else SECONDS_PER_KILL_CYCLE) + 20
     config = SimConfig(patients=patients, duration_s=duration_s, start_ms=START_MS, sites=sites, bad_fraction=0.02,
                        end_of_stream=True, partitions=4, seed=seed)
     messages = list(generate_messages(config))
@@ -435,9 +582,11 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
 
     branch_chaos, branch_ref = _branch_topics(stack, run_id, "chaos"), _branch_topics(stack, run_id, "ref")
     checkpoints = workdir / "checkpoints-chaos"
+    interval_args = [] if checkpoint_interval_s is None else ["--checkpoint-interval-seconds",
+                                                              f"{checkpoint_interval_s:g}"]
     args = job_args(stack, checkpoints, "--influx-db", db_chaos, "--kafka-input-topic", raw_topic,
                     "--kafka-dlq-topic", dlq_chaos, "--k-anonymity", str(k), *branch_args(*branch_chaos),
-                    *BRANCH_ROUND_ARGS, *delivery_args(delivery, f"chaos-{run_id}"))
+                    *BRANCH_ROUND_ARGS, *delivery_args(delivery, f"chaos-{run_id}"), *interval_args)
     # The branch lags the anonymized points (the beat detector is the slowest stage): a run is over
     # when its branch has published every id of the pure reference model, not when the points are in.
     branch_model = expected_branch(messages, args)
@@ -490,6 +639,12 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
         by_topic = probe.open_records()
         return {name: by_topic.get(topic, 0) for name, topic in output_topics.items()}
 
+    interval = checkpoint_interval_s or JOB_ARGS_CHECKPOINT_INTERVAL_S
+    watch = CheckpointWatch(target.rest_port).start() if measure_recovery else None
+    counts = PointCounts(points_now).start() if measure_recovery else None
+    # Drawn only when used, so the other modes' kill moments stay those of their seed.
+    kill_shares = sorted(rng.uniform(0.05, 0.9) for _ in range(kills)) if backlog and measure_recovery else []
+    killed: list[_Kill] = []
     try:
         wait_until(lambda: latest_checkpoint(checkpoints), 120, "first checkpoint", job=target.job)
         if not backlog:
@@ -498,7 +653,13 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
             timing = kill_timing[number - 1] if number <= len(kill_timing) else "default"
             if not backlog:  # backlog: the catch-up takes seconds, kill on output progress alone
                 _wait_for_new_checkpoint(checkpoints, target.job, "a checkpoint of this run")
-            if backlog:
+            if backlog and measure_recovery:
+                wanted = kill_shares[number - 1] * model.points
+                if points_now() >= wanted:  # passed while recovering: a random moment after
+                    time.sleep(rng.uniform(0.0, interval))
+                wait_until(functools.partial(_at_least, points_now, wanted), 300,
+                           f"{wanted / model.points:.0%} of the output", job=target.job, poll=0.5)
+            elif backlog:
                 _wait_for_backlog_kill_point(number, kills, points_now, model.points, target.job)
             drained = backlog and source_drained(target.rest_port, last_offsets)
             if timing == "after-checkpoint":  # within ~50 ms of the next completed checkpoint
@@ -511,9 +672,12 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
                     report.notes.append(f"note: kill {number}: no open transaction with records within "
                                         f"{OPEN_TRANSACTION_WAIT_S:.0f} s, killed anyway")
             elif not backlog:
-                time.sleep(rng.uniform(0.0, 4.0))
+                time.sleep(rng.uniform(0.0, max(4.0, interval) if measure_recovery else 4.0))
+            if watch is not None:
+                watch.poll_once()  # the checkpoints completed up to the kill
             checkpoint_name, checkpoint_age = _checkpoint_age(checkpoints)
             target.kill()
+            killed_at = time.time()
             report.kills += 1
             points = points_now()
             in_transactions = open_records() if probe is not None else None
@@ -533,14 +697,26 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
                 report.notes.append(f"note: kill {number} happened after all points were written")
             if after_kill is not None:
                 after_kill(url, db_chaos)
+            restored = latest_checkpoint(checkpoints)  # what --from-checkpoint latest resumes from
             resumed_at = time.monotonic()
             target.resume(number)
             report.resumes += 1
-            _wait_for_new_checkpoint(checkpoints, target.job, "a checkpoint after resume")
+            # During a catch-up a resumed job's first checkpoint can take minutes (issue 19 item 4): measuring
+            # recovery waits for it as long as for catching up.
+            _wait_for_new_checkpoint(checkpoints, target.job, "a checkpoint after resume",
+                                     timeout=RECOVERY_WAIT_S if measure_recovery else 120.0)
             report.resume_seconds.append(time.monotonic() - resumed_at)
+            if counts is not None:
+                killed.append(_after_resume(counts, restored, killed_at, points, model.points, not backlog,
+                                            target.job))
         if not backlog:
             producer.join(timeout=600)
         wait_for_points(db_chaos, target.job, target.rest_port, "all points after the last resume")
+        if watch is not None and counts is not None:
+            ends = [kill.killed_at for kill in killed[1:]] + [time.time()]
+            for number, (kill, until) in enumerate(zip(killed, ends, strict=True), start=1):
+                report.recoveries.append(_measure(kill, watch, counts, model.points, interval, until))
+                log(f"recovery {number}: {report.recoveries[-1].line()}")
         wait_for_branch(branch_chaos, target.job, target.rest_port, "every anomaly and model update (chaos)")
         time.sleep(5)
         report.points_chaos = count_points_v1(url, db_chaos, "ecg_anonymized")
@@ -549,6 +725,10 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
         target.stop()
         if probe is not None:
             probe.close()
+        if watch is not None:
+            watch.stop()
+        if counts is not None:
+            counts.stop()
 
     reference = JobProcess(
         job_args(stack, workdir / "checkpoints-ref", "--influx-db", db_ref, "--kafka-input-topic", raw_topic,

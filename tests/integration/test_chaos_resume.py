@@ -7,6 +7,7 @@ the embedded job while the producer runs, 5 kills of the TaskManager of a standa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,32 @@ def test_twenty_kills(local_stack, tmp_path: Path) -> None:  # type: ignore[no-u
     report = run_chaos(local_stack, tmp_path, kills=20, seed=2, patients=20)
     assert report.kills == 20
     _check(report)
+
+
+def _check_recovery(report) -> None:  # type: ignore[no-untyped-def]
+    """Exact output first (a failure here fails the test); then the bound of issue 19 item 4, which this machine
+    does not meet today (docs/benchmarks.md, "Checkpoint spacing during a catch-up"): an older restore is reported
+    as an expected failure with the per-kill figures, so the test turns green by itself once a fix lands."""
+    print(report.summary())
+    assert report.kills == 5 and len(report.recoveries) == 5
+    assert all(recovery.age_from_trigger_s is not None for recovery in report.recoveries), "restore not measured"
+    _check(replace(report, recoveries=[]))
+    older = [recovery.line() for recovery in report.recoveries if not recovery.within_bound]
+    if older:
+        pytest.xfail("issue 19 item 4 open, restores older than 3 checkpoint intervals: " + "; ".join(older))
+
+
+@pytest.mark.slow
+def test_backlog_kills_restore_a_recent_checkpoint(local_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 19 item 4: 5 kills -9 at random moments of a ~9 M-sample catch-up (150 patients x 170 s) at the
+    default 5 s checkpoint interval; exact points, and every resume restores a checkpoint triggered at most
+    3 intervals before its kill (printed per kill with kill -> first new point and kill -> caught up)."""
+    _check_recovery(run_chaos(local_stack, tmp_path, kills=5, seed=7, patients=150, duration_s=170, sites=3,
+                              backlog=True, checkpoint_interval_s=5.0, measure_recovery=True))
+
+
+@pytest.mark.slow
+def test_live_kills_restore_a_recent_checkpoint(local_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same bound for 5 kills of a live stream (the producer running), with recovery times."""
+    _check_recovery(run_chaos(local_stack, tmp_path, kills=5, seed=8, checkpoint_interval_s=5.0,
+                              measure_recovery=True))
