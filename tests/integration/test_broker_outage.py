@@ -82,7 +82,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -186,10 +186,11 @@ def _recover_and_check(run: IsolatedRun, job: JobProcess, messages: list[SimMess
             f"raced (gone 0.5 s later) {sampler.raced}")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("outage_s", [30, 120])
-def test_broker_killed_mid_backlog(own_stack: LocalStack, tmp_path: Path, outage_s: int) -> None:
-    stack = own_stack
+def _interrupted_mid_backlog(stack: LocalStack, tmp_path: Path, seconds: int, interrupt: Callable[[], object],
+                             resume: Callable[[], object], what: str) -> str:
+    """Backlog in the topic, the job reading it; `interrupt` the broker once the first points are in, keep it so for
+    `seconds` while sampling what readers see, `resume`, then the recovery and exactness checks. Returns the
+    figures line."""
     run = _isolated_run(stack, tmp_path)
     messages = _backlog()
     expected = expected_output(messages, k=K)
@@ -197,22 +198,28 @@ def test_broker_killed_mid_backlog(own_stack: LocalStack, tmp_path: Path, outage
     assert report.errors == 0, report.error_samples
     sampler = BelowKSampler(stack.influx_v1_url, run.db, K)
 
-    job = JobProcess(run.job_args(*JOB_FLAGS),
-                     tmp_path / "job.log")
+    job = JobProcess(run.job_args(*JOB_FLAGS), tmp_path / "job.log")
     try:
         wait_until(lambda: run.points() > 0, 180, "first points", job=job)
-        stack.kill_kafka()
-        points_at_kill = run.points()
-        assert points_at_kill < expected.points, "the outage must start mid-backlog: make the backlog longer"
-        sampler.sample_for(outage_s)
-        assert job.alive(), "the job must survive a broker outage:\n" + job.log_text()[-3000:]
-        stack.restart_kafka()
+        interrupt()
+        points_at_start = run.points()
+        assert points_at_start < expected.points, f"the {what} must start mid-backlog: make the backlog longer"
+        sampler.sample_for(seconds)
+        assert job.alive(), f"the job must survive the {what}:\n" + job.log_text()[-3000:]
+        resume()
         back_at, points_at_back = time.monotonic(), run.points()
         figures = _recover_and_check(run, job, messages, expected, sampler, back_at, points_at_back)
-        print(f"\nkill -9 {outage_s} s mid-backlog at {points_at_kill}/{expected.points} points "
-              f"({points_at_back} when back); {figures}")
+        return f"at {points_at_start}/{expected.points} points ({points_at_back} when back); {figures}"
     finally:
         job.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("outage_s", [30, 120])
+def test_broker_killed_mid_backlog(own_stack: LocalStack, tmp_path: Path, outage_s: int) -> None:
+    figures = _interrupted_mid_backlog(own_stack, tmp_path, outage_s, own_stack.kill_kafka, own_stack.restart_kafka,
+                                       "outage")
+    print(f"\nkill -9 {outage_s} s mid-backlog {figures}")
 
 
 @pytest.mark.slow
@@ -266,26 +273,5 @@ def test_broker_killed_during_live_stream(own_stack: LocalStack, tmp_path: Path)
 def test_broker_refusing_connections_mid_backlog(proxied_stack: tuple[LocalStack, TcpProxy], tmp_path: Path) -> None:
     refused_s = 60
     stack, proxy = proxied_stack
-    run = _isolated_run(stack, tmp_path)
-    messages = _backlog()
-    expected = expected_output(messages, k=K)
-    report = produce(messages, stack.kafka_bootstrap, run.raw_topic)
-    assert report.errors == 0, report.error_samples
-    sampler = BelowKSampler(stack.influx_v1_url, run.db, K)
-
-    job = JobProcess(run.job_args(*JOB_FLAGS),
-                     tmp_path / "job.log")
-    try:
-        wait_until(lambda: run.points() > 0, 180, "first points", job=job)
-        proxy.refuse()
-        points_at_refuse = run.points()
-        assert points_at_refuse < expected.points, "the refusal must start mid-backlog: make the backlog longer"
-        sampler.sample_for(refused_s)
-        assert job.alive(), "the job must survive a refusing broker:\n" + job.log_text()[-3000:]
-        proxy.accept()
-        back_at, points_at_back = time.monotonic(), run.points()
-        figures = _recover_and_check(run, job, messages, expected, sampler, back_at, points_at_back)
-        print(f"\nbroker up, port refusing for {refused_s} s mid-backlog at {points_at_refuse}/{expected.points} "
-              f"points ({points_at_back} when open again); {figures}")
-    finally:
-        job.stop()
+    figures = _interrupted_mid_backlog(stack, tmp_path, refused_s, proxy.refuse, proxy.accept, "refusal")
+    print(f"\nbroker up, port refusing for {refused_s} s mid-backlog {figures}")
