@@ -41,6 +41,12 @@ class TcpProxy:
         """Close the port: no new connection, every open one reset."""
         listener, self._listener = self._listener, None
         if listener is not None:
+            # shutdown first: close() alone leaves the socket listening while the accept thread is blocked in
+            # accept() (the kernel keeps it open for that call), so the port still took connections (seen once).
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         with self._lock:
             connections, self._connections = self._connections, set()
