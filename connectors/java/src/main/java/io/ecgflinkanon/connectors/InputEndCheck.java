@@ -6,13 +6,10 @@ import java.util.Collections;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Map;
-import java.util.Properties;
 import java.util.Set;
-import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
 /**
  * Asks the broker whether every partition has been read to its end: the confirmation {@link EventTimeProgress}
@@ -81,16 +78,7 @@ public class InputEndCheck implements Serializable {
     }
 
     private KafkaConsumer<byte[], byte[]> newConsumer() {
-        Properties properties = new Properties();
-        properties.putAll(clientProperties);
-        properties.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
-        properties.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
-        properties.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
-        properties.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "1");
-        properties.put(ConsumerConfig.MAX_PARTITION_FETCH_BYTES_CONFIG, "1");
-        properties.put(ConsumerConfig.FETCH_MAX_BYTES_CONFIG, "1");
-        properties.put(ConsumerConfig.CLIENT_ID_CONFIG, "ecg-event-time-end-check");
-        return new KafkaConsumer<>(properties, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+        return ProbeConsumer.create(bootstrapServers, clientProperties, "ecg-event-time-end-check");
     }
 
     public void close() {
