@@ -29,6 +29,7 @@ RAW_RECORD = Types.ROW_NAMED(
     [Types.STRING(), Types.INT(), Types.LONG(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())],
 )
 PROGRESS_CLASS = "io.ecgflinkanon.connectors.EventTimeProgress"
+TRACKING_CLASS = "io.ecgflinkanon.connectors.PartitionTrackingSource"
 GUARD_CLASS = "io.ecgflinkanon.connectors.LivenessGuard"
 THROTTLE_CLASS = "io.ecgflinkanon.connectors.ThrottledSource"
 
@@ -100,7 +101,18 @@ def build_source(settings: Any) -> KafkaSource:
     return builder.build()
 
 
-def throttled(source: KafkaSource, settings: Any) -> Source:
+def partition_tracking(source: KafkaSource) -> Source:
+    """The source wrapped in connectors/java/PartitionTrackingSource: its readers record which partitions they
+    were given and from which offset, so that EventTimeProgress holds event time for a partition with records
+    that has not delivered one yet (the source alone takes it for idle after IDLE_PARTITION_TIMEOUT_SECONDS).
+    Same splits and serializers: checkpoints of the unwrapped source restore into it."""
+    tracking_class = get_gateway().jvm.io.ecgflinkanon.connectors.PartitionTrackingSource
+    if type(tracking_class).__name__ == "JavaPackage":
+        raise RuntimeError(f"{TRACKING_CLASS} is not on the classpath: run scripts/setup.sh")
+    return Source(tracking_class(source.get_java_function()))
+
+
+def throttled(source: Source, settings: Any) -> Source:
     """MAX_RECORDS_PER_SECOND > 0: the source wrapped in connectors/java/ThrottledSource (the rate over the whole
     job, each reader its share; backpressure, nothing dropped or reordered); else the source itself. Same splits
     and serializers: checkpoints restore across a throttle change."""

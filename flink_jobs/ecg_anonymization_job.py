@@ -33,6 +33,7 @@ from connectors.kafka import (
     build_source,
     build_string_sink,
     check_kafka_access,
+    partition_tracking,
     throttled,
     watermark_strategy,
     with_event_time_progress,
@@ -124,7 +125,7 @@ def guarded_input(env: StreamExecutionEnvironment, settings: Settings, downstrea
     """Kafka source -> event-time progress -> liveness guard (naming `downstream` when it fires): the input
     of both jobs, with the same uids."""
     env.set_max_parallelism(MAX_PARALLELISM)
-    kafka = throttled(build_source(settings), settings)  # MAX_RECORDS_PER_SECOND
+    kafka = throttled(partition_tracking(build_source(settings)), settings)  # MAX_RECORDS_PER_SECOND
     source = env.from_source(kafka, watermark_strategy(settings), "kafka: " + settings.kafka_input_topic).uid(
         "kafka-source")
     progress = with_event_time_progress(source, settings).uid("event-time-progress").name("event-time progress")

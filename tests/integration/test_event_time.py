@@ -178,6 +178,30 @@ def test_wards_and_devices_that_come_and_go_leave_nothing_pending(isolated_run: 
         job.stop()
 
 
+def test_partitions_with_unread_records_never_count_as_idle(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    """A backlog on four partitions read at 60 records/s (a throttled view; a loaded machine does the same)
+    with a 1 s idle timeout: the reader spends seconds on one partition's poll while the others, with records
+    left, wait longer than the timeout and the source takes them for idle. Event time must wait for them (the
+    broker says they have records unread): exact points and no late frame. Before that, frames came late."""
+    run = isolated_run
+    data = list(generate_messages(SimConfig(patients=8, duration_s=30, start_ms=START_MS, sites=1, seed=25)))
+    messages = on_partitions(data, (0, 1, 2, 3)) + end_of_stream_messages(4)
+    expected = expected_output(messages, k=K)
+    produce(messages, run.stack.kafka_bootstrap, run.raw_topic)
+    job, port = start_job(run, tmp_path, "--max-records-per-second", "60", "--cardio-branch", "false",
+                          idle_seconds=1)
+    try:
+        wait_until(lambda: run.points() >= expected.points, 120, f"{expected.points} points", job=job)
+        assert_stays(run, expected.points)
+        assert run.points_by_level() == expected.points_by_level
+        metrics = assert_all_accounted(port, job, late=0)
+        assert metrics["frames_valid"] == len(data)
+    finally:
+        job.stop()
+    held = job.flink_log_text().count("holds event time until it delivers or the broker confirms it")
+    assert held > 0, "the shape did not make the source take a partition with records for idle"
+
+
 def test_burst_after_an_idle_hour(isolated_run: IsolatedRun, tmp_path: Path) -> None:
     """20 s of data, then nothing for longer than the idle timeout, then a burst one hour later in event
     time: both parts are published exactly, the quiet stretch closes what it can."""

@@ -6,6 +6,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -101,6 +102,17 @@ import org.slf4j.LoggerFactory;
  * (23 frames dead-lettered as late). So each partition known here holds the forwarded watermark at its
  * own (its newest record minus the bound) until it delivers a record again or the broker confirms that it
  * is read to its end.
+ *
+ * <p>The same holds for one partition at a time, outage or not: Flink's source leaves a partition out of its
+ * watermark once it has delivered nothing for the idle timeout, and on a loaded machine, or behind a throttle,
+ * a partition with records still unread went that long without its turn; event time moved on and its frames
+ * came late (a view throttled to 32 records/s, the 200-patient raw-ECG benchmark: issue 19). So, with an
+ * {@link InputEndCheck}, a partition this subtask reads holds the forwarded watermark at its own whenever the
+ * source's watermark passes it, until it delivers records that lift its own or the broker confirms it is read
+ * to its end (asked every {@code END_CHECK_PERIOD_MILLIS}, for the holding partitions only). A quiet partition
+ * (a ward gone home) is confirmed within about a second of the source's idle timeout. A partition that has not
+ * delivered a record yet is known from the source reader's split assignment ({@link PartitionTrackingSource}):
+ * it holds event time from the offset the reader starts at, until it delivers or is confirmed empty from there.
  */
 public class EventTimeProgress extends AbstractStreamOperator<Row> implements OneInputStreamOperator<Row, Row> {
     private static final long serialVersionUID = 1L;
@@ -151,8 +163,20 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     private transient long recordsSeen;
     private transient long probedAtRecords;
     private transient Future<Set<String>> endProbe;
-    /** After an unconfirmed idleness: the partitions that hold event time until they deliver or are at their end. */
-    private transient Set<String> resumePending;
+    /** What the running probe asks about: per partition the next offset to read when it started. */
+    private transient Map<String, Long> probedOffsets;
+    /** Written by the end check's thread: the offsets it resolved for the partitions it was asked about. */
+    private transient Map<String, Long> resolvedStarts;
+    /** Partitions the broker confirmed read to their end since their last record: they hold nothing back. */
+    private transient Set<String> atEnd;
+    /** Partitions whose own watermark is below the source's: they hold event time (see the class comment). */
+    private transient Set<String> holding;
+    /** Partitions whose hold has been logged (once per hold, not per watermark). */
+    private transient Set<String> holdReported;
+    /** Assigned partitions without a resolved starting offset that have been logged. */
+    private transient Set<String> unresolvedReported;
+    /** The source's last watermark (never below the restore floor), before the partitions' holds. */
+    private transient long sourceWatermark;
     private transient ExecutorService endProbeThread;
     private transient PausableRelativeClock activityClock;
     private transient long lastActivityNanos;
@@ -208,6 +232,12 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         super.initializeState(context);
         partitions = new HashMap<>();
         nextOffsets = new HashMap<>();
+        atEnd = new HashSet<>();
+        holding = new HashSet<>();
+        holdReported = new HashSet<>();
+        unresolvedReported = new HashSet<>();
+        resolvedStarts = new ConcurrentHashMap<>();
+        sourceWatermark = Long.MIN_VALUE;
         restoredMaxForwarded = Long.MIN_VALUE;
         lastEmitted = Long.MIN_VALUE;
         restoreFloor = Long.MIN_VALUE;
@@ -337,9 +367,22 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         if (endProbe != null) {
             return;
         }
+        adoptAssignedPartitions();
+        // Idle input: every partition; otherwise only those that hold event time (one probe each, not all).
         Map<String, Long> snapshot = new HashMap<>(nextOffsets);
+        if (!awaitingEnd) {
+            snapshot.keySet().retainAll(holding);
+        }
         probedAtRecords = recordsSeen;
-        endProbe = endProbeThread.submit(() -> endCheck.unread(snapshot));
+        probedOffsets = snapshot;
+        endProbe = endProbeThread.submit(() -> {
+            Map<String, Long> concrete = endCheck.resolveStarts(snapshot);
+            if (concrete == null) {
+                return null;
+            }
+            resolvedStarts.putAll(concrete);
+            return endCheck.unread(concrete);
+        });
     }
 
     /** On the task thread: the broker's answer, if there is one yet; the all-idle step once it confirms. */
@@ -355,10 +398,22 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
                 unread = null; // unknown: ask again
             }
             endProbe = null;
+            if (unread != null) {
+                for (Map.Entry<String, Long> asked : probedOffsets.entrySet()) {
+                    // Read to its end, and nothing read from it since the question: it holds nothing back.
+                    if (!unread.contains(asked.getKey()) && asked.getValue().equals(nextOffsets.get(asked.getKey()))) {
+                        atEnd.add(asked.getKey());
+                    }
+                }
+            }
+            // Starting offsets the check resolved (sentinels of partitions that have not delivered yet): fixed now.
+            for (Map.Entry<String, Long> start : resolvedStarts.entrySet()) {
+                nextOffsets.computeIfPresent(start.getKey(), (key, offset) -> offset < 0 ? start.getValue() : offset);
+            }
+            resolvedStarts.clear();
             if (awaitingEnd) {
                 if (unread != null && unread.isEmpty() && recordsSeen == probedAtRecords) {
                     awaitingEnd = false;
-                    resumePending = null;
                     long target = allIdleTarget();
                     LOG.info("event-time progress: the broker confirms every partition read to its end; watermark {} -> {}",
                             lastEmitted, Math.max(lastEmitted, target));
@@ -374,12 +429,11 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
                             + "the broker confirms that every partition is read to its end", unread == null
                             ? "the broker does not answer" : "the broker has records after the last one read", lastEmitted);
                 }
-            } else if (resumePending != null && unread != null) {
-                resumePending.retainAll(unread); // read to their end: they no longer hold event time
-                endResumeIfDone();
+            } else if (!holding.isEmpty()) {
+                emit(heldBack(sourceWatermark));
             }
         }
-        if (awaitingEnd || resumePending != null) {
+        if (awaitingEnd || !holding.isEmpty()) {
             startEndProbe();
         }
     }
@@ -387,19 +441,61 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     /** Records again after an unconfirmed idleness: every known partition holds event time until it delivers. */
     private void resumeAfterUnconfirmedIdle() {
         awaitingEnd = false;
-        resumePending = new HashSet<>(partitions.keySet());
+        // What the broker confirmed before it went away may be stale now.
+        atEnd.clear();
         LOG.info("event-time progress: records again after an idleness the broker did not confirm; each of the {} "
-                + "partitions holds event time at its own watermark until it delivers or is read to its end",
-                resumePending.size());
-        endResumeIfDone();
+                + "partitions read here holds event time at its own watermark until it delivers or is read to its end",
+                nextOffsets.size());
     }
 
-    private void endResumeIfDone() {
-        if (resumePending != null && resumePending.isEmpty()) {
-            resumePending = null;
-            LOG.info("event-time progress: every partition delivers again or is read to its end; watermark {}",
-                    lastEmitted);
+    /**
+     * The partitions the source reader was given that have not delivered a record yet, from the offset it starts
+     * at (see {@link PartitionTrackingSource}): they hold event time like the others, at no watermark of their own,
+     * until they deliver or the broker confirms there is nothing to read from there (an empty partition).
+     */
+    private void adoptAssignedPartitions() {
+        for (Map.Entry<String, Long> assigned : AssignedPartitions.onThisTask().entrySet()) {
+            long start = assigned.getValue();
+            if (start >= 0 || start == InputEndCheck.EARLIEST || start == InputEndCheck.LATEST) {
+                // A sentinel ("from the beginning", "from the end") is resolved by the end check, on its thread.
+                nextOffsets.putIfAbsent(assigned.getKey(), start);
+            } else if (unresolvedReported.add(assigned.getKey())) {
+                LOG.warn("event-time progress: partition {} was given to the source without a resolved starting "
+                        + "offset ({}); until it delivers, the source's idleness rule alone decides for it",
+                        assigned.getKey(), assigned.getValue());
+            }
         }
+    }
+
+    /**
+     * The source's watermark, held at the own watermark of each partition read here that it passes and that the
+     * broker has not confirmed read to its end (see the class comment); fills {@link #holding}.
+     */
+    private long heldBack(long watermark) {
+        holding.clear();
+        if (endCheck == null || watermark == Long.MAX_VALUE) {
+            return watermark; // no broker to ask; or the end of a bounded input: nothing is left anywhere
+        }
+        adoptAssignedPartitions();
+        long held = watermark;
+        for (String partition : nextOffsets.keySet()) {
+            if (atEnd.contains(partition)) {
+                continue;
+            }
+            long[] progress = partitions.get(partition);
+            long own = progress == null ? Long.MIN_VALUE : watermarkOf(progress[0]);
+            if (own < watermark) {
+                held = Math.min(held, own);
+                holding.add(partition);
+                if (holdReported.add(partition)) {
+                    LOG.info("event-time progress: partition {} is behind the source's watermark {} at {} and not "
+                            + "confirmed read to its end; it holds event time until it delivers or the broker "
+                            + "confirms it", partition, watermark, own);
+                }
+            }
+        }
+        holdReported.retainAll(holding);
+        return held;
     }
 
     /**
@@ -470,9 +566,7 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         if (awaitingEnd && awaitingByFallback) {
             resumeAfterUnconfirmedIdle();
         }
-        if (resumePending != null && resumePending.remove(key)) {
-            endResumeIfDone();
-        }
+        atEnd.remove(key);
         Object offset = row.getField(2);
         if (offset instanceof Number) {
             nextOffsets.put(key, ((Number) offset).longValue() + 1);
@@ -487,14 +581,8 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
 
     @Override
     public void processWatermark(Watermark mark) throws Exception {
-        long watermark = Math.max(mark.getTimestamp(), restoreFloor);
-        if (resumePending != null) {
-            for (String partition : resumePending) {
-                long[] progress = partitions.get(partition);
-                watermark = Math.min(watermark, progress == null ? Long.MIN_VALUE : watermarkOf(progress[0]));
-            }
-        }
-        emit(watermark);
+        sourceWatermark = Math.max(sourceWatermark, Math.max(mark.getTimestamp(), restoreFloor));
+        emit(heldBack(sourceWatermark));
     }
 
     @Override

@@ -77,6 +77,59 @@ public class InputEndCheck implements Serializable {
         }
     }
 
+    /** The starting offset of a split that reads a partition from its beginning (Kafka connector's sentinel). */
+    static final long EARLIEST = -2L;
+    /** The starting offset of a split that reads a partition from its end on (Kafka connector's sentinel). */
+    static final long LATEST = -1L;
+
+    /**
+     * {@code offsets} with the connector's sentinels for "from the beginning" and "from the end" replaced by the
+     * broker's offsets (the source reader resolves them the same way when it starts); null if the broker cannot
+     * tell. Any other negative offset is not one this check can judge: an IllegalArgumentException.
+     */
+    public Map<String, Long> resolveStarts(Map<String, Long> offsets) {
+        Map<String, Long> resolved = new HashMap<>(offsets);
+        Map<TopicPartition, String> earliest = new HashMap<>();
+        Map<TopicPartition, String> latest = new HashMap<>();
+        for (Map.Entry<String, Long> entry : offsets.entrySet()) {
+            long offset = entry.getValue();
+            if (offset >= 0) {
+                continue;
+            }
+            if (offset != EARLIEST && offset != LATEST) {
+                throw new IllegalArgumentException("cannot resolve starting offset " + offset + " of " + entry.getKey());
+            }
+            int cut = entry.getKey().lastIndexOf('#');
+            TopicPartition partition = new TopicPartition(entry.getKey().substring(0, cut),
+                    Integer.parseInt(entry.getKey().substring(cut + 1)));
+            (offset == EARLIEST ? earliest : latest).put(partition, entry.getKey());
+        }
+        if (earliest.isEmpty() && latest.isEmpty()) {
+            return resolved;
+        }
+        try {
+            if (consumer == null) {
+                consumer = newConsumer();
+            }
+            if (!earliest.isEmpty()) {
+                consumer.beginningOffsets(earliest.keySet(), TIMEOUT)
+                        .forEach((partition, offset) -> resolved.put(earliest.get(partition), offset));
+            }
+            if (!latest.isEmpty()) {
+                consumer.endOffsets(latest.keySet(), TIMEOUT)
+                        .forEach((partition, offset) -> resolved.put(latest.get(partition), offset));
+            }
+        } catch (KafkaException | IllegalStateException unknown) {
+            return null;
+        }
+        for (long offset : resolved.values()) {
+            if (offset < 0) {
+                return null;
+            }
+        }
+        return resolved;
+    }
+
     private KafkaConsumer<byte[], byte[]> newConsumer() {
         return ProbeConsumer.create(bootstrapServers, clientProperties, "ecg-event-time-end-check");
     }

@@ -281,6 +281,14 @@ class EventTimeProgressTest {
             this.answer = answer;
         }
 
+        /** Every partition begins at offset 0 and, from the end on, starts at 100. */
+        @Override
+        public Map<String, Long> resolveStarts(Map<String, Long> offsets) {
+            Map<String, Long> resolved = new HashMap<>(offsets);
+            resolved.replaceAll((partition, offset) -> offset == EARLIEST ? 0L : offset == LATEST ? 100L : offset);
+            return resolved;
+        }
+
         @Override
         public Set<String> unread(Map<String, Long> nextOffsets) {
             asked = new HashMap<>(nextOffsets);
@@ -408,18 +416,93 @@ class EventTimeProgressTest {
             broker.unreadPartitions = Set.of(); // partition 1 has nothing more: a quiet partition
             readsAgainUpTo17999(harness);
             assertEquals(List.of("W5000", "W9999"), progressOf(harness));
-            long deadline = System.currentTimeMillis() + 10_000;
-            long now = 1_000;
-            while (System.currentTimeMillis() < deadline) {
-                now += 1_000;
-                harness.setProcessingTime(now); // the broker's answer releases partition 1
+            // The broker's answer releases partition 1: the source's watermark goes through.
+            untilProgressIs(harness, List.of("W5000", "W9999", "W17999"));
+        }
+    }
+
+    @Test
+    void aPartitionTheSourceTakesForIdleWithRecordsUnreadHoldsEventTimeUntilItDeliversOrIsReadToItsEnd()
+            throws Exception {
+        // A loaded machine: the source has not read partition 0 for its idle timeout and leaves it out of its
+        // watermark, but the broker still holds records of it (issue 19: late frames under load).
+        ScriptedEnd broker = new ScriptedEnd(Boolean.FALSE);
+        broker.unreadPartitions = Set.of("ecg-raw#0");
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, false, broker), null)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processElement(record("ecg-raw", 1, 0, 30_000));
+            harness.processWatermark(7_999);
+            harness.processWatermark(27_999); // partition 0 left out by the source
+            for (int second = 1; second <= 4; second++) {
+                harness.setProcessingTime(second * 1_000L);
                 Thread.sleep(20);
-                harness.processWatermark(17_999 + now);
-                if (progressOf(harness).size() > 2) {
-                    break;
-                }
             }
-            assertEquals("W" + (17_999 + now), progressOf(harness).get(2));
+            assertEquals(List.of("W7999"), progressOf(harness), "partition 0 has records left: event time waits");
+            assertEquals(Map.of("ecg-raw#0", 1L), broker.asked);
+            harness.processElement(record("ecg-raw", 0, 1, 20_000)); // its turn comes
+            harness.processWatermark(17_999);
+            assertEquals(List.of("W7999", "W17999"), progressOf(harness));
+            broker.unreadPartitions = Set.of(); // and now it has nothing more: a quiet partition
+            harness.processWatermark(27_999);
+            untilProgressIs(harness, List.of("W7999", "W17999", "W27999"));
+            harness.processElement(record("ecg-raw", 0, 2, 40_000)); // it delivers again: it counts again
+            harness.processElement(record("ecg-raw", 1, 1, 50_000));
+            harness.processWatermark(37_999);
+            assertEquals(List.of("W7999", "W17999", "W27999", "W37999"), progressOf(harness));
+        }
+    }
+
+    @Test
+    void anAssignedPartitionThatHasNotDeliveredYetHoldsEventTimeUntilItDeliversOrIsEmpty() throws Exception {
+        // A throttled reader emits one partition's poll at a time: partition 1 has records, but not its turn yet.
+        AssignedPartitions.add("ecg-raw#0", 0);
+        AssignedPartitions.add("ecg-raw#1", 5);
+        AssignedPartitions.add("ecg-raw#2", InputEndCheck.EARLIEST); // the connector's "from the beginning"
+        ScriptedEnd broker = new ScriptedEnd(Boolean.FALSE);
+        broker.unreadPartitions = Set.of("ecg-raw#1"); // partition 2 is empty
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, false, broker), null)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processWatermark(7_999); // partitions 1 and 2 taken for idle by the source
+            for (int second = 1; second <= 4; second++) {
+                harness.setProcessingTime(second * 1_000L);
+                Thread.sleep(20);
+            }
+            assertEquals(List.of(), progressOf(harness), "partition 1 has records from offset 5 on: no event time");
+            // Partition 2, resolved to its beginning (0) and confirmed empty from there, is no longer asked about.
+            assertEquals(Map.of("ecg-raw#1", 5L), broker.asked);
+            harness.processElement(record("ecg-raw", 1, 5, 9_000)); // its turn
+            harness.processWatermark(7_999);
+            assertEquals(List.of("W6999"), progressOf(harness));
+            harness.processElement(record("ecg-raw", 1, 6, 11_000));
+            harness.processWatermark(7_999);
+            assertEquals(List.of("W6999", "W7999"), progressOf(harness));
+        } finally {
+            AssignedPartitions.clear();
+        }
+    }
+
+    @Test
+    void theEndOfABoundedInputIsNeverHeld() throws Exception {
+        ScriptedEnd broker = new ScriptedEnd(Boolean.FALSE); // records after the stop offsets of a backfill
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, false, broker), null)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processElement(record("ecg-raw", 1, 0, 30_000));
+            harness.processWatermark(7_999);
+            harness.processWatermark(Long.MAX_VALUE);
+            assertEquals(List.of("W7999", "W" + Long.MAX_VALUE), progressOf(harness));
+        }
+    }
+
+    @Test
+    void withoutABrokerToAskTheSourcesWatermarkGoesThroughUnheld() throws Exception {
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness = opened(null)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processElement(record("ecg-raw", 1, 0, 30_000));
+            harness.processWatermark(27_999);
+            assertEquals(List.of("W27999"), progressOf(harness));
         }
     }
 }
