@@ -23,9 +23,9 @@ re-arm the aggregator's round timers, which PyFlink can leave out of a checkpoin
 waits for the global round of its first frame; MatchPriors hands it that round as a record keyed by
 its pid (federated.priors), so its release never depends on a timer. CARDIO_BRANCH=false leaves the branch's job out.
 
-A frame crosses between Java and Python twice on its way to the detector (issue 24): the parse step emits it
-already keyed, as Row(pid, DeviceFrame) (operators.parse.ParseDeviceFrames: pid, event time, sample rate and
-the samples' bytes), and `keyed_by_device` partitions that Row on the Java side. `key_by` with a Python key
+From the parse step to the detector a frame crosses between Java and Python twice (issue 24): the parse step
+emits it already keyed, as Row(pid, DeviceFrame) (operators.parse.ParseDeviceFrames: pid, event time, sample
+rate and the samples' bytes), and `keyed_by_device` partitions that Row on the Java side. `key_by` with a Python key
 selector would add a Python step after the union with the prior notices that cannot be chained with the
 parse step (two more crossings and two more pickles of every frame).
 """
