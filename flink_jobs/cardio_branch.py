@@ -4,9 +4,9 @@
     build_cardio_branch(settings, parsed, global_models_back(env, settings), production_branch_sinks(settings))
 
     parse side output (pid, ts) --key_by(pid)--> RequestPriors --key_by(round)--> MatchPriors
-    ecg-model-updates, global only (ModelStreamWatermarks) --+--key_by(round)-------^   | PriorNotice
+    ecg-model-updates, global only (ModelStreamWatermarks) --+--key_by(round)-------^   | Row(pid, PriorNotice)
                                                              |                          v
-    parsed (KeyedFrame) -------------------------------------|---------------------> union, key_by(pid)
+    parsed Row(pid, DeviceFrame) ----------------------------|---------------------> union, keyed by field 0
                                                              +--broadcast--------------> |
                                                    DetectAnomalies (KeyedBroadcastProcessFunction, uid cardio-detector)
                                                      | AnomalyEvent             | LocalUpdate / Join / Ready
@@ -22,6 +22,12 @@ every consumer of the topic sees. Round ticks (records behind the watermarks tha
 re-arm the aggregator's round timers, which PyFlink can leave out of a checkpoint. A joining device
 waits for the global round of its first frame; MatchPriors hands it that round as a record keyed by
 its pid (federated.priors), so its release never depends on a timer. CARDIO_BRANCH=false leaves the branch's job out.
+
+From the parse step to the detector a frame crosses between Java and Python twice (issue 24): the parse step
+emits it already keyed, as Row(pid, DeviceFrame) (operators.parse.ParseDeviceFrames: pid, event time, sample
+rate and the samples' bytes), and `keyed_by_device` partitions that Row on the Java side. `key_by` with a Python key
+selector would add a Python step after the union with the prior notices that cannot be chained with the
+parse step (two more crossings and two more pickles of every frame).
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pyflink.common import Types
-from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.common import Row, Types
+from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
+from pyflink.java_gateway import get_gateway
 
 from anomaly.beats import CardioBeats
 from anomaly.detector import DetectorConfig
@@ -51,7 +58,7 @@ from operators.anomaly_models import (
     PublishBranch,
     RequestPriors,
 )
-from operators.parse import FRAME_HEADS
+from operators.parse import BY_DEVICE, FRAME_HEADS
 from operators.round_ticks import with_round_ticks
 
 
@@ -97,8 +104,17 @@ def _round_of_global(text: str) -> int:
     return update.round
 
 
-def _device_of(record: Any) -> str:
-    return str(record.pid) if isinstance(record, PriorNotice) else str(record.frame.pid)
+def _by_device(notice: PriorNotice) -> Row:
+    return Row(notice.pid, notice)
+
+
+def keyed_by_device(stream: DataStream) -> KeyedStream:
+    """`stream` (Row(pid, record), type BY_DEVICE) keyed by its pid: what DataStream.key_by builds after its
+    Python key-adding step (the same Java key selector on field 0, the same key type, so the detector's
+    keyed state is the one key_by(pid) gave it), without that step."""
+    j_keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
+                                          Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(j_keyed, Types.PICKLED_BYTE_ARRAY(), stream)
 
 
 def needs_frame_heads(settings: Settings) -> bool:
@@ -156,7 +172,8 @@ def global_models_back(env: StreamExecutionEnvironment, settings: Settings) -> D
 
 def build_cardio_branch(settings: Settings, parsed: DataStream, globals_back: DataStream,
                         sinks: BranchSinks) -> None:
-    """The branch's operators between `parsed` (KeyedFrame, with the FRAME_HEADS side output when
+    """The branch's operators between `parsed` (Row(pid, DeviceFrame) of type BY_DEVICE, from
+    operators.parse.ParseDeviceFrames, with the FRAME_HEADS side output when
     `needs_frame_heads`), `globals_back` (global update JSON texts, never constraining event time:
     `global_models_back` in production) and `sinks`."""
     if not settings.cardio_branch:
@@ -173,10 +190,11 @@ def build_cardio_branch(settings: Settings, parsed: DataStream, globals_back: Da
             .connect(globals_back.key_by(_round_of_global, key_type=Types.LONG()))
             .process(MatchPriors(), Types.PICKLED_BYTE_ARRAY())
             .name("prior notices (requests x global updates, per round)").uid("cardio-prior-match")
+            .map(_by_device, BY_DEVICE).name("prior notices by pid").uid("cardio-prior-notices-by-pid")
         )
         device_input = parsed.union(notices)
     branch = (
-        device_input.key_by(_device_of, key_type=Types.STRING())
+        keyed_by_device(device_input)
         .connect(globals_back.broadcast(GLOBAL_MODELS))
         .process(DetectAnomalies(device_config(settings), CardioBeats()), Types.PICKLED_BYTE_ARRAY())
         .name("beats + anomalies + local models (per pid)").uid("cardio-detector")

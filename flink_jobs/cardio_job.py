@@ -34,7 +34,7 @@ from flink_jobs.cardio_branch import (
     production_branch_sinks,
 )
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
-from operators.parse import DEAD_LETTER, ParseFrames, ParseOptions
+from operators.parse import BY_DEVICE, DEAD_LETTER, ParseDeviceFrames, ParseOptions
 
 log = logging.getLogger("ecg.cardio-job")
 
@@ -63,17 +63,18 @@ def cardio_settings(settings: Settings) -> Settings:
 def build_cardio_pipeline(settings: Settings, source: DataStream, globals_back: DataStream, sinks: BranchSinks,
                           hierarchy: Hierarchy | None = None) -> None:
     """`source` (raw records of type connectors.kafka.RAW_RECORD with event-time timestamps and watermarks:
-    `guarded_input` in production) -> parse (frames and frame heads; dead letters to `sinks.dead_letters`) ->
-    branch (flink_jobs/cardio_branch.py) with `globals_back` -> `sinks`."""
+    `guarded_input` in production) -> parse (Row(pid, DeviceFrame) and frame heads; dead letters to
+    `sinks.dead_letters`) -> branch (flink_jobs/cardio_branch.py) with `globals_back` -> `sinks`."""
     from flink_jobs.ecg_anonymization_job import dead_letter_options, intake_options
 
     hierarchy = hierarchy or load_hierarchy(settings.path("hierarchy_path"))
     parsed = (
         source.process(
-            ParseFrames(
+            ParseDeviceFrames(
                 intake_options(settings, hierarchy), ParseOptions.from_settings(settings),
                 dead_letter_options(settings), frame_heads=needs_frame_heads(settings),
-            )
+            ),
+            BY_DEVICE,
         )
         .uid("parse")
         .name("parse + validate + pseudonymize (dead letters: the anonymization job)")

@@ -25,7 +25,7 @@ from federated.aggregator import Aggregator, AggregatorState
 from federated.messages import GlobalUpdate, LocalUpdate, ModelSignal, parse_global
 from federated.priors import PriorNotice, PriorRequest, RoundPriors, on_global, on_request
 from federated.rounds import RoundClock
-from operators.records import KeyedFrame
+from operators.records import DeviceFrame
 
 log = logging.getLogger("ecg.cardio")
 
@@ -40,7 +40,7 @@ MODEL_MEASUREMENT = "ecg_model_stats"
 
 class DetectAnomalies(KeyedBroadcastProcessFunction):
     """Keyed by pid: one anomaly.device.DeviceState per device in keyed state; the global models in
-    broadcast state. The keyed input carries the device's frames and its PriorNotice (federated.priors),
+    broadcast state. The keyed input carries the device's frames (DeviceFrame) and its PriorNotice (federated.priors),
     which releases a waiting device. Emits AnomalyEvent, LocalUpdate, JoinSignal and ReadySignal objects."""
 
     def __init__(self, config: DeviceConfig, beat_source: BeatSource, poll_ms: int = 200) -> None:
@@ -88,13 +88,13 @@ class DetectAnomalies(KeyedBroadcastProcessFunction):
 
         return lookup
 
-    def process_element(self, value: KeyedFrame | PriorNotice,  # type: ignore[no-untyped-def]
+    def process_element(self, value: DeviceFrame | PriorNotice,  # type: ignore[no-untyped-def]
                         ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
         if isinstance(value, PriorNotice):
             yield from self._on_notice(value, ctx)
             return
         self._frames_in.inc()
-        frame = value.frame
+        frame = value
         state: DeviceState | None = self._state.value()
         is_new = state is None
         out_of_order = 0 if state is None else state.frames_out_of_order
@@ -105,7 +105,7 @@ class DetectAnomalies(KeyedBroadcastProcessFunction):
                 lookup = self._lookup(ctx, early)
                 self._notice.clear()
         state, outputs = self._processor.on_frame(
-            state, FrameInput(frame.pid, frame.ts_ms, frame.fs, frame.samples), lookup)
+            state, FrameInput(frame.pid, frame.ts_ms, frame.fs, frame.sample_array()), lookup)
         self._frames_out_of_order.inc(state.frames_out_of_order - out_of_order)
         if state.phase == WAITING:
             self._waiting.add(state.pid)

@@ -8,14 +8,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pyflink.common import Types
+from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
 
 from connectors.config import Settings, options_from_settings
 from contract.frames import Control, Rejection, parse_frame
-from operators.records import KeyedFrame, SourcePosition
+from operators.records import DeviceFrame, KeyedFrame, SourcePosition
 from privacy.dead_letters import DeadLetterOptions, Position, dead_letter, late_letter
 from privacy.intake import IntakeOptions, to_core_frame
+from privacy.model import Frame
 
 log = logging.getLogger("ecg.parse")
 
@@ -24,6 +25,8 @@ DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 FRAME_HEADS = OutputTag("frame-heads", Types.TUPLE([Types.STRING(), Types.LONG()]))
 # Pids whose head a parse subtask remembers having sent (then it forgets them all and sends again).
 FRAME_HEAD_MEMORY = 100_000
+# ParseDeviceFrames' main output: Row(pid, DeviceFrame), the form DataStream.key_by gives its elements.
+BY_DEVICE = Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()])
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,19 @@ class ParseFrames(ProcessFunction):
                 self._heads_sent.clear()
             self._heads_sent.add(frame.pid)
             yield FRAME_HEADS, (frame.pid, frame.ts_ms)
-        yield KeyedFrame(parsed.group, frame, position)
+        yield self._main_output(parsed.group, frame, position)
+
+    def _main_output(self, group: str, frame: Frame, position: SourcePosition) -> Any:
+        return KeyedFrame(group, frame, position)
+
+
+class ParseDeviceFrames(ParseFrames):
+    """ParseFrames for the cardio branch's job: main output Row(pid, DeviceFrame) (output type BY_DEVICE), the
+    key already in place, so that keying it by device costs no Python step of its own (see
+    flink_jobs/cardio_branch.py `keyed_by_device`) and the detector gets only what it needs (issue 24)."""
+
+    def _main_output(self, group: str, frame: Frame, position: SourcePosition) -> Any:
+        return Row(frame.pid, DeviceFrame.of(frame))
 
 
 class InjectedStall:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from privacy.model import Frame, PublishedFrame
 
@@ -24,6 +26,24 @@ class KeyedFrame:
     group: str
     frame: Frame
     position: SourcePosition
+
+
+class DeviceFrame(NamedTuple):
+    """What the cardio branch's detector needs of a frame, and nothing else: the samples as the raw bytes of
+    their float64 array, the cheapest thing for PyFlink to pickle between the parse step and the detector
+    (a `KeyedFrame` carries the QIs, the lead, the source position and an ndarray to pickle; issue 24)."""
+
+    pid: str
+    ts_ms: int
+    fs: float
+    samples: bytes  # float64, native byte order: np.ndarray.tobytes()
+
+    @classmethod
+    def of(cls, frame: Frame) -> DeviceFrame:
+        return cls(frame.pid, frame.ts_ms, frame.fs, np.ascontiguousarray(frame.samples, dtype=np.float64).tobytes())
+
+    def sample_array(self) -> np.ndarray:
+        return np.frombuffer(self.samples, dtype=np.float64)
 
 
 @dataclass(frozen=True)
