@@ -41,7 +41,7 @@ def test_influxdb_outages_never_show_a_class_below_k(isolated_run: IsolatedRun, 
 
 @pytest.mark.slow
 def test_three_influxdb_outages_never_show_a_class_below_k(isolated_run: IsolatedRun, tmp_path: Path) -> None:
-    """A third outage late in the output: ~40 s more on 2 cores."""
+    """A third outage late in the output: one more 25 s outage and restart."""
     outages_never_show_a_class_below_k(isolated_run, tmp_path, THREE_OUTAGES)
 
 
