@@ -1,9 +1,10 @@
 """Chaos resume: repeated kill -9 mid-stream, resume from the latest checkpoint, compare with an
-uninterrupted run. Default run: 3 kills during the catch-up of a pre-produced backlog (the first right
-after the source has read everything) with a reader's check of InfluxDB after every kill. Slow
-(`scripts/test.sh --slow`, kept out of the default run for CI's time budget; a single kill -9 of the live
-job is in test_crash_resume.py, cluster mode in test_cluster_mode.py and test_scale_out.py): 5 kills of
-the embedded job while the producer runs, 5 kills of the TaskManager of a standalone cluster, 20 kills."""
+uninterrupted run. Default run: 2 kills during the catch-up of a pre-produced backlog (the first at a
+quarter of the output, the second while the resumed job replays) with a reader's check of InfluxDB after
+every kill. Slow (`scripts/test.sh --slow`, kept out of the default run for CI's time budget; a single
+kill -9 of the live job is in test_crash_resume.py, cluster mode in test_cluster_mode.py and
+test_scale_out.py): the same with 3 kills, 5 kills of the embedded job while the producer runs, 5 kills
+of the TaskManager of a standalone cluster, 20 kills."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ def test_five_taskmanager_kills_in_cluster_mode(local_stack, tmp_path: Path) -> 
     assert left == [], "processes of the chaos cluster left behind"
 
 
-def test_backlog_kills_during_catch_up(local_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Everything is in the topic before the job starts; kills during the catch-up: at 1/6 of the output,
+def _backlog_kills_during_catch_up(local_stack, tmp_path: Path, kills: int) -> None:  # type: ignore[no-untyped-def]
+    """Everything is in the topic before the job starts; kills during the catch-up: at 1/(2 kills) of the output,
     then each as soon as the resumed job has completed its first checkpoint (while it replays). Before
     every resume, no reader sees a class below k. (A restore whose checkpoint has the source at the end
     of every partition: tests/integration/test_event_time.py.)"""
@@ -55,13 +56,26 @@ def test_backlog_kills_during_catch_up(local_stack, tmp_path: Path) -> None:  # 
         assert below == [], below
         checked.append(db)
 
-    report = run_chaos(local_stack, tmp_path, kills=3, seed=4, patients=150, duration_s=90, sites=3, backlog=True,
-                       after_kill=reader_check)
-    assert report.kills == 3 and len(checked) == 3
+    report = run_chaos(local_stack, tmp_path, kills=kills, seed=4, patients=150, duration_s=90, sites=3,
+                       backlog=True, after_kill=reader_check)
+    assert report.kills == kills and len(checked) == kills
     # At least one kill must land during the catch-up. A resumed job sometimes catches up before the driver
     # sees its first checkpoint (1 of 5 runs on 2026-12-04: kills 2 and 3 after all points; #19 item 4).
-    assert sum("after all points were written" in note for note in report.notes) <= 2, "a kill during the catch-up"
+    after_all_points = sum("after all points were written" in note for note in report.notes)
+    assert after_all_points <= kills - 1, "a kill during the catch-up"
     _check(report)
+
+
+def test_backlog_kills_during_catch_up(local_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """2 kills (one resume replaying a restore, killed again): the default run's share of CI's time budget."""
+    _backlog_kills_during_catch_up(local_stack, tmp_path, kills=2)
+
+
+@pytest.mark.slow
+def test_three_backlog_kills_during_catch_up(local_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The default test with a third kill (two resumes killed while they replay): one more kill and resume (753 s vs
+    671 s side by side in one invocation on a shared, overloaded machine; 209 s alone on a quiet one)."""
+    _backlog_kills_during_catch_up(local_stack, tmp_path, kills=3)
 
 
 def _read(path: Path) -> bytes:

@@ -50,7 +50,7 @@ def _check_exactly_once(report: ChaosReport) -> None:
 
 @pytest.mark.slow
 def test_exactly_once_backlog_kills(local_stack: Any, tmp_path: Path) -> None:
-    """As test_chaos_resume.py::test_backlog_kills_during_catch_up (150 patients x 90 s in 3 sites, 3 kills
+    """As test_chaos_resume.py::test_three_backlog_kills_during_catch_up (150 patients x 90 s in 3 sites, 3 kills
     during the catch-up, a reader's k check after each), with Kafka transactions."""
     checked: list[str] = []
 

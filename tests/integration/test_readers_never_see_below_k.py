@@ -4,7 +4,8 @@ InfluxDB sits behind a fault-injecting proxy that fails every write request afte
 longer than the sink's retries (so the job fails and restarts from its checkpoint, as in a real
 outage). While writes fail, and before any recovery, a reader's view of InfluxDB is checked the way a
 privacy officer would: points grouped by the window of their timestamps and by class; every group
-must hold >= k distinct pseudonyms. Then the proxy recovers and the points must be exact.
+must hold >= k distinct pseudonyms. Then the proxy recovers and the points must be exact. Default run: two
+outages (early in the output, then again after the restore); slow: a third one late in the output.
 
 Kill -9 of the job at several points of a pre-produced backlog, with the same check before every
 resume, is in tests/integration/test_chaos_resume.py (backlog mode).
@@ -13,7 +14,10 @@ resume, is in tests/integration/test_chaos_resume.py (backlog mode).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+import pytest
 
 from devstack.fault_proxy import FaultProxy
 from devstack.processes import free_port
@@ -25,12 +29,24 @@ from tests.integration.support import IsolatedRun, visible_classes_below_k
 
 START_MS = 1_763_812_800_000
 K = 5
-SUCCESSES_BEFORE_EACH_FAULT = (3, 15, 40)  # write requests that pass before the writes start failing
+# Write requests that pass before the writes start failing, per outage.
+TWO_OUTAGES = (3, 15)
+THREE_OUTAGES = (3, 15, 40)
 FAULT_SECONDS = 25  # longer than the sink's retries (~16 s): the job fails and restarts meanwhile
 
 
 def test_influxdb_outages_never_show_a_class_below_k(isolated_run: IsolatedRun, tmp_path: Path) -> None:
-    run = isolated_run
+    outages_never_show_a_class_below_k(isolated_run, tmp_path, TWO_OUTAGES)
+
+
+@pytest.mark.slow
+def test_three_influxdb_outages_never_show_a_class_below_k(isolated_run: IsolatedRun, tmp_path: Path) -> None:
+    """A third outage late in the output: one more 25 s outage and restart."""
+    outages_never_show_a_class_below_k(isolated_run, tmp_path, THREE_OUTAGES)
+
+
+def outages_never_show_a_class_below_k(run: IsolatedRun, tmp_path: Path,
+                                       successes_before_each_fault: Sequence[int]) -> None:
     messages = list(generate_messages(SimConfig(patients=60, duration_s=90, start_ms=START_MS, sites=3,
                                                 end_of_stream=True, partitions=4, seed=31)))
     expected = expected_output(messages, k=K)
@@ -39,12 +55,12 @@ def test_influxdb_outages_never_show_a_class_below_k(isolated_run: IsolatedRun, 
     port = free_port()
 
     with FaultProxy(url) as proxy:
-        proxy.fail_writes_after(SUCCESSES_BEFORE_EACH_FAULT[0])
+        proxy.fail_writes_after(successes_before_each_fault[0])
         job = JobProcess(run.job_args("--k-anonymity", str(K), "--influx-url", proxy.url, "--restart-attempts", "50",
                                       "--web-ui-port", str(port)), tmp_path / "job.log")
         try:
             checks = 0
-            for number, successes in enumerate(SUCCESSES_BEFORE_EACH_FAULT):
+            for number, successes in enumerate(successes_before_each_fault):
                 failed_before = proxy.writes_failed
                 if number:
                     proxy.fail_writes_after(successes)
@@ -71,7 +87,7 @@ def test_influxdb_outages_never_show_a_class_below_k(isolated_run: IsolatedRun, 
             jid = running_job_id(port)
             assert jid is not None
             restarts = wait_until(lambda: job_restarts(port, jid), 30, "numRestarts")
-            assert restarts >= len(SUCCESSES_BEFORE_EACH_FAULT), "each outage outlasts the sink's retries"
-            assert checks >= 3 * len(SUCCESSES_BEFORE_EACH_FAULT)
+            assert restarts >= len(successes_before_each_fault), "each outage outlasts the sink's retries"
+            assert checks >= 3 * len(successes_before_each_fault)
         finally:
             job.stop()
