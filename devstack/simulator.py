@@ -518,10 +518,11 @@ def produce(
     *,
     realtime_frame_ms: int | None = None,
     producer: Any = None,
-    flush_timeout_s: float = 120.0,
+    flush_timeout_s: float = 330.0,
 ) -> ProduceReport:
     """Send messages with acks=all; `rate` limits messages per second (0 = unlimited);
-    `realtime_frame_ms` holds each data frame until its last sample's wall-clock time."""
+    `realtime_frame_ms` holds each data frame until its last sample's wall-clock time. The final flush waits
+    past the producer's delivery timeout (300 s), so every frame ends delivered or counted in `errors`."""
     from kafka.errors import KafkaError
 
     own_producer = producer is None
