@@ -477,12 +477,14 @@ def make_producer(bootstrap: str, security: KafkaSecurity | None = None, **overr
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
         "acks": "all",
-        # A device rides out a broker outage of up to 2 min: unbounded retries within the delivery timeout,
-        # the frames buffered meanwhile; idempotent, so a retry neither reorders nor doubles a frame
-        # (tests/integration/test_broker_outage.py, a 30 s kill -9 during a live stream). Stated here rather
-        # than left to the client's defaults.
+        # A device rides out a broker outage of a few minutes: unbounded retries within the delivery timeout,
+        # the frames buffered meanwhile (~2.5 KB per frame and second); idempotent, so a retry neither reorders
+        # nor doubles a frame (tests/integration/test_broker_outage.py, kill -9 for 30 s and 120 s during a
+        # live stream). 300 s, not the client's 120 s: with 120 s a 2 min outage (~130 s until the restarted
+        # broker answers) expired the frames sent at its start, and kafka-python then dropped its producer id
+        # and sent nothing more, even after the broker was back (benchmarks/producer_outage.py).
         "retries": 2**31 - 1,
-        "delivery_timeout_ms": 120_000,
+        "delivery_timeout_ms": 300_000,
         "enable_idempotence": True,
         "linger_ms": 20,
         "batch_size": 256 * 1024,
@@ -516,10 +518,11 @@ def produce(
     *,
     realtime_frame_ms: int | None = None,
     producer: Any = None,
-    flush_timeout_s: float = 120.0,
+    flush_timeout_s: float = 330.0,
 ) -> ProduceReport:
     """Send messages with acks=all; `rate` limits messages per second (0 = unlimited);
-    `realtime_frame_ms` holds each data frame until its last sample's wall-clock time."""
+    `realtime_frame_ms` holds each data frame until its last sample's wall-clock time. The final flush waits
+    past the producer's delivery timeout (300 s), so every frame ends delivered or counted in `errors`."""
     from kafka.errors import KafkaError
 
     own_producer = producer is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -128,6 +129,27 @@ def source_offsets(port: int) -> dict[int, int]:
                 partition = int(metric["id"].rsplit(".partition.", 1)[1].split(".")[0])
                 offsets[partition] = max(offsets.get(partition, -1), int(float(metric["value"])))
     return offsets
+
+
+
+@dataclass
+class MetricHighWater:
+    """The highest value an ``ecg.*`` metric of the running job (``job_metrics``: summed over operators and
+    subtasks) reached over every ``sample``, e.g. ``records_in`` for the records read so far: a restarted attempt
+    counts from its checkpoint again, so the highest seen, not the latest. REST metrics are up to 10 s old
+    (Flink's metric fetcher)."""
+
+    port: int
+    name: str
+    highest: float = 0.0
+
+    def sample(self) -> None:
+        try:
+            value = job_metrics(self.port).get(self.name)
+        except (OSError, AssertionError):  # REST busy, or no RUNNING job (restarting): the next sample has it
+            return
+        if value is not None:
+            self.highest = max(self.highest, value)
 
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +60,11 @@ class BelowKSampler:
         self.persistent += [found for found in seen if found in again]
         self.raced += [found for found in seen if found not in again]
 
-    def sample_for(self, seconds: float, every_s: float = 1.0) -> None:
+    def sample_for(self, seconds: float, every_s: float = 1.0, also: Callable[[], object] | None = None) -> None:
+        """Sample for `seconds`; `also`, if given, is called with every sample (another watch on the job)."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             self.sample()
+            if also is not None:
+                also()
             time.sleep(max(0.0, min(every_s, end - time.monotonic())))
