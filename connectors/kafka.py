@@ -197,9 +197,13 @@ def with_event_time_progress(stream: DataStream, settings: Any) -> DataStream:
     for key, value in client_properties(settings).items():
         properties.put(key, value)
     end_check = jvm.io.ecgflinkanon.connectors.InputEndCheck(settings.kafka_bootstrap, properties)
+    # A partition the broker reports with records unread holds event time until it delivers, but not for good: a
+    # reader that never came back to it (a throttled view over 4 partitions, issue 23) stalled the view's output.
+    max_hold_ms = max(60_000, 6 * idle_ms)
     j_stream = stream._j_data_stream
-    return DataStream(j_stream.transform("event-time progress", j_stream.getType(),
-                                         operator_class(bound_ms, idle_ms, announce_ms, after_checkpoint, end_check)))
+    return DataStream(j_stream.transform(
+        "event-time progress", j_stream.getType(),
+        operator_class(bound_ms, idle_ms, announce_ms, after_checkpoint, end_check, max_hold_ms)))
 
 
 def with_liveness_guard(stream: DataStream, settings: Any, downstream: str) -> DataStream:

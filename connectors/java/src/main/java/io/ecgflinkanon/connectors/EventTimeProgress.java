@@ -127,6 +127,7 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     private static final long END_CHECK_PERIOD_MILLIS = 1_000;
 
     private final long outOfOrdernessMillis;
+    private final long maxHoldMillis;
     private final long idleTimeoutMillis;
 
     /** Per partition ("topic#partition"): {max record timestamp} (an array: updated in place per record). */
@@ -171,6 +172,8 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
     private transient Set<String> atEnd;
     /** Partitions whose own watermark is below the source's: they hold event time (see the class comment). */
     private transient Set<String> holding;
+    /** Per holding partition: when the broker first answered, in this hold, that it has records unread. */
+    private transient Map<String, Long> unreadSince;
     /** Partitions whose hold has been logged (once per hold, not per watermark). */
     private transient Set<String> holdReported;
     /** Assigned partitions without a resolved starting offset that have been logged. */
@@ -216,6 +219,17 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
      */
     public EventTimeProgress(long outOfOrdernessMillis, long idleTimeoutMillis, long idleAnnounceDelayMillis,
             boolean announceAfterCheckpoint, InputEndCheck endCheck) {
+        this(outOfOrdernessMillis, idleTimeoutMillis, idleAnnounceDelayMillis, announceAfterCheckpoint, endCheck, 0);
+    }
+
+    /**
+     * {@code maxHoldMillis}: a partition the broker keeps reporting with records unread holds event time at most
+     * this long (0: no limit); then it is left out, as the source's idleness rule alone would, with a WARN line
+     * (see the class comment).
+     */
+    public EventTimeProgress(long outOfOrdernessMillis, long idleTimeoutMillis, long idleAnnounceDelayMillis,
+            boolean announceAfterCheckpoint, InputEndCheck endCheck, long maxHoldMillis) {
+        this.maxHoldMillis = maxHoldMillis;
         this.endCheck = endCheck;
         this.outOfOrdernessMillis = outOfOrdernessMillis;
         this.idleTimeoutMillis = idleTimeoutMillis;
@@ -235,6 +249,7 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         atEnd = new HashSet<>();
         holding = new HashSet<>();
         holdReported = new HashSet<>();
+        unreadSince = new HashMap<>();
         unresolvedReported = new HashSet<>();
         resolvedStarts = new ConcurrentHashMap<>();
         sourceWatermark = Long.MIN_VALUE;
@@ -399,12 +414,17 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
             }
             endProbe = null;
             if (unread != null) {
+                long now = getProcessingTimeService().getCurrentProcessingTime();
                 for (Map.Entry<String, Long> asked : probedOffsets.entrySet()) {
                     // Read to its end, and nothing read from it since the question: it holds nothing back.
                     if (!unread.contains(asked.getKey()) && asked.getValue().equals(nextOffsets.get(asked.getKey()))) {
                         atEnd.add(asked.getKey());
+                    } else if (unread.contains(asked.getKey()) && holding.contains(asked.getKey())) {
+                        releaseIfHeldTooLong(asked.getKey(), now);
                     }
                 }
+            } else {
+                unreadSince.clear(); // the broker does not answer (an outage): the reader cannot be blamed
             }
             // Starting offsets the check resolved (sentinels of partitions that have not delivered yet): fixed now.
             for (Map.Entry<String, Long> start : resolvedStarts.entrySet()) {
@@ -446,6 +466,24 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
         LOG.info("event-time progress: records again after an idleness the broker did not confirm; each of the {} "
                 + "partitions read here holds event time at its own watermark until it delivers or is read to its end",
                 nextOffsets.size());
+    }
+
+    /**
+     * A reader that never gets back to a partition with records would otherwise hold event time for good (a
+     * throttled view over 4 partitions whose reader took one or two partitions only for minutes: the view
+     * published nothing, issue 23). After {@code maxHoldMillis} of the broker saying "records unread", the
+     * partition is left out as the source's idleness rule would; its frames then come late (dead-lettered,
+     * counted), as before this hold existed.
+     */
+    private void releaseIfHeldTooLong(String partition, long now) {
+        long since = unreadSince.computeIfAbsent(partition, key -> now);
+        if (maxHoldMillis > 0 && now - since >= maxHoldMillis) {
+            unreadSince.remove(partition);
+            atEnd.add(partition); // until it delivers again
+            LOG.warn("event-time progress: partition {} has held event time for {} ms with records unread and the "
+                    + "reader has not come back to it; leaving it out (its frames behind the watermark will be late)",
+                    partition, now - since);
+        }
     }
 
     /**
@@ -567,6 +605,7 @@ public class EventTimeProgress extends AbstractStreamOperator<Row> implements On
             resumeAfterUnconfirmedIdle();
         }
         atEnd.remove(key);
+        unreadSince.remove(key);
         Object offset = row.getField(2);
         if (offset instanceof Number) {
             nextOffsets.put(key, ((Number) offset).longValue() + 1);

@@ -484,6 +484,29 @@ class EventTimeProgressTest {
     }
 
     @Test
+    void aPartitionTheReaderNeverComesBackToHoldsEventTimeOnlyUpToTheLimit() throws Exception {
+        ScriptedEnd broker = new ScriptedEnd(Boolean.FALSE);
+        broker.unreadPartitions = Set.of("ecg-raw#0"); // records unread, but the reader reads only partition 1
+        try (OneInputStreamOperatorTestHarness<Row, Row> harness =
+                opened(new EventTimeProgress(OUT_OF_ORDERNESS, 0, 0, false, broker, 5_000), null)) {
+            harness.processElement(record("ecg-raw", 0, 0, 10_000));
+            harness.processElement(record("ecg-raw", 1, 0, 30_000));
+            harness.processWatermark(7_999);
+            harness.processWatermark(27_999);
+            for (int second = 1; second <= 4; second++) {
+                harness.setProcessingTime(second * 1_000L);
+                Thread.sleep(20);
+            }
+            assertEquals(List.of("W7999"), progressOf(harness), "within the limit: held");
+            untilProgressIs(harness, List.of("W7999", "W27999"));
+            harness.processElement(record("ecg-raw", 0, 1, 12_000)); // it comes back: late, and held again
+            harness.processElement(record("ecg-raw", 1, 1, 40_000));
+            harness.processWatermark(37_999);
+            assertEquals(List.of("W7999", "W27999"), progressOf(harness));
+        }
+    }
+
+    @Test
     void theEndOfABoundedInputIsNeverHeld() throws Exception {
         ScriptedEnd broker = new ScriptedEnd(Boolean.FALSE); // records after the stop offsets of a backfill
         try (OneInputStreamOperatorTestHarness<Row, Row> harness =
