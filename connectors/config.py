@@ -236,14 +236,6 @@ SETTINGS: tuple[Setting, ...] = (
     # Windows and event time
     Setting("WINDOW_SECONDS", "5", _positive_int, "tumbling event-time window length"),
     Setting("ALLOWED_LATENESS_SECONDS", "0", _non_negative_int, "allowed lateness of windows"),
-    Setting(
-        "MAX_WINDOWS_PER_FIRING",
-        "1",
-        _non_negative_int,
-        "due windows anonymized and written per key and firing at most; the rest wait in checkpointed state "
-        "for the next firing (a processing-time timer), so a checkpoint barrier waits for at most this much "
-        "work instead of every window one watermark closes (a catch-up); 0 = all at the watermark",
-    ),
     Setting("MAX_OUT_OF_ORDERNESS_SECONDS", "2", _non_negative_int, "watermark bound per partition"),
     Setting(
         "IDLE_PARTITION_TIMEOUT_SECONDS",

@@ -41,14 +41,11 @@ def points_by_level(output: PipelineOutput) -> Counter[int]:
     return +counts
 
 
-@pytest.mark.parametrize("max_windows_per_firing", ["0", "1"])
-def test_windows_levels_and_dead_letters_are_the_reference_models(max_windows_per_firing: str) -> None:
+def test_windows_levels_and_dead_letters_are_the_reference_models() -> None:
     """The operator assertions of tests/integration/test_job_end_to_end.py (which stays in the default run: the
     Kafka -> job -> InfluxDB + DLQ path) and of test_accounting.py (Flink's metrics over REST), on a collection:
     exact points per level, imputed points, pseudonyms, each window's published frames, DLQ reasons, and every
-    input record accounted for (control + dead-lettered + valid; valid = anonymized = published + suppressed).
-    With all due windows at each watermark (0) and one window per key and firing (1: the rest at processing-time
-    timers, and those still due when the collection ends at the final watermark)."""
+    input record accounted for (control + dead-lettered + valid; valid = anonymized = published + suppressed)."""
     messages = list(generate_messages(SimConfig(patients=20, duration_s=30, start_ms=START_MS, sites=2,
                                                 bad_fraction=0.05, end_of_stream=True, partitions=4, seed=7)))
     bad = [message for message in messages if message.kind == "bad"]
@@ -58,8 +55,7 @@ def test_windows_levels_and_dead_letters_are_the_reference_models(max_windows_pe
     expected = expected_output(messages, k=K)
     assert len(expected.points_by_level) >= 2
 
-    output = run_pipeline(records_of(messages), ["--k-anonymity", str(K),
-                                                 "--max-windows-per-firing", max_windows_per_firing])
+    output = run_pipeline(records_of(messages), ["--k-anonymity", str(K)])
 
     assert sum(frame.points for window in output.windows for frame in window.frames) == expected.points
     assert points_by_level(output) == expected.points_by_level
