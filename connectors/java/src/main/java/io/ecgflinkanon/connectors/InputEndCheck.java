@@ -50,9 +50,7 @@ public class InputEndCheck implements Serializable {
             }
             Map<TopicPartition, Long> next = new HashMap<>();
             for (Map.Entry<String, Long> entry : nextOffsets.entrySet()) {
-                int cut = entry.getKey().lastIndexOf('#');
-                next.put(new TopicPartition(entry.getKey().substring(0, cut),
-                        Integer.parseInt(entry.getKey().substring(cut + 1))), entry.getValue());
+                next.put(topicPartition(entry.getKey()), entry.getValue());
             }
             Map<TopicPartition, Long> ends = consumer.endOffsets(next.keySet(), TIMEOUT);
             for (Map.Entry<TopicPartition, Long> partition : next.entrySet()) {
@@ -99,9 +97,7 @@ public class InputEndCheck implements Serializable {
             if (offset != EARLIEST && offset != LATEST) {
                 throw new IllegalArgumentException("cannot resolve starting offset " + offset + " of " + entry.getKey());
             }
-            int cut = entry.getKey().lastIndexOf('#');
-            TopicPartition partition = new TopicPartition(entry.getKey().substring(0, cut),
-                    Integer.parseInt(entry.getKey().substring(cut + 1)));
+            TopicPartition partition = topicPartition(entry.getKey());
             (offset == EARLIEST ? earliest : latest).put(partition, entry.getKey());
         }
         if (earliest.isEmpty() && latest.isEmpty()) {
@@ -128,6 +124,12 @@ public class InputEndCheck implements Serializable {
             }
         }
         return resolved;
+    }
+
+    /** "topic#partition", the key EventTimeProgress uses, as Kafka's TopicPartition. */
+    private static TopicPartition topicPartition(String key) {
+        int cut = key.lastIndexOf('#');
+        return new TopicPartition(key.substring(0, cut), Integer.parseInt(key.substring(cut + 1)));
     }
 
     private KafkaConsumer<byte[], byte[]> newConsumer() {
