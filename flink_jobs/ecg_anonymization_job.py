@@ -42,7 +42,7 @@ from connectors.kafka import (
 from flink_jobs.shipping import job_packages, stage_packages
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
 from operators.http_output import PostWindows
-from operators.k_anonymity import LATE_FRAMES, KAnonymityWindows, WindowOptions
+from operators.k_anonymity import LATE_FRAMES, KAnonymityWindows, WindowOptions, with_window_closes
 from operators.parse import DEAD_LETTER, ParseFrames, ParseOptions
 from operators.sinks import CountDeadLetters, WriteWindows, dead_letter_reason
 from privacy.dead_letters import DeadLetterOptions
@@ -195,7 +195,7 @@ def build_pipeline(settings: Settings, source: DataStream, sinks: JobSinks, hier
 
     windows = WindowOptions.from_settings(settings)
     anonymized = (
-        parsed.key_by(lambda record: record.group, key_type=Types.STRING())
+        with_window_closes(parsed.key_by(lambda record: record.group, key_type=Types.STRING()), windows)
         .process(
             KAnonymityWindows.create(
                 hierarchy, windows, token_key=suppression_token_key(settings.pseudonym_secret_bytes),
