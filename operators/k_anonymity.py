@@ -6,7 +6,7 @@ window must be anonymized exactly once (allowed lateness delays the firing; it n
 published window).
 
 Per key: frames wait in list state tagged with their window start. When a window closes is decided by
-the Java operator chained right before this function (`with_window_closes`, connectors/java
+the Java operator chained right before this function (operators/window_closes.py, connectors/java
 WindowCloser): it registers a Java event-time timer per key and window and sends, as a record, the
 window's close time (an int) when the watermark passes it; this function then anonymizes every frame of
 this key's windows up to it with ``privacy.kanonymity.anonymize_window``. A frame whose window had
@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pyflink.common import Types
-from pyflink.datastream import DataStream, KeyedProcessFunction, KeyedStream, OutputTag, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
-from pyflink.java_gateway import get_gateway
 
 from connectors.config import Settings, options_from_settings
 from connectors.influxdb import group_digest
@@ -156,22 +155,3 @@ class KAnonymityWindows(KeyedProcessFunction):
         return WindowOutput(group=key, window_start_ms=start, window_end_ms=end, published=result.published,
                             metrics=metrics)
 
-
-WINDOW_CLOSER_CLASS = "io.ecgflinkanon.connectors.WindowCloser"
-
-
-def with_window_closes(keyed: KeyedStream, windows: WindowOptions) -> KeyedStream:
-    """`keyed` (by the group field, as DataStream.key_by builds it) through WindowCloser, keyed the same way
-    again without a shuffle, so that KAnonymityWindows runs chained right after it on the same keys."""
-    gateway = get_gateway()
-    operator_class = gateway.jvm.io.ecgflinkanon.connectors.WindowCloser
-    if type(operator_class).__name__ == "JavaPackage":
-        raise RuntimeError(f"{WINDOW_CLOSER_CLASS} is not on the classpath: run scripts/setup.sh")
-    j_keyed = keyed._j_data_stream
-    closer = operator_class(windows.window_seconds * 1000, windows.allowed_lateness_seconds * 1000,
-                            windows.window_close_pace_ms)
-    closes = DataStream(j_keyed.transform("window closes", j_keyed.getType(), closer))
-    closes.uid("k-anonymity-window-closes").name(f"window closes ({windows.window_seconds} s)")
-    j_rekeyed = gateway.jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
-        closes._j_data_stream, gateway.jvm.KeyByKeySelector(), keyed._j_data_stream.getKeyType())
-    return KeyedStream(j_rekeyed, keyed._original_data_type_info, closes)

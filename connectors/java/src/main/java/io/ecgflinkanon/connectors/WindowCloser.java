@@ -36,6 +36,12 @@ import org.apache.flink.types.Row;
  * closed. Steps that close nothing are taken at once; the final watermark (end of a bounded input) closes
  * everything at once. Lateness is judged against the input watermark, so pacing never changes which frames
  * are late. Gauge {@code window_close_lag_ms}: input watermark minus forwarded watermark.
+ *
+ * <p><b>Text records</b> ({@code textRecords}, for the dead-letter counts per reason, operators/sinks.py
+ * CountDeadLetters, on {@code Row(reason, dead-letter JSON)}): a close is the text {@code "window-close:" +
+ * close time}, never a dead letter (those are JSON objects), and a late record is not wrapped but moved to the
+ * window the input watermark is in (its timestamp becomes the watermark + 1): a late dead letter counts in the
+ * window event time was in when it came.
  */
 public class WindowCloser extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, Triggerable<Row, VoidNamespace> {
@@ -49,6 +55,7 @@ public class WindowCloser extends AbstractStreamOperator<Row>
     private final long windowMillis;
     private final long latenessMillis;
     private final long paceMillis;
+    private final boolean textRecords;
 
     private transient InternalTimerService<VoidNamespace> closeTimers;
     private transient long inputWatermark;
@@ -56,13 +63,20 @@ public class WindowCloser extends AbstractStreamOperator<Row>
     private transient boolean stepScheduled;
     private transient long closesEmitted;
 
+    /** For the k-anonymity windows: {@code Row(key, pickled frame)}. */
     public WindowCloser(long windowMillis, long latenessMillis, long paceMillis) {
+        this(windowMillis, latenessMillis, paceMillis, false);
+    }
+
+    /** @param textRecords {@code Row(key, String)} records (see the class comment), else pickled frames */
+    public WindowCloser(long windowMillis, long latenessMillis, long paceMillis, boolean textRecords) {
         if (windowMillis < 1 || latenessMillis < 0 || paceMillis < 0) {
             throw new IllegalArgumentException("need windowMillis >= 1, latenessMillis >= 0, paceMillis >= 0");
         }
         this.windowMillis = windowMillis;
         this.latenessMillis = latenessMillis;
         this.paceMillis = paceMillis;
+        this.textRecords = textRecords;
     }
 
     @Override
@@ -90,8 +104,12 @@ public class WindowCloser extends AbstractStreamOperator<Row>
         Row keyed = element.getValue();
         long closeTime = closeTimeOf(element.getTimestamp());
         if (closeTime <= inputWatermark) {
-            output.collect(element.replace(Row.of(keyed.getField(0), lateFrame((byte[]) keyed.getField(1)))));
-            return;
+            if (!textRecords) {
+                output.collect(element.replace(Row.of(keyed.getField(0), lateFrame((byte[]) keyed.getField(1)))));
+                return;
+            }
+            element.setTimestamp(inputWatermark + 1);
+            closeTime = closeTimeOf(inputWatermark + 1);
         }
         closeTimers.registerEventTimeTimer(VoidNamespace.INSTANCE, closeTime);
         output.collect(element);
@@ -101,8 +119,8 @@ public class WindowCloser extends AbstractStreamOperator<Row>
     public void onEventTime(InternalTimer<Row, VoidNamespace> timer) {
         closesEmitted++;
         long closeTime = timer.getTimestamp();
-        output.collect(new StreamRecord<>(Row.of(timer.getKey().getField(0), RoundTicks.pickledLong(closeTime)),
-                                          closeTime));
+        Object close = textRecords ? "window-close:" + closeTime : RoundTicks.pickledLong(closeTime);
+        output.collect(new StreamRecord<>(Row.of(timer.getKey().getField(0), close), closeTime));
     }
 
     @Override

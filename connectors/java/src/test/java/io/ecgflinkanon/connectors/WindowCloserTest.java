@@ -182,6 +182,31 @@ class WindowCloserTest {
     }
 
     @Test
+    void textRecordsCloseWithATextAndALateOneMovesToTheWatermarksWindow() throws Exception {
+        try (KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> harness = new KeyedOneInputStreamOperatorTestHarness<>(
+                new WindowCloser(WINDOW, 0, 0, true), BY_WARD, Types.ROW(Types.STRING))) {
+            harness.setup();
+            harness.initializeEmptyState();
+            harness.open();
+            harness.processElement(new StreamRecord<>(Row.of("late", "{}"), 1_000));
+            harness.processWatermark(12_000);
+            harness.processElement(new StreamRecord<>(Row.of("late", "{}"), 2_000)); // its window closed: moves
+            harness.processWatermark(20_000);
+            List<String> seen = new ArrayList<>();
+            for (Object element : harness.getOutput()) {
+                if (element instanceof Watermark) {
+                    seen.add("W" + ((Watermark) element).getTimestamp());
+                } else {
+                    StreamRecord<?> record = (StreamRecord<?>) element;
+                    seen.add(((Row) record.getValue()).getField(1) + "@" + record.getTimestamp());
+                }
+            }
+            assertEquals(List.of("{}@1000", "window-close:9999@9999", "W12000", "{}@12001",
+                    "window-close:19999@19999", "W20000"), seen);
+        }
+    }
+
+    @Test
     void aLateFrameIsThePickleOfAOneTupleOfItsBytes() {
         // pickle.loads(bytes) == (b"abc",) in Python (PROTO 3, BINBYTES with a 4-byte length, TUPLE1, STOP).
         assertArrayEquals(new byte[] {(byte) 0x80, 3, 'B', 3, 0, 0, 0, 'a', 'b', 'c', (byte) 0x85, '.'},
