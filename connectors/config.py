@@ -236,6 +236,13 @@ SETTINGS: tuple[Setting, ...] = (
     # Windows and event time
     Setting("WINDOW_SECONDS", "5", _positive_int, "tumbling event-time window length"),
     Setting("ALLOWED_LATENESS_SECONDS", "0", _non_negative_int, "allowed lateness of windows"),
+    Setting(
+        "WINDOW_CLOSE_PACE_MS",
+        "200",
+        _non_negative_int,
+        "when one watermark closes several windows (a catch-up), close one window per this many ms, so that a "
+        "checkpoint barrier waits for about one window's anonymization, not all of them; 0 = all at once",
+    ),
     Setting("MAX_OUT_OF_ORDERNESS_SECONDS", "2", _non_negative_int, "watermark bound per partition"),
     Setting(
         "IDLE_PARTITION_TIMEOUT_SECONDS",

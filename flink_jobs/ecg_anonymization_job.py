@@ -45,6 +45,7 @@ from operators.http_output import PostWindows
 from operators.k_anonymity import LATE_FRAMES, KAnonymityWindows, WindowOptions
 from operators.parse import DEAD_LETTER, ParseFrames, ParseOptions
 from operators.sinks import CountDeadLetters, WriteWindows, dead_letter_reason
+from operators.window_closes import with_window_closes
 from privacy.dead_letters import DeadLetterOptions
 from privacy.intake import IntakeOptions
 from privacy.pseudonym import suppression_token_key
@@ -168,7 +169,9 @@ def production_sinks(settings: Settings) -> JobSinks:
                                      f"{settings.kafka_transactional_id_prefix}-dlq")
         dead_letters.sink_to(dlq_sink).uid("dlq-sink").name("kafka: " + settings.kafka_dlq_topic)
         if settings.output == "influxdb":
-            dead_letters.key_by(dead_letter_reason, key_type=Types.STRING()).process(
+            with_window_closes(dead_letters.key_by(dead_letter_reason, key_type=Types.STRING()),
+                               name="dead-letter windows close", uid="dead-letter-count-closes",
+                               window_ms=windows.window_seconds * 1000, text_records=True).process(
                 CountDeadLetters(influx, windows)
             ).uid("dead-letter-counts").name("dead letters per reason -> InfluxDB")
 
@@ -195,7 +198,11 @@ def build_pipeline(settings: Settings, source: DataStream, sinks: JobSinks, hier
 
     windows = WindowOptions.from_settings(settings)
     anonymized = (
-        parsed.key_by(lambda record: record.group, key_type=Types.STRING())
+        with_window_closes(parsed.key_by(lambda record: record.group, key_type=Types.STRING()),
+                           name=f"window closes ({windows.window_seconds} s)", uid="k-anonymity-window-closes",
+                           window_ms=windows.window_seconds * 1000,
+                           lateness_ms=windows.allowed_lateness_seconds * 1000,
+                           pace_ms=windows.window_close_pace_ms)
         .process(
             KAnonymityWindows.create(
                 hierarchy, windows, token_key=suppression_token_key(settings.pseudonym_secret_bytes),

@@ -1,19 +1,27 @@
 """Tumbling event-time windows per group key with the k-anonymity core: a thin KeyedProcessFunction.
 
 Own windows instead of Flink's window operator, because the anonymization needs keyed state that
-outlives a window (running means, counters, the privacy core's per-key memory) and event-time timers
-of its own, and because every window must be anonymized exactly once (allowed lateness delays the
-firing; it never re-fires a published window).
+outlives a window (running means, counters, the privacy core's per-key memory), and because every
+window must be anonymized exactly once (allowed lateness delays the firing; it never re-fires a
+published window).
 
-Per key: frames wait in list state tagged with their window start; an event-time timer at the
-window's last millisecond (+ allowed lateness) anonymizes all frames of that window with
-``privacy.kanonymity.anonymize_window``. A frame whose window has already fired is late: it goes to
-the dead-letter side output with its source position, and is counted.
+Per key: frames wait in list state tagged with their window start. When a window closes is decided by
+the Java operator chained right before this function (operators/window_closes.py, connectors/java
+WindowCloser): it registers a Java event-time timer per key and window and sends, as a record, the
+window's close time (an int) when the watermark passes it; this function then anonymizes every frame of
+this key's windows up to it with ``privacy.kanonymity.anonymize_window``. A frame whose window had
+already closed when it came is late: WindowCloser sends it wrapped in a 1-tuple, and it goes to the
+dead-letter side output with its source position, and is counted.
+
+Why not a timer registered here (as before issue 19 item 5): PyFlink hands a timer that Python code
+registers to the JVM after the bundle that registered it, so the checkpoint that ends that bundle can
+miss it, and a ward's last window could stay unfired after a restore.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,7 +43,8 @@ LATE_FRAMES = OutputTag("late-frames", Types.STRING())
 
 @dataclass(frozen=True)
 class WindowOptions:
-    """The anonymization windows: settings WINDOW_SECONDS, ALLOWED_LATENESS_SECONDS, K_ANONYMITY, L_DIVERSITY."""
+    """The anonymization windows: settings WINDOW_SECONDS, ALLOWED_LATENESS_SECONDS, K_ANONYMITY, L_DIVERSITY,
+    WINDOW_CLOSE_PACE_MS."""
 
     SETTINGS_PREFIX: ClassVar[str] = ""
 
@@ -43,6 +52,7 @@ class WindowOptions:
     allowed_lateness_seconds: int
     k_anonymity: int
     l_diversity: int
+    window_close_pace_ms: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WindowOptions:
@@ -73,9 +83,6 @@ class KAnonymityWindows(KeyedProcessFunction):
         self._key_state = runtime_context.get_state(
             ValueStateDescriptor("k-anonymity-key-state", Types.PICKLED_BYTE_ARRAY())
         )
-        # Timers registered by this worker since it started; Flink de-duplicates timers anyway, this
-        # only saves a call per frame (after a restore the set is empty and timers are re-registered).
-        self._timers: set[tuple[str, int]] = set()
         metrics = runtime_context.get_metrics_group().add_group("ecg")
         self._late = metrics.counter("late_records")
         self._windowed = metrics.counter("frames_windowed")
@@ -87,29 +94,26 @@ class KAnonymityWindows(KeyedProcessFunction):
         # Frames waiting in open windows of this subtask (since it started; 0 once all windows fired).
         metrics.gauge("frames_pending", lambda: max(0, self._windowed_local - self._fired_local))
 
-    def _timer_of(self, window_start: int) -> int:
-        return window_start + self._window_ms - 1 + self._lateness_ms
-
-    def process_element(self, value: KeyedFrame, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
-        timestamp = ctx.timestamp()
-        start = window_start_of(timestamp, self._window_ms)
-        timer = self._timer_of(start)
-        watermark = ctx.timer_service().current_watermark()
-        if watermark is not None and timer <= watermark:
-            self._late.inc()
-            yield LATE_FRAMES, late_record_message(value, self._window_ms // 1000)
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        if isinstance(value, int):  # WindowCloser: this key's windows up to this close time close
+            yield from self._close(ctx.get_current_key(), value)
             return
-        self._frames.add((start, value.frame))
+        if isinstance(value, tuple):  # WindowCloser: a frame whose window had closed when it came
+            self._late.inc()
+            yield LATE_FRAMES, late_record_message(pickle.loads(value[0]), self._window_ms // 1000)
+            return
+        frame: KeyedFrame = value
+        self._frames.add((window_start_of(ctx.timestamp(), self._window_ms), frame.frame))
         self._windowed.inc()
         self._windowed_local += 1
-        if (value.group, timer) not in self._timers:
-            ctx.timer_service().register_event_time_timer(timer)
-            self._timers.add((value.group, timer))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
-        key = ctx.get_current_key()
-        self._timers.discard((key, timestamp))
-        due_until = timestamp - self._lateness_ms - self._window_ms + 1
+        # Only timers restored from a checkpoint of a version before WindowCloser: this function registers none.
+        yield from self._close(ctx.get_current_key(), timestamp)
+
+    def _close(self, key: str, close_time: int):  # type: ignore[no-untyped-def]
+        """Anonymizes this key's frames of every window whose close time is at or before `close_time`."""
+        due_until = close_time - self._lateness_ms - self._window_ms + 1
         due: dict[int, list[Any]] = {}
         waiting: list[tuple[int, Any]] = []
         for start, frame in self._frames.get() or ():
@@ -150,3 +154,4 @@ class KAnonymityWindows(KeyedProcessFunction):
         log.info("window %s [%d, %d) #%d %s", group, start, end, result.state.windows, metrics.log_line())
         return WindowOutput(group=key, window_start_ms=start, window_end_ms=end, published=result.published,
                             metrics=metrics)
+

@@ -46,6 +46,7 @@ from connectors.influxdb import (
 )
 from operators.k_anonymity import WindowOptions
 from operators.records import WindowOutput
+from operators.window_closes import text_close_time
 
 log = logging.getLogger("ecg.sink")
 
@@ -274,8 +275,9 @@ class WriteWindows(ProcessFunction):
 class CountDeadLetters(KeyedProcessFunction):
     """Dead letters per reason (the key) and tumbling event-time window (the record's Kafka timestamp),
     written to InfluxDB (`ecg_dead_letters`) when event time passes the window; counts live in keyed
-    state. A dead letter whose window has already closed (a late frame, by definition) counts in the
-    window event time is in when it arrives."""
+    state. The windows close by the text records of the WindowCloser chained before it
+    (operators/window_closes.py), which also moves a dead letter whose window has already closed (a late
+    frame, by definition) into the window event time is in when it arrives."""
 
     def __init__(self, influx: InfluxOptions, windows: WindowOptions) -> None:
         self._options = influx
@@ -291,27 +293,31 @@ class CountDeadLetters(KeyedProcessFunction):
             self._writer.close()
 
     def process_element(self, value: str, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        close_time = text_close_time(value)
+        if close_time is not None:
+            self._write_closed(ctx.get_current_key(), close_time)
+            return iter(())
         timestamp = ctx.timestamp()
-        watermark = ctx.timer_service().current_watermark()
-        if watermark is not None and timestamp - timestamp % self._window_ms + self._window_ms - 1 <= watermark:
-            timestamp = watermark + 1
         start = timestamp - timestamp % self._window_ms
-        count = self._counts.get(start)
-        if count is None:
-            ctx.timer_service().register_event_time_timer(start + self._window_ms - 1)
-        self._counts.put(start, (count or 0) + 1)
+        self._counts.put(start, (self._counts.get(start) or 0) + 1)
         return iter(())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
-        assert self._writer is not None
-        start = timestamp - self._window_ms + 1
-        count = self._counts.get(start)
-        if count:
-            self._writer.write_lines(
-                [stats_line(DEAD_LETTERS_MEASUREMENT, {"reason": ctx.get_current_key()}, {"count": int(count)}, start)]
-            )
-            self._counts.remove(start)
+        # Only timers restored from a checkpoint of a version before WindowCloser: this function registers none.
+        self._write_closed(ctx.get_current_key(), timestamp)
         return iter(())
+
+    def _write_closed(self, reason: str, close_time: int) -> None:
+        assert self._writer is not None
+        closed = sorted(start for start in self._counts.keys() if start + self._window_ms - 1 <= close_time)
+        if not closed:
+            return
+        self._writer.write_lines([
+            stats_line(DEAD_LETTERS_MEASUREMENT, {"reason": reason}, {"count": int(self._counts.get(start))}, start)
+            for start in closed
+        ])
+        for start in closed:
+            self._counts.remove(start)
 
 
 def dead_letter_reason(message: str) -> str:

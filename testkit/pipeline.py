@@ -164,6 +164,7 @@ def _environment_and_source(records: Sequence[InputRecord], settings: Settings, 
     config.set_string("parallelism.default", str(parallelism))
     config.set_string("python.executable", sys.executable)  # Python workers with this environment's packages
     env = StreamExecutionEnvironment.get_execution_environment(config)
+    env.add_jars(*pipeline_jars().split(";"))  # WindowCloser, RoundTicks, ModelStreamWatermarks (connectors/java)
     rows = [Row(record.topic, record.partition, record.offset, record.timestamp_ms, record.value)
             for record in records]
     strategy = WatermarkStrategy.for_bounded_out_of_orderness(
@@ -217,7 +218,6 @@ def _run_cardio_pipeline(records: Sequence[InputRecord], globals_back: Sequence[
     # same uid twice ("Hash collision on user-specified ID cardio-anomalies"); the production sinks are not maps.
     env, source = _environment_and_source(records, settings, parallelism,
                                           {"python.operator-chaining.enabled": "false"})
-    env.add_jars(*pipeline_jars().split(";"))  # RoundTicks and ModelStreamWatermarks (connectors/java)
     models = env.from_collection(list(globals_back), type_info=Types.STRING()).assign_timestamps_and_watermarks(
         model_watermark_strategy())
     collected: dict[str, DataStream] = {}

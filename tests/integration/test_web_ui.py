@@ -146,6 +146,9 @@ def test_web_ui_shows_the_job_and_cancel_then_resume_from_its_checkpoint(
     names = vertex_names(cluster, job_id)
     (parse_vertex,) = [name for name in names if "parse" in name]
     (anonymity_vertex,) = [name for name in names if "anonymity" in name]
+    # Chained into one task: the paced closes work only if the k-anonymity function's bundles hold the task
+    # that closes windows (operators/k_anonymity.py with_window_closes).
+    assert "window closes" in anonymity_vertex, names
     wait_until(lambda: vertex_metric(cluster, job_id, parse_vertex, ".ecg.records_in") == len(first), 120,
                f"records_in = {len(first)}")
     wait_until(lambda: run.points() > 0, 120, "first points")
