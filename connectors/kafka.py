@@ -32,6 +32,16 @@ PROGRESS_CLASS = "io.ecgflinkanon.connectors.EventTimeProgress"
 TRACKING_CLASS = "io.ecgflinkanon.connectors.PartitionTrackingSource"
 GUARD_CLASS = "io.ecgflinkanon.connectors.LivenessGuard"
 THROTTLE_CLASS = "io.ecgflinkanon.connectors.ThrottledSource"
+# Per partition and fetch of a throttled source: the largest record batch a producer can send to a broker with
+# Kafka's default message.max.bytes (1 MB + 12 bytes of batch overhead), rounded up. A larger batch (a topic
+# with a larger max.message.bytes and a producer with batch.size above 1 MB) would be read only while its
+# partition is the first non-empty one of the fetch.
+THROTTLED_PARTITION_FETCH_BYTES = 1024 * 1024 + 64 * 1024
+# The smallest ECG frame (1 s at 360 Hz, ~2.3-2.7 KB in the simulator's encoding): with it a partition's fetch is
+# at most ~470 records, the longest turn a throttled reader gives one partition. Smaller records make it longer.
+SMALLEST_FRAME_BYTES = 2300
+# Partitions per reader assumed when the input topic cannot be described at start.
+ASSUMED_PARTITIONS_PER_READER = 8
 
 log = logging.getLogger("ecg.kafka")
 
@@ -82,15 +92,14 @@ def build_source(settings: Any) -> KafkaSource:
         )
     builder._j_builder.setDeserializer(deserializer_class())
     if settings.max_records_per_second > 0:
-        # A throttled reader emits one poll's records over (max.poll.records / its rate) seconds; a partition
-        # whose records wait at the end of a poll must not look idle meanwhile. About one second of records
-        # per poll keeps that far below IDLE_PARTITION_TIMEOUT_SECONDS.
-        # Likewise one partition's fetch: at 1 MB (~400 frames) a reader at 120 records/s spent ~3 s on each
-        # partition in turn, so each waited ~10 s between its turns. ~1 KB per record of the reader's
-        # rate per partition fetch (at least 16 KB; a larger record still comes through, KIP-74).
+        # A throttled reader emits one poll's records over (max.poll.records / its rate) seconds: about one
+        # second of records per poll. max.partition.fetch.bytes stays at least the largest record batch a
+        # producer can send: the broker returns a batch larger than it only to the first non-empty partition of
+        # a fetch (KIP-74), the others get nothing. At ~1 KB per record/s a reader at 43 records/s over 4
+        # partitions read 2 of them and left the other 2 at the end of their first 256 KB batch (issue 23).
         per_reader = settings.max_records_per_second / settings.parallelism
         builder = builder.set_property("max.poll.records", str(max(1, min(500, round(per_reader))))).set_property(
-            "max.partition.fetch.bytes", str(max(16 * 1024, min(1024 * 1024, round(per_reader * 1024)))))
+            "max.partition.fetch.bytes", str(THROTTLED_PARTITION_FETCH_BYTES))
     if settings.kafka_stop_at != "none":
         # A one-time backfill: the source ends there, Flink then emits the final watermark (every window
         # closes) and the job finishes. A timestamp stops before the first record at or after it.
@@ -169,6 +178,71 @@ def watermark_strategy(settings: Any) -> WatermarkStrategy:
     return strategy
 
 
+def throttled_turn_wait_seconds(settings: Any, partitions_per_reader: int) -> float:
+    """How long a partition of a throttled reader can wait for its next turn while a backlog is read: the
+    reader's consumer fetches every partition it owns at once and hands one partition's fetch (up to
+    THROTTLED_PARTITION_FETCH_BYTES of frames) over before the next, so each other partition of the reader
+    takes up to one full fetch at the reader's rate."""
+    per_reader = settings.max_records_per_second / settings.parallelism
+    turn_s = THROTTLED_PARTITION_FETCH_BYTES / SMALLEST_FRAME_BYTES / per_reader
+    return max(0, partitions_per_reader - 1) * turn_s
+
+
+def _admin_properties(settings: Any, client_id: str, timeout_s: float) -> Any:
+    """java.util.Properties of a Java admin client with the job's bootstrap and security settings."""
+    properties = get_gateway().jvm.java.util.Properties()
+    for key, value in {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": client_id,
+        "request.timeout.ms": str(int(timeout_s * 1000)),
+        "default.api.timeout.ms": str(int(timeout_s * 1000)),
+        **client_properties(settings),
+    }.items():
+        properties.setProperty(key, value)
+    return properties
+
+
+def input_partition_count(settings: Any, timeout_s: float = 10.0) -> int | None:
+    """Partitions of the input topic (the job's Java admin client and security settings); None when the broker
+    does not answer in time or the topic does not exist yet."""
+    from py4j.protocol import Py4JJavaError
+
+    jvm = get_gateway().jvm
+    admin = jvm.org.apache.kafka.clients.admin.Admin.create(_admin_properties(settings, "ecg-partition-count",
+                                                                                timeout_s))
+    try:
+        names = jvm.java.util.ArrayList()
+        names.add(settings.kafka_input_topic)
+        description = admin.describeTopics(names).topicNameValues().get(settings.kafka_input_topic)
+        return int(description.get(int(timeout_s), jvm.java.util.concurrent.TimeUnit.SECONDS).partitions().size())
+    except Py4JJavaError:
+        return None
+    finally:
+        admin.close(jvm.java.time.Duration.ofSeconds(5))
+
+
+def throttled_hold_ms(settings: Any) -> int:
+    """How long event time waits for a partition of a throttled source with records unread: 1.5 x its longest
+    wait for a turn (throttled_turn_wait_seconds), so that a partition waiting for its turn is never left out
+    and its frames never come late. Logged with a WARN when that is longer than the 60 s default: a throttled
+    view then publishes a window only after every partition's turn, minutes behind its input."""
+    partitions = input_partition_count(settings)
+    per_reader = (-(-partitions // settings.parallelism) if partitions is not None
+                  else ASSUMED_PARTITIONS_PER_READER)
+    wait_s = throttled_turn_wait_seconds(settings, per_reader)
+    hold_ms = round(1.5 * wait_s * 1000)
+    if hold_ms > 60_000:
+        log.warning(
+            "MAX_RECORDS_PER_SECOND=%s over %s partitions per reader (%s): while a backlog is read, a partition "
+            "may wait up to %.0f s for its turn (one fetch of %d KB per other partition, frames of %d bytes, at "
+            "%.1f records/s per reader); event time waits up to %.0f s for it, so windows close that much later",
+            settings.max_records_per_second, per_reader,
+            "the input topic's" if partitions is not None else "assumed, topic not described",
+            wait_s, THROTTLED_PARTITION_FETCH_BYTES // 1024, SMALLEST_FRAME_BYTES,
+            settings.max_records_per_second / settings.parallelism, hold_ms / 1000)
+    return hold_ms
+
+
 def with_event_time_progress(stream: DataStream, settings: Any) -> DataStream:
     """Chain connectors/java/EventTimeProgress after the source (operators chain by default): it keeps the
     per-partition event-time progress in checkpoints and re-emits it after a restore (Flink does not
@@ -198,8 +272,11 @@ def with_event_time_progress(stream: DataStream, settings: Any) -> DataStream:
         properties.put(key, value)
     end_check = jvm.io.ecgflinkanon.connectors.InputEndCheck(settings.kafka_bootstrap, properties)
     # A partition the broker reports with records unread holds event time until it delivers, but not for good: a
-    # reader that never came back to it (a throttled view over 4 partitions, issue 23) stalled the view's output.
+    # reader that never comes back to it would stall the output. A throttled reader's turns are longer than that
+    # at low rates (throttled_hold_ms).
     max_hold_ms = max(60_000, 6 * idle_ms)
+    if settings.max_records_per_second > 0:
+        max_hold_ms = max(max_hold_ms, throttled_hold_ms(settings))
     j_stream = stream._j_data_stream
     return DataStream(j_stream.transform(
         "event-time progress", j_stream.getType(),
@@ -269,15 +346,7 @@ def check_kafka_access(settings: Any, topics: Sequence[str], timeout_s: float = 
     from py4j.protocol import Py4JJavaError
 
     jvm = get_gateway().jvm
-    properties = jvm.java.util.Properties()
-    for key, value in {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "client.id": "ecg-preflight",
-        "request.timeout.ms": str(int(timeout_s * 1000)),
-        "default.api.timeout.ms": str(int(timeout_s * 1000)),
-        **client_properties(settings),
-    }.items():
-        properties.setProperty(key, value)
+    properties = _admin_properties(settings, "ecg-preflight", timeout_s)
     security = KafkaSecurity.from_settings(settings)
     where = f"Kafka at {settings.kafka_bootstrap} ({security.security_protocol}"
     where += f", {security.sasl_mechanism} user {security.sasl_username!r})" if security.uses_sasl else ")"

@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from connectors.config import load_settings
-from connectors.kafka import build_source
+from connectors.kafka import (
+    SMALLEST_FRAME_BYTES,
+    THROTTLED_PARTITION_FETCH_BYTES,
+    build_source,
+    throttled_turn_wait_seconds,
+)
 
 SECRET = "s3cret-value-for-tests-0123456789"
 
@@ -52,3 +57,22 @@ def test_backfill_of_a_range_by_timestamps(jvm_with_jars: None) -> None:
     assert start.getClass().getSimpleName() == stop.getClass().getSimpleName() == "TimestampOffsetsInitializer"
     assert (_field(start, "startingTimestamp"), _field(stop, "startingTimestamp")) == (1_763_812_810_000,
                                                                                        1_763_812_825_000)
+
+
+@pytest.mark.parametrize("rate", ["5", "43.3", "2000"])
+def test_a_throttled_source_fetches_a_whole_producer_batch_of_every_partition(jvm_with_jars: None, rate: str) -> None:
+    """The broker returns a batch larger than max.partition.fetch.bytes only to the first non-empty partition of a
+    fetch: a throttled source must not fetch less per partition than the largest batch on a default broker
+    (message.max.bytes, 1 MB + 12 bytes), whatever its rate; max.poll.records keeps its polls at ~1 s of records."""
+    properties = _field(_source("--max-records-per-second", rate), "props")
+    assert int(properties.getProperty("max.partition.fetch.bytes")) == THROTTLED_PARTITION_FETCH_BYTES >= 1048588
+    assert properties.getProperty("max.poll.records") == str(max(1, min(500, round(float(rate)))))
+
+
+def test_a_throttled_readers_longest_wait_for_a_turn() -> None:
+    """One full fetch of frames per other partition of the reader, at the reader's rate (README, Throttle)."""
+    settings = load_settings(["--max-records-per-second", "10", "--parallelism", "2"],
+                             environ={"PSEUDONYM_SECRET": SECRET})
+    turn_s = THROTTLED_PARTITION_FETCH_BYTES / SMALLEST_FRAME_BYTES / 5
+    assert throttled_turn_wait_seconds(settings, 1) == 0
+    assert throttled_turn_wait_seconds(settings, 4) == pytest.approx(3 * turn_s)

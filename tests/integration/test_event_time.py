@@ -28,6 +28,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import pytest
+
 from connectors.checkpoints import latest_checkpoint
 from devstack.processes import free_port
 from devstack.simulator import SimConfig, SimMessage, end_of_stream_messages, generate_messages, produce
@@ -200,6 +202,53 @@ def test_partitions_with_unread_records_never_count_as_idle(isolated_run: Isolat
         job.stop()
     held = job.flink_log_text().count("holds event time until it delivers or the broker confirms it")
     assert held > 0, "the shape did not make the source take a partition with records for idle"
+
+
+@pytest.mark.slow
+def test_throttled_reader_takes_turns_on_partitions_of_large_producer_batches(isolated_run: IsolatedRun,
+                                                                             tmp_path: Path) -> None:
+    """One throttled reader (43 records/s, as a view throttled to R/4 in benchmarks/view_throttle.py) owns four
+    partitions whose records came in the simulator's producer batches of ~256 KB (~100 frames). The broker returns
+    a batch larger than max.partition.fetch.bytes only to the first non-empty partition of a fetch: while the
+    source lowered that limit to ~1 KB per record/s (43 KB), two partitions stayed at the end of their first batch
+    until the other two were read to their end (for minutes in the benchmark, their frames then late: issue 23).
+    Every partition must take its turns: when the first partition is read to its end, every other one is read past
+    half of its records; and the run ends exact with no late frame."""
+    from testkit.flink_rest import source_offsets
+
+    run = isolated_run
+    data = list(generate_messages(SimConfig(patients=40, duration_s=50, start_ms=START_MS, sites=2, seed=27)))
+    messages = on_partitions(data, (0, 1, 2, 3)) + end_of_stream_messages(4)
+    expected = expected_output(messages, k=K)
+    produce(messages, run.stack.kafka_bootstrap, run.raw_topic)  # batch.size 256 KB, linger 20 ms
+    last_offsets = last_offsets_of(run.stack.kafka_bootstrap, run.raw_topic)
+    assert min(last_offsets.values()) > 400, last_offsets  # ~1.2 MB each: several batches per partition
+    job, port = start_job(run, tmp_path, "--max-records-per-second", "43", "--parallelism", "1",
+                          "--checkpoint-interval-seconds", "5", "--cardio-branch", "false", idle_seconds=10)
+    at_first_end: dict[int, int] = {}  # every partition's offset when the first one was read to its end
+
+    def progress() -> bool:
+        try:
+            offsets = source_offsets(port)
+        except OSError:
+            return False
+        ended = [p for p, last in last_offsets.items() if offsets.get(p, -1) >= last]
+        if ended and not at_first_end:
+            at_first_end.update({p: offsets.get(p, -1) for p in last_offsets})
+        return len(ended) == len(last_offsets)
+
+    try:
+        wait_until(progress, 180, "every partition read to its end", job=job, poll=0.5)
+        behind = {p: offset for p, offset in at_first_end.items() if offset < last_offsets[p] / 2}
+        assert not behind, (f"partitions left behind while another was read to its end: {behind} "
+                            f"(offsets then {at_first_end}, ends {last_offsets})")
+        wait_until(lambda: run.points() >= expected.points, 60, f"{expected.points} points", job=job)
+        assert_stays(run, expected.points)
+        assert run.points_by_level() == expected.points_by_level
+        metrics = assert_all_accounted(port, job, late=0)
+        assert metrics["frames_valid"] == len(data)
+    finally:
+        job.stop()
 
 
 def test_burst_after_an_idle_hour(isolated_run: IsolatedRun, tmp_path: Path) -> None:
