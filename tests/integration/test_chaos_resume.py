@@ -2,7 +2,7 @@
 uninterrupted run. Default run: 1 kill at half of the output during the catch-up of a pre-produced
 backlog (100 patients x 60 s) with a reader's check of InfluxDB before the resume. Slow (`scripts/test.sh
 --slow`, kept out of the default run for CI's time budget; a single kill -9 of the live job is in
-test_crash_resume.py, cluster mode in test_cluster_mode.py and test_scale_out.py, kills while a resumed
+test_crash_resume.py, cluster mode in test_web_ui.py and test_scale_out.py, kills while a resumed
 job replays also in test_exactly_once_chaos.py, slow): the same on a 150 patients x 90 s backlog with 2 and 3
 kills (resumed jobs killed again while they replay), 5 kills of the embedded job while the producer
 runs, 5 kills of the TaskManager of a standalone cluster, 20 kills."""

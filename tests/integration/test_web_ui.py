@@ -5,7 +5,11 @@ submitted with `flink run` (REST job submission is not the UI's jar upload, whic
 the job is listed RUNNING, its operators show the `ecg` metric group (records in, dead-lettered, suppressed),
 the Checkpoints tab lists completed checkpoints; *Cancel Job* (with its confirmation) cancels it. The compose
 submitter (docker/submit_job.py, `flink run -s` through scripts/flink) resumes from the retained checkpoint,
-*Latest Restore* names it, and InfluxDB ends with exactly the reference model's points.
+*Latest Restore* names it (and the REST checkpoint stats), InfluxDB ends with exactly the reference model's
+points, and the cardio branch, which the submitter starts as a second `flink run` (flink_jobs/cardio_job.py),
+publishes model updates. The cluster puts no repository on the workers' path (devstack.flink_cluster), so both
+jobs run on exactly the packages they ship (flink_jobs/shipping.py). (This was also test_cluster_mode.py, with
+the same cluster start, `flink run`, cancel and `flink run -s`, until issue 21 merged the two.)
 
 ECG_SCREENSHOT_DIR=DIR pytest tests/integration/test_web_ui.py  also saves the job graph as
 DIR/flink-job-graph.png.
@@ -221,9 +225,13 @@ def test_web_ui_shows_the_job_and_cancel_then_resume_from_its_checkpoint(
         time.sleep(4)
         assert run.points() == expected.points
         assert run.points_by_level() == expected.points_by_level
+        restored = (cluster.rest_get(f"/jobs/{resumed}/checkpoints").get("latest") or {}).get("restored") or {}
+        assert str(restored.get("external_path", "")).rstrip("/").endswith(f"{job_id}/{retained.name}"), restored
+        wait_until(lambda: run.model_updates(), 120, "the cardio branch's model updates after the resume")
     finally:
-        cluster.cancel(resumed)
-        cluster.wait_for_job(resumed, ("CANCELED", "FAILED", "FINISHED"), timeout=60)
+        for running in [j["jid"] for j in cluster.jobs_overview() if j["state"] == "RUNNING"]:  # with the branch
+            cluster.cancel(running)
+            cluster.wait_for_job(running, ("CANCELED", "FAILED", "FINISHED"), timeout=60)
 
 
 def latest_restore_text(page: Any) -> str:
