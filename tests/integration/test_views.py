@@ -2,6 +2,7 @@
 submitted through Flink's REST API (/jars/upload + /jars/:id/run of the Python driver), with its own k and
 database; stop with a savepoint + resume publishes exactly the reference model's points; delete takes a final
 savepoint, ends the job and drops the output. Real Kafka, influxd and Flink processes (tests/conftest.py).
+The `flink run` fallback on a cluster without web submission is in test_web_ui.py (on its cluster).
 """
 
 from __future__ import annotations
@@ -188,22 +189,3 @@ def test_a_view_resumes_after_the_whole_cluster_was_killed(isolated_run: Isolate
         assert points_by_level(run, db) == expected.points_by_level
     finally:
         cluster.cancel(resumed.job_id)
-
-
-def test_a_cluster_without_web_submission_gets_the_view_through_flink_run(tmp_path: Path) -> None:
-    """web.submit.enable: false (as in production): /jars answers 404, the upload breaks the connection; the
-    view goes through `flink run -d -m HOST:PORT` instead and runs (its output is never reached here)."""
-    flink = FlinkCluster(tmp_path / "flink", rest_port=0, parallelism=1, extra_config={"web.submit.enable": False})
-    flink.start()
-    try:
-        manager = ViewManager(tmp_path / "views", flink.rest_url, {"KAFKA_BOOTSTRAP": "127.0.0.1:9"},
-                              {"PSEUDONYM_SECRET": TEST_SECRET})
-        view = manager.create("fallback", Profile(k=5), Outputs(http_url="http://127.0.0.1:9/ingest"),
-                              wait_running=120)
-        assert view.submit_mode == "flink-run"
-        assert [(job["name"], job["state"]) for job in flink.jobs_overview()] == [("view-fallback", "RUNNING")]
-        assert manager.views()["fallback"].job_id == view.job_id
-        flink.cancel(view.job_id)
-    finally:
-        flink.stop()
-        assert flink.pids() == [], "cluster processes left behind"

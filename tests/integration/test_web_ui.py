@@ -5,7 +5,13 @@ submitted with `flink run` (REST job submission is not the UI's jar upload, whic
 the job is listed RUNNING, its operators show the `ecg` metric group (records in, dead-lettered, suppressed),
 the Checkpoints tab lists completed checkpoints; *Cancel Job* (with its confirmation) cancels it. The compose
 submitter (docker/submit_job.py, `flink run -s` through scripts/flink) resumes from the retained checkpoint,
-*Latest Restore* names it, and InfluxDB ends with exactly the reference model's points.
+*Latest Restore* names it (and the REST checkpoint stats), InfluxDB ends with exactly the reference model's
+points, and the cardio branch, which the submitter starts as a second `flink run` (flink_jobs/cardio_job.py),
+publishes model updates. The cluster puts no repository on the workers' path (devstack.flink_cluster), so both
+jobs run on exactly the packages they ship (flink_jobs/shipping.py). (This was also test_cluster_mode.py, with
+the same cluster start, `flink run`, cancel and `flink run -s`, until issue 21 merged the two.)
+
+The same cluster gets an anonymized view through `flink run` (views.ViewManager's fallback when /jars is off).
 
 ECG_SCREENSHOT_DIR=DIR pytest tests/integration/test_web_ui.py  also saves the job graph as
 DIR/flink-job-graph.png.
@@ -34,6 +40,7 @@ from devstack.simulator import SimConfig, generate_messages, produce
 from testkit.jobs import TEST_SECRET, wait_until
 from testkit.reference import expected_output
 from tests.integration.support import IsolatedRun
+from views import Outputs, Profile, ViewManager
 
 JOB_FILE = PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py"
 CHROMIUM = "/usr/bin/chromium"
@@ -43,9 +50,12 @@ K = 5
 START_MS = 1_763_812_800_000
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[FlinkCluster]:
-    flink = FlinkCluster(tmp_path / "flink", rest_port=0, parallelism=1, extra_config={"web.submit.enable": "false"})
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlinkCluster]:
+    """One cluster for the module's tests (the view test with a cluster of its own took 58.6 s in a CI rehearsal,
+    the view itself ~13 s): each test cancels the jobs it started."""
+    flink = FlinkCluster(tmp_path_factory.mktemp("flink"), rest_port=0, parallelism=1,
+                         extra_config={"web.submit.enable": "false"})
     flink.start()
     try:
         yield flink
@@ -224,12 +234,34 @@ def test_web_ui_shows_the_job_and_cancel_then_resume_from_its_checkpoint(
         time.sleep(4)
         assert run.points() == expected.points
         assert run.points_by_level() == expected.points_by_level
+        restored = (cluster.rest_get(f"/jobs/{resumed}/checkpoints").get("latest") or {}).get("restored") or {}
+        assert str(restored.get("external_path", "")).rstrip("/").endswith(f"{job_id}/{retained.name}"), restored
+        wait_until(lambda: run.model_updates(), 120, "the cardio branch's model updates after the resume")
     finally:
-        cluster.cancel(resumed)
-        cluster.wait_for_job(resumed, ("CANCELED", "FAILED", "FINISHED"), timeout=60)
+        for running in [j["jid"] for j in cluster.jobs_overview() if j["state"] == "RUNNING"]:  # with the branch
+            cluster.cancel(running)
+            cluster.wait_for_job(running, ("CANCELED", "FAILED", "FINISHED"), timeout=60)
 
 
 def latest_restore_text(page: Any) -> str:
     page.get_by_text("Latest Restore").first.wait_for()
     text = str(page.locator("body").inner_text())
     return text.split("Latest Restore", 1)[1][:600]
+
+
+def test_a_cluster_without_web_submission_gets_the_view_through_flink_run(cluster: FlinkCluster,
+                                                                           tmp_path: Path) -> None:
+    """web.submit.enable: false (as in production): /jars answers 404, the upload breaks the connection; the
+    view goes through `flink run -d -m HOST:PORT` instead and runs (its output is never reached here). Here, not
+    in test_views.py: it needs this module's cluster, not one of its own."""
+    manager = ViewManager(tmp_path / "views", cluster.rest_url, {"KAFKA_BOOTSTRAP": "127.0.0.1:9"},
+                          {"PSEUDONYM_SECRET": TEST_SECRET})
+    view = manager.create("fallback", Profile(k=5), Outputs(http_url="http://127.0.0.1:9/ingest"), wait_running=120)
+    try:
+        assert view.submit_mode == "flink-run"
+        running = [(job["name"], job["state"]) for job in cluster.jobs_overview() if job["state"] != "CANCELED"]
+        assert running == [("view-fallback", "RUNNING")]
+        assert manager.views()["fallback"].job_id == view.job_id
+    finally:
+        cluster.cancel(view.job_id)
+        cluster.wait_for_job(view.job_id, ("CANCELED", "FAILED", "FINISHED"), timeout=60)
