@@ -373,8 +373,9 @@ SETTINGS: tuple[Setting, ...] = (
         "left the source for this long, or event time is due to advance but no window fired (0 = off)",
     ),
     Setting("PYTHON_EXECUTABLE", "", _text, "Python of the Flink workers (default: the one running the job)"),
-    Setting("PYTHON_BUNDLE_SIZE", "100000", _positive_int,
-            "elements per Python bundle (a bundle ends, and the sink's writes drain, at this count or time)"),
+    Setting("PYTHON_BUNDLE_SIZE", "1000", _positive_int,
+            "elements per Python bundle (a bundle ends, and the sink's writes drain, at this count or time; a "
+            "checkpoint barrier waits for the current bundle: 1000 keeps that short during a catch-up)"),
     Setting("PYTHON_BUNDLE_TIME_MS", "200", _positive_int,
             "milliseconds per Python bundle at most (a Python operator holds the watermark back until its "
             "bundle ends: 200 closes windows ~3 s sooner than PyFlink's 1000)"),
