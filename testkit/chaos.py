@@ -48,7 +48,7 @@ from devstack.kafka_admin import create_topics
 from devstack.processes import free_port
 from devstack.simulator import ProduceReport, SimConfig, generate_messages, produce
 from devstack.stack import LocalStack
-from testkit.checkpoint_watch import CheckpointWatch
+from testkit.checkpoint_watch import CheckpointWatch, logged_checkpoint_times
 from testkit.flink_rest import job_metrics, source_drained, vertex_watermarks
 from testkit.jobs import TEST_SECRET, JobProcess, branch_args, job_args, wait_until
 from testkit.kafka_topics import TransactionProbe, last_offsets_of, read_topic
@@ -465,10 +465,11 @@ class _Kill:
     killed_at: float
     points_at_kill: int
     rate_before: float  # points/s over the 15 s before the kill
+    logged: tuple[int, int] | None = None  # the restored checkpoint's (trigger, completion) ms from the job's log
 
 
 def _after_resume(counts: PointCounts, restored: Path | None, killed_at: float, points_at_kill: int, total: int,
-                  until_caught_up: bool, job: Any) -> _Kill:
+                  until_caught_up: bool, job: Any, logged: tuple[int, int] | None) -> _Kill:
     """Waits (at most RECOVERY_WAIT_S) until the resumed job writes new points (a backlog: the next kill may come
     before it has caught up) or has caught up (live)."""
     rate = counts.rate_before(killed_at)
@@ -478,7 +479,7 @@ def _after_resume(counts: PointCounts, restored: Path | None, killed_at: float, 
     time.sleep(max(0.0, killed_at + SETTLE_AFTER_KILL_S + counts.poll_s - time.time()))
     points_at_kill = max([points_at_kill, *(n for t, n in counts.samples
                                             if killed_at <= t <= killed_at + SETTLE_AFTER_KILL_S)])
-    kill = _Kill(restored, killed_at, points_at_kill, rate)
+    kill = _Kill(restored, killed_at, points_at_kill, rate, logged)
     condition = _caught_up(kill, total) if until_caught_up else _new_point(kill)
     try:
         wait_until(lambda: counts.first_time(killed_at, condition) is not None, RECOVERY_WAIT_S,
@@ -501,14 +502,16 @@ def _measure(kill: _Kill, watch: CheckpointWatch, counts: PointCounts, total: in
     """A kill's figures from the checkpoint history and the point counts sampled before `until` (the next kill)."""
     restored = kill.restored
     checkpoint = watch.find(restored.parent.name, int(restored.name[4:])) if restored is not None else None
+    # A checkpoint that completed less than a poll before the kill is only in the killed job's log.
+    times = (checkpoint.trigger_ms, checkpoint.completed_ms) if checkpoint is not None else kill.logged
 
     def seconds_to(condition: Any) -> float | None:
         return counts.first_time(kill.killed_at, lambda moment, count: moment <= until and condition(moment, count))
 
     return KillRecovery(
         restored=restored.name if restored is not None else "none (from the start)",
-        age_from_trigger_s=None if checkpoint is None else kill.killed_at - checkpoint.trigger_ms / 1000,
-        age_from_completion_s=None if checkpoint is None else kill.killed_at - checkpoint.completed_ms / 1000,
+        age_from_trigger_s=None if times is None else kill.killed_at - times[0] / 1000,
+        age_from_completion_s=None if times is None else kill.killed_at - times[1] / 1000,
         first_new_point_s=seconds_to(_new_point(kill)), caught_up_s=seconds_to(_caught_up(kill, total)),
         interval_s=interval_s)
 
@@ -698,6 +701,8 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
             if after_kill is not None:
                 after_kill(url, db_chaos)
             restored = latest_checkpoint(checkpoints)  # what --from-checkpoint latest resumes from
+            logged = (logged_checkpoint_times(target.job.flink_log_text(), restored.parent.name, int(restored.name[4:]))
+                      if restored is not None and counts is not None and target.job is not None else None)
             resumed_at = time.monotonic()
             target.resume(number)
             report.resumes += 1
@@ -708,7 +713,7 @@ def run_chaos(stack: LocalStack, workdir: Path, *, kills: int = 5, seed: int = 1
             report.resume_seconds.append(time.monotonic() - resumed_at)
             if counts is not None:
                 killed.append(_after_resume(counts, restored, killed_at, points, model.points, not backlog,
-                                            target.job))
+                                            target.job, logged))
         if not backlog:
             producer.join(timeout=600)
         wait_for_points(db_chaos, target.job, target.rest_port, "all points after the last resume")

@@ -10,6 +10,7 @@ the input read since its trigger)."""
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,19 @@ class CompletedCheckpoint:
     @property
     def duration_ms(self) -> int:
         return self.completed_ms - self.trigger_ms
+
+
+def logged_checkpoint_times(flink_log: str, job_id: str, checkpoint_id: int) -> tuple[int, int] | None:
+    """(trigger ms, completion ms) of a checkpoint from the JobManager's log lines ("Triggering checkpoint N ... @
+    <ms> for job J", "Completed checkpoint N for job J (..., checkpointDuration=D ms"): for a checkpoint that
+    completed between two polls of the REST history and a kill -9 right after it."""
+    triggered = re.search(rf"Triggering checkpoint {checkpoint_id} \(.*?\) @ (\d+) for job {job_id}", flink_log)
+    completed = re.search(rf"Completed checkpoint {checkpoint_id} for job {job_id} \(.*?checkpointDuration=(\d+) ms",
+                          flink_log)
+    if triggered is None or completed is None:
+        return None
+    trigger_ms = int(triggered.group(1))
+    return trigger_ms, trigger_ms + int(completed.group(1))
 
 
 def _percentile(values: list[float], share: float) -> float:

@@ -189,3 +189,41 @@ def test_a_view_resumes_after_the_whole_cluster_was_killed(isolated_run: Isolate
         assert points_by_level(run, db) == expected.points_by_level
     finally:
         cluster.cancel(resumed.job_id)
+
+
+@pytest.mark.slow
+def test_a_view_far_behind_its_input_stops_with_a_savepoint_and_resumes_exact(
+    isolated_run: IsolatedRun, cluster: FlinkCluster, tmp_path: Path
+) -> None:
+    """`stop` of a view in the middle of a catch-up: a savepoint's barrier is aligned, so it waits behind
+    everything queued before it (once 120 s and "Checkpoint expired before completing", README *Anonymized
+    views*); with the windows closed one per step (WindowCloser) and 1000-element bundles it goes through, and the
+    resumed view ends exact."""
+    run = isolated_run
+    messages = stream(600)  # 24,000 frames: minutes of catch-up
+    expected = expected_output(messages, k=5)
+    manager = ViewManager(tmp_path / "views", cluster.rest_url, stack_settings(run), {"PSEUDONYM_SECRET": TEST_SECRET})
+    db = f"behind_{uuid.uuid4().hex[:8]}"
+    produce(messages, run.stack.kafka_bootstrap, run.raw_topic)
+    manager.create("behind", Profile(k=5), Outputs(influx_db=db), wait_running=120)
+    try:
+        wait_until(lambda: manager.status("behind").points, 180, "first points")
+        wait_until(lambda: manager.status("behind").last_checkpoint, 60, "a completed checkpoint")
+        time.sleep(10)
+        started = time.monotonic()
+        savepoint = manager.stop("behind")
+        took = time.monotonic() - started
+        points_at_stop = manager.status("behind").points or 0
+        print(f"stop with a savepoint at {points_at_stop} of {expected.points} points: {took:.1f} s")
+        assert (Path(savepoint) / "_metadata").exists()
+        assert 0 < points_at_stop < expected.points // 2, "stopped while far behind its input"
+        manager.resume("behind", wait_running=120)
+        wait_until(lambda: (manager.status("behind").points or 0) >= expected.points, 600,
+                   f"{expected.points} points after the resume")
+        time.sleep(4)
+        assert manager.status("behind").points == expected.points
+        assert points_by_level(run, db) == expected.points_by_level
+    finally:
+        for job in cluster.jobs_overview():
+            if job["state"] == "RUNNING":
+                cluster.cancel(job["jid"])
