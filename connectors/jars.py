@@ -32,6 +32,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = REPO_ROOT / ".cache" / "jars"
@@ -40,6 +41,20 @@ DEFAULT_MAVEN_REPO = REPO_ROOT / ".cache" / "m2"
 #: pinned plugin, so that a second run resolves nothing new (offline)
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 PROJECT_JAR_NAME = "ecg-flink-anon-connectors.jar"
+
+
+def project_class(qualified_name: str) -> Any:
+    """The JVM class `qualified_name` of the project jar (connectors/java), through the PyFlink gateway; a clear
+    error when the jar is not on the classpath (py4j then answers with a JavaPackage, not a class)."""
+    from pyflink.java_gateway import get_gateway  # only where a job is built: this module also runs in setup
+
+    found: Any = get_gateway().jvm
+    for part in qualified_name.split("."):
+        found = getattr(found, part)
+    if not callable(found) or type(found).__name__ == "JavaPackage":
+        raise RuntimeError(f"{qualified_name} is not on the classpath: run scripts/setup.sh to build "
+                           f".cache/jars/{PROJECT_JAR_NAME}")
+    return found
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pyflink.datastream.connectors.kafka import (
 )
 from pyflink.java_gateway import get_gateway
 
+from connectors.jars import project_class
 from connectors.kafka_security import KafkaSecurity
 
 DESERIALIZER_CLASS = "io.ecgflinkanon.connectors.EcgRecordDeserializer"
@@ -84,12 +85,7 @@ def build_source(settings: Any) -> KafkaSource:
     for key, value in client_properties(settings).items():
         builder = builder.set_property(key, value)
     # PyFlink exposes only value-only deserializers; ours keeps partition/offset for the DLQ.
-    deserializer_class = get_gateway().jvm.io.ecgflinkanon.connectors.EcgRecordDeserializer
-    if not callable(deserializer_class) or type(deserializer_class).__name__ == "JavaPackage":
-        raise RuntimeError(
-            f"{DESERIALIZER_CLASS} is not on the classpath: run scripts/setup.sh to build "
-            ".cache/jars/ecg-flink-anon-connectors.jar"
-        )
+    deserializer_class = project_class(DESERIALIZER_CLASS)
     builder._j_builder.setDeserializer(deserializer_class())
     if settings.max_records_per_second > 0:
         # A throttled reader emits one poll's records over (max.poll.records / its rate) seconds: about one
@@ -115,9 +111,7 @@ def partition_tracking(source: KafkaSource) -> Source:
     were given and from which offset, so that EventTimeProgress holds event time for a partition with records
     that has not delivered one yet (the source alone takes it for idle after IDLE_PARTITION_TIMEOUT_SECONDS).
     Same splits and serializers: checkpoints of the unwrapped source restore into it."""
-    tracking_class = get_gateway().jvm.io.ecgflinkanon.connectors.PartitionTrackingSource
-    if type(tracking_class).__name__ == "JavaPackage":
-        raise RuntimeError(f"{TRACKING_CLASS} is not on the classpath: run scripts/setup.sh")
+    tracking_class = project_class(TRACKING_CLASS)
     return Source(tracking_class(source.get_java_function()))
 
 
@@ -127,9 +121,7 @@ def throttled(source: Source, settings: Any) -> Source:
     and serializers: checkpoints restore across a throttle change."""
     if not settings.max_records_per_second > 0:
         return source
-    throttle_class = get_gateway().jvm.io.ecgflinkanon.connectors.ThrottledSource
-    if type(throttle_class).__name__ == "JavaPackage":
-        raise RuntimeError(f"{THROTTLE_CLASS} is not on the classpath: run scripts/setup.sh")
+    throttle_class = project_class(THROTTLE_CLASS)
     return Source(throttle_class(source.get_java_function(), float(settings.max_records_per_second)))
 
 
@@ -153,10 +145,7 @@ def build_model_source(settings: Any) -> KafkaSource:
 
 def model_watermark_strategy() -> WatermarkStrategy:
     """The model stream never constrains event time: it is always idle (ModelStreamWatermarks, connectors/java)."""
-    strategy_class = get_gateway().jvm.io.ecgflinkanon.connectors.ModelStreamWatermarks
-    if not callable(strategy_class) or type(strategy_class).__name__ == "JavaPackage":
-        raise RuntimeError("io.ecgflinkanon.connectors.ModelStreamWatermarks is not on the classpath: "
-                           "run scripts/setup.sh to build .cache/jars/ecg-flink-anon-connectors.jar")
+    strategy_class = project_class("io.ecgflinkanon.connectors.ModelStreamWatermarks")
     return WatermarkStrategy(strategy_class())
 
 
@@ -249,9 +238,7 @@ def with_event_time_progress(stream: DataStream, settings: Any) -> DataStream:
     checkpoint watermarks), and moves an idle input on even when the source does not report it idle, once the
     broker confirms that every partition is read to its end."""
     jvm = get_gateway().jvm
-    operator_class = jvm.io.ecgflinkanon.connectors.EventTimeProgress
-    if type(operator_class).__name__ == "JavaPackage":
-        raise RuntimeError(f"{PROGRESS_CLASS} is not on the classpath: run scripts/setup.sh")
+    operator_class = project_class(PROGRESS_CLASS)
     bound_ms = int(settings.max_out_of_orderness_seconds) * 1000
     # The source's idle timeout: the operator applies the source's idleness rule itself if the source
     # does not report idle in time (issue 19).
@@ -287,9 +274,7 @@ def with_liveness_guard(stream: DataStream, settings: Any, downstream: str) -> D
     """Chain connectors/java/LivenessGuard after the source: it fails the task (the restart strategy then
     resumes from the last checkpoint) when the input has unread records but no record left the source for
     LIVENESS_TIMEOUT_SECONDS; `downstream` names the operators its error message suspects."""
-    operator_class = get_gateway().jvm.io.ecgflinkanon.connectors.LivenessGuard
-    if type(operator_class).__name__ == "JavaPackage":
-        raise RuntimeError(f"{GUARD_CLASS} is not on the classpath: run scripts/setup.sh")
+    operator_class = project_class(GUARD_CLASS)
     timeout_ms = round(settings.liveness_timeout_seconds * 1000)
     properties = get_gateway().jvm.java.util.HashMap()
     for key, value in client_properties(settings).items():

@@ -154,4 +154,3 @@ class KAnonymityWindows(KeyedProcessFunction):
         log.info("window %s [%d, %d) #%d %s", group, start, end, result.state.windows, metrics.log_line())
         return WindowOutput(group=key, window_start_ms=start, window_end_ms=end, published=result.published,
                             metrics=metrics)
-

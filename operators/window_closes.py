@@ -7,6 +7,8 @@ from __future__ import annotations
 from pyflink.datastream import DataStream, KeyedStream
 from pyflink.java_gateway import get_gateway
 
+from connectors.jars import project_class
+
 WINDOW_CLOSER_CLASS = "io.ecgflinkanon.connectors.WindowCloser"
 # The close of a text stream's window (textRecords): this prefix and the close time in ms.
 TEXT_CLOSE_PREFIX = "window-close:"  # WindowCloser.java writes the same
@@ -21,9 +23,7 @@ def with_window_closes(keyed: KeyedStream, *, name: str, uid: str, window_ms: in
     of its pickled bytes. Text records: a close is TEXT_CLOSE_PREFIX + close time, a late record comes on time
     in the window of the watermark."""
     gateway = get_gateway()
-    operator_class = gateway.jvm.io.ecgflinkanon.connectors.WindowCloser
-    if type(operator_class).__name__ == "JavaPackage":
-        raise RuntimeError(f"{WINDOW_CLOSER_CLASS} is not on the classpath: run scripts/setup.sh")
+    operator_class = project_class(WINDOW_CLOSER_CLASS)
     j_keyed = keyed._j_data_stream
     closer = operator_class(window_ms, lateness_ms, pace_ms, text_records)
     closes = DataStream(j_keyed.transform(name, j_keyed.getType(), closer)).uid(uid)
