@@ -2,8 +2,14 @@
 model and its updates, and the global prior of a device that joins.
 
 The Flink operator (operators/anomaly_models.py) keeps one `DeviceState` per pid in keyed state and calls
-`on_frame` / `on_poll`; `benchmarks/anomaly_evaluation.py` and the tests call the same functions in
-event-time order as the reference model of the job.
+`on_frames` / `on_poll`; `benchmarks/anomaly_evaluation.py` and the tests call the same functions in
+event-time order as the reference model of the job (testkit.branch_model).
+
+Blocks (issue 24): the job hands a device's frames to `on_frames` in blocks, the frames of one aligned event-time
+block of BLOCK_MS (`frame_blocks` says which; connectors/java FrameBlocks forms them in the job). A block's
+contiguous frames go through the beat detector as one signal (one call instead of one per 1 s frame, the
+detector's per-call cost was most of the branch's work); the anomaly rules still see each frame in turn, with the
+beats that lie before its end. The outputs depend on the frames and the block length only, never on arrival time.
 
 Joining with the global prior (MODEL_GLOBAL_PRIOR=true): a device seen for the first time at event
 time t waits for global round ``prior_round(t)`` -- the newest round closed by t, chosen by event
@@ -15,7 +21,9 @@ the same model (docs/anomalies.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +54,7 @@ class DeviceConfig:
     dp_clip_norm: float = 0.0  # 0: DP-FedAvg off
     dp_noise_multiplier: float = 0.0
     dp_secret: bytes = b""
+    block_ms: int = 5_000  # CARDIO_BLOCK_SECONDS: frames per detector call (see frame_blocks)
 
 
 @dataclass
@@ -63,7 +72,8 @@ class DeviceState:
     wanted_round: int | None
     beats: Any
     detector: DetectorState = field(default_factory=DetectorState)
-    buffer: list[BufferedFrame] = field(default_factory=list)
+    # Blocks that came while waiting (a BufferedFrame alone: a frame buffered by an earlier version).
+    buffer: list[list[BufferedFrame] | BufferedFrame] = field(default_factory=list)
     waited_ms: int = 0
     prior_timed_out: bool = False
     last_ts_ms: int | None = None  # the last frame processed or buffered
@@ -86,6 +96,49 @@ def frame_end_ms(ts_ms: int, fs: float, n_samples: int) -> int:
     return ts_ms + round(1000.0 * n_samples / fs)
 
 
+def frame_blocks(frames: Iterable[FrameInput], block_ms: int) -> Iterator[list[FrameInput]]:
+    """One device's frames, in arrival order, cut into the blocks the job's FrameBlocks operator forms: the frames
+    of one event-time block [s, s + block_ms) (s a multiple of block_ms) that come one after another; a block
+    ends early with the frame that reaches its end. (FrameBlocks also ends one when the watermark passes its end,
+    which changes nothing for frames that arrive in order: the next frame would be of a later block.)"""
+    block: list[FrameInput] = []
+    start = 0
+    for frame in frames:
+        frame_start = frame.ts_ms - frame.ts_ms % block_ms
+        if block and frame_start != start:
+            yield block
+            block = []
+        start = frame_start
+        block.append(frame)
+        # FrameBlocks' end: Java's Math.round (half up), not Python's round (half to even).
+        if frame.ts_ms + math.floor(1000.0 * frame.samples.shape[0] / frame.fs + 0.5) >= start + block_ms:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def _contiguous_runs(frames: list[FrameInput]) -> Iterator[list[FrameInput]]:
+    """Runs of frames that continue one another (the next starts where the run's samples end, within a sample,
+    at the same rate, all samples finite): what the beat detector would treat as one signal frame by frame."""
+    run: list[FrameInput] = []
+    expected = 0.0
+    for frame in frames:
+        finite = bool(np.isfinite(frame.samples).all())
+        if run and (not finite or frame.fs != run[0].fs or abs(frame.ts_ms - expected) > 1000.0 / frame.fs + 1.0):
+            yield run
+            run = []
+        if not finite:
+            yield [frame]
+            continue
+        if not run:
+            expected = float(frame.ts_ms)
+        run.append(frame)
+        expected += 1000.0 * frame.samples.shape[0] / frame.fs
+    if run:
+        yield run
+
+
 class DeviceProcessor:
     def __init__(self, config: DeviceConfig, beat_source: BeatSource) -> None:
         self.config = config
@@ -93,25 +146,36 @@ class DeviceProcessor:
 
     def on_frame(self, state: DeviceState | None, frame: FrameInput,
                  lookup: GlobalLookup) -> tuple[DeviceState, list[DeviceOutput]]:
+        """A block of one frame."""
+        return self.on_frames(state, [frame], lookup)
+
+    def on_frames(self, state: DeviceState | None, frames: list[FrameInput],
+                  lookup: GlobalLookup) -> tuple[DeviceState, list[DeviceOutput]]:
+        """One block of a device's frames (`frame_blocks`), in arrival order."""
         out: list[DeviceOutput] = []
         if state is None:
-            state = self._new(frame)
+            state = self._new(frames[0])
             if state.phase == WAITING:
                 assert state.wanted_round is not None
-                out.append(JoinSignal(frame.pid, frame.ts_ms, state.wanted_round))
-        end = frame_end_ms(frame.ts_ms, frame.fs, int(frame.samples.shape[0]))
-        if state.last_end_ms is not None and frame.ts_ms < state.last_end_ms:
-            # Frames of a device arrive in order (one Kafka partition per device); anything
-            # older than what was processed would rewrite the past and is counted and dropped.
-            state.frames_out_of_order += 1
+                out.append(JoinSignal(frames[0].pid, frames[0].ts_ms, state.wanted_round))
+        accepted: list[FrameInput] = []
+        for frame in frames:
+            end = frame_end_ms(frame.ts_ms, frame.fs, int(frame.samples.shape[0]))
+            if state.last_end_ms is not None and frame.ts_ms < state.last_end_ms:
+                # Frames of a device arrive in order (one Kafka partition per device); anything
+                # older than what was processed would rewrite the past and is counted and dropped.
+                state.frames_out_of_order += 1
+                continue
+            state.last_ts_ms, state.last_end_ms = frame.ts_ms, end
+            state.frames += 1
+            accepted.append(frame)
+        if not accepted:
             return state, out
-        state.last_ts_ms, state.last_end_ms = frame.ts_ms, end
-        state.frames += 1
         if state.phase == WAITING:
-            state.buffer.append(BufferedFrame(frame.ts_ms, float(frame.fs), frame.samples))
+            state.buffer.append([BufferedFrame(f.ts_ms, float(f.fs), f.samples) for f in accepted])
             out.extend(self._try_release(state, lookup))
         else:
-            out.extend(self._process(state, frame.ts_ms, float(frame.fs), frame.samples))
+            out.extend(self._process(state, accepted))
         return state, out
 
     def on_poll(self, state: DeviceState, lookup: GlobalLookup, waited_ms: int) -> list[DeviceOutput]:
@@ -148,23 +212,35 @@ class DeviceProcessor:
         out: list[DeviceOutput] = []
         buffered, state.buffer = state.buffer, []
         for item in buffered:
-            out.extend(self._process(state, item.ts_ms, item.fs, item.samples))
+            block = item if isinstance(item, list) else [item]
+            out.extend(self._process(state, [FrameInput(state.pid, f.ts_ms, f.fs, f.samples) for f in block]))
         out.append(ReadySignal(state.pid))
         return out
 
-    def _process(self, state: DeviceState, ts_ms: int, fs: float, samples: np.ndarray) -> list[DeviceOutput]:
+    def _process(self, state: DeviceState, frames: list[FrameInput]) -> list[DeviceOutput]:
         out: list[DeviceOutput] = []
-        crossing = self.config.clock.crossing_round(state.processed_ts_ms, ts_ms)
-        state.processed_ts_ms = ts_ms
-        if crossing is not None:
-            update = self._local_update(state, crossing, ts_ms)
-            if update is not None:
-                out.append(update)
-        state.beats, beats = self.beat_source.feed(state.beats, ts_ms, fs, samples)
-        noisy = noise_level_mv(samples) > self.config.noise_mv
         detector = Detector(self.config.detector, state.pid)
-        out.extend(detector.process_frame(state.detector, ts_ms, frame_end_ms(ts_ms, fs, int(samples.shape[0])),
-                                          noisy, beats.times_ms, beats.confirmed_until_ms))
+        for run in _contiguous_runs(frames):
+            samples = run[0].samples if len(run) == 1 else np.concatenate([f.samples for f in run])
+            state.beats, beats = self.beat_source.feed(state.beats, run[0].ts_ms, float(run[0].fs), samples)
+            times, confirmed_until = beats.times_ms, beats.confirmed_until_ms
+            first = 0
+            for index, frame in enumerate(run):
+                crossing = self.config.clock.crossing_round(state.processed_ts_ms, frame.ts_ms)
+                state.processed_ts_ms = frame.ts_ms
+                if crossing is not None:
+                    update = self._local_update(state, crossing, frame.ts_ms)
+                    if update is not None:
+                        out.append(update)
+                end = frame_end_ms(frame.ts_ms, frame.fs, int(frame.samples.shape[0]))
+                # The frame sees the run's beats before its end, final up to its end (the last frame: up to where
+                # the detector has confirmed them), as if the detector had been fed up to this frame.
+                last = index == len(run) - 1
+                until = len(times) if last else bisect_left(times, end, lo=first)
+                noisy = noise_level_mv(frame.samples) > self.config.noise_mv
+                out.extend(detector.process_frame(state.detector, frame.ts_ms, end, noisy, times[first:until],
+                                                  confirmed_until if last else min(end, confirmed_until)))
+                first = until
         return out
 
     def _local_update(self, state: DeviceState, round_number: int, ts_ms: int) -> LocalUpdate | None:

@@ -274,6 +274,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEMO_MODE", "false", _bool, "generate a throw-away pseudonym secret (demo only)"),
     # Anomaly detection + federated learning (the cardio branch)
     Setting("CARDIO_BRANCH", "true", _bool, "run the anomaly / federated-learning branch"),
+    Setting("CARDIO_BLOCK_SECONDS", "5", _positive_int,
+            "the detector takes a device's frames of one aligned event-time block this long at once (1..60); "
+            "anomalies wait for their block, global models for the block's end"),
     Setting("ANOMALY_Z_THRESHOLD", "2.5", _positive_float, "|z| of a 30 s / 5 min window HR that is an anomaly"),
     Setting("ANOMALY_WARMUP_WINDOWS", "4", _positive_int, "30 s windows before a device's own baseline scores"),
     Setting("ANOMALY_TACHY_BPM", "130", _positive_float, "30 s window HR above this: tachycardia"),
@@ -547,6 +550,8 @@ def load_settings(
         raise ConfigError("invalid WEB_UI_PORT: must be a port number")
     if values["cardio_web_ui_port"] and not values["cardio_web_ui_port"].isdigit():
         raise ConfigError("invalid CARDIO_WEB_UI_PORT: must be a port number")
+    if values["cardio_block_seconds"] > 60:
+        raise ConfigError("invalid CARDIO_BLOCK_SECONDS: at most 60 (a block holds a device's frames in state)")
     if values["model_grace_seconds"] >= values["model_update_seconds"]:
         raise ConfigError("invalid MODEL_GRACE_SECONDS: must be below MODEL_UPDATE_SECONDS")
     hierarchy_path = Path(values["hierarchy_path"])

@@ -4,9 +4,11 @@
     build_cardio_branch(settings, parsed, global_models_back(env, settings), production_branch_sinks(settings))
 
     parse side output (pid, ts) --key_by(pid)--> RequestPriors --key_by(round)--> MatchPriors
-    ecg-model-updates, global only (ModelStreamWatermarks) --+--key_by(round)-------^   | Row(pid, PriorNotice)
+    ecg-model-updates, global only (ModelStreamWatermarks) --+--key_by(round)-------^   | Row(pid, 0, 0.0, notice)
                                                              |                          v
-    parsed Row(pid, DeviceFrame) ----------------------------|---------------------> union, keyed by field 0
+    parsed Row(pid, ts, fs, samples) ------------------------|---------------------> union, keyed by field 0
+                                                             |              FrameBlocks (Java): a device's frames
+                                                             |              of one CARDIO_BLOCK_SECONDS block
                                                              +--broadcast--------------> |
                                                    DetectAnomalies (KeyedBroadcastProcessFunction, uid cardio-detector)
                                                      | AnomalyEvent             | LocalUpdate / Join / Ready
@@ -24,10 +26,12 @@ waits for the global round of its first frame; MatchPriors hands it that round a
 its pid (federated.priors), so its release never depends on a timer. CARDIO_BRANCH=false leaves the branch's job out.
 
 From the parse step to the detector a frame crosses between Java and Python twice (issue 24): the parse step
-emits it already keyed, as Row(pid, DeviceFrame) (operators.parse.ParseDeviceFrames: pid, event time, sample
-rate and the samples' bytes), and `keyed_by_device` partitions that Row on the Java side. `key_by` with a Python key
-selector would add a Python step after the union with the prior notices that cannot be chained with the
-parse step (two more crossings and two more pickles of every frame).
+emits it already keyed, as Row(pid, ts, fs, samples) (operators.parse.ParseDeviceFrames, type
+operators.records.DEVICE_FRAME), and `keyed_by_device` partitions that Row on the Java side. `key_by` with a Python
+key selector would add a Python step after the union with the prior notices that cannot be chained with the
+parse step (two more crossings and two more pickles of every frame). FrameBlocks (operators/frame_blocks.py) then
+hands the detector a device's frames of one block at once: one Python call, one keyed-state read and write and one
+run of the beat detector per block instead of per frame.
 """
 
 from __future__ import annotations
@@ -58,7 +62,9 @@ from operators.anomaly_models import (
     PublishBranch,
     RequestPriors,
 )
-from operators.parse import BY_DEVICE, FRAME_HEADS
+from operators.frame_blocks import with_frame_blocks
+from operators.parse import FRAME_HEADS
+from operators.records import DEVICE_FRAME, pass_through_row
 from operators.round_ticks import with_round_ticks
 
 
@@ -79,6 +85,7 @@ def device_config(settings: Settings) -> DeviceConfig:
         dp_clip_norm=settings.model_dp_clip_norm,
         dp_noise_multiplier=settings.model_dp_noise_multiplier,
         dp_secret=settings.pseudonym_secret_bytes if settings.model_dp_clip_norm > 0 else b"",
+        block_ms=settings.cardio_block_seconds * 1000,
     )
 
 
@@ -105,16 +112,16 @@ def _round_of_global(text: str) -> int:
 
 
 def _by_device(notice: PriorNotice) -> Row:
-    return Row(notice.pid, notice)
+    return pass_through_row(notice.pid, notice)
 
 
 def keyed_by_device(stream: DataStream) -> KeyedStream:
-    """`stream` (Row(pid, record), type BY_DEVICE) keyed by its pid: what DataStream.key_by builds after its
+    """`stream` (Row(pid, ...), type DEVICE_FRAME) keyed by its pid: what DataStream.key_by builds after its
     Python key-adding step (the same Java key selector on field 0, the same key type, so the detector's
     keyed state is the one key_by(pid) gave it), without that step."""
     j_keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
                                           Types.ROW([Types.STRING()]).get_java_type_info())
-    return KeyedStream(j_keyed, Types.PICKLED_BYTE_ARRAY(), stream)
+    return KeyedStream(j_keyed, DEVICE_FRAME, stream)
 
 
 def needs_frame_heads(settings: Settings) -> bool:
@@ -172,7 +179,7 @@ def global_models_back(env: StreamExecutionEnvironment, settings: Settings) -> D
 
 def build_cardio_branch(settings: Settings, parsed: DataStream, globals_back: DataStream,
                         sinks: BranchSinks) -> None:
-    """The branch's operators between `parsed` (Row(pid, DeviceFrame) of type BY_DEVICE, from
+    """The branch's operators between `parsed` (Row(pid, ts, fs, samples) of type DEVICE_FRAME, from
     operators.parse.ParseDeviceFrames, with the FRAME_HEADS side output when
     `needs_frame_heads`), `globals_back` (global update JSON texts, never constraining event time:
     `global_models_back` in production) and `sinks`."""
@@ -190,11 +197,13 @@ def build_cardio_branch(settings: Settings, parsed: DataStream, globals_back: Da
             .connect(globals_back.key_by(_round_of_global, key_type=Types.LONG()))
             .process(MatchPriors(), Types.PICKLED_BYTE_ARRAY())
             .name("prior notices (requests x global updates, per round)").uid("cardio-prior-match")
-            .map(_by_device, BY_DEVICE).name("prior notices by pid").uid("cardio-prior-notices-by-pid")
+            .map(_by_device, DEVICE_FRAME).name("prior notices by pid").uid("cardio-prior-notices-by-pid")
         )
         device_input = parsed.union(notices)
+    blocks = with_frame_blocks(keyed_by_device(device_input), block_ms=settings.cardio_block_seconds * 1000,
+                               name="frame blocks (per pid)", uid="cardio-frame-blocks")
     branch = (
-        keyed_by_device(device_input)
+        blocks
         .connect(globals_back.broadcast(GLOBAL_MODELS))
         .process(DetectAnomalies(device_config(settings), CardioBeats()), Types.PICKLED_BYTE_ARRAY())
         .name("beats + anomalies + local models (per pid)").uid("cardio-detector")

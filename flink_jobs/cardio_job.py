@@ -34,7 +34,8 @@ from flink_jobs.cardio_branch import (
     production_branch_sinks,
 )
 from hierarchy.loader import Hierarchy, HierarchyError, load_hierarchy
-from operators.parse import BY_DEVICE, DEAD_LETTER, ParseDeviceFrames, ParseOptions
+from operators.parse import DEAD_LETTER, ParseDeviceFrames, ParseOptions
+from operators.records import DEVICE_FRAME
 
 log = logging.getLogger("ecg.cardio-job")
 
@@ -63,7 +64,7 @@ def cardio_settings(settings: Settings) -> Settings:
 def build_cardio_pipeline(settings: Settings, source: DataStream, globals_back: DataStream, sinks: BranchSinks,
                           hierarchy: Hierarchy | None = None) -> None:
     """`source` (raw records of type connectors.kafka.RAW_RECORD with event-time timestamps and watermarks:
-    `guarded_input` in production) -> parse (Row(pid, DeviceFrame) and frame heads; dead letters to
+    `guarded_input` in production) -> parse (Row(pid, ts, fs, samples) and frame heads; dead letters to
     `sinks.dead_letters`) -> branch (flink_jobs/cardio_branch.py) with `globals_back` -> `sinks`."""
     from flink_jobs.ecg_anonymization_job import dead_letter_options, intake_options
 
@@ -74,7 +75,7 @@ def build_cardio_pipeline(settings: Settings, source: DataStream, globals_back: 
                 intake_options(settings, hierarchy), ParseOptions.from_settings(settings),
                 dead_letter_options(settings), frame_heads=needs_frame_heads(settings),
             ),
-            BY_DEVICE,
+            DEVICE_FRAME,
         )
         .uid("parse")
         .name("parse + validate + pseudonymize (dead letters: the anonymization job)")

@@ -18,14 +18,14 @@ from pyflink.datastream import (
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from anomaly.beats import BeatSource
-from anomaly.device import WAITING, DeviceConfig, DeviceOutput, DeviceProcessor, DeviceState, FrameInput
+from anomaly.device import WAITING, DeviceConfig, DeviceOutput, DeviceProcessor, DeviceState
 from anomaly.events import KINDS, AnomalyEvent
 from connectors.influxdb import InfluxOptions, LineWriter, make_writer, point_line
 from federated.aggregator import Aggregator, AggregatorState
 from federated.messages import GlobalUpdate, LocalUpdate, ModelSignal, parse_global
 from federated.priors import PriorNotice, PriorRequest, RoundPriors, on_global, on_request
 from federated.rounds import RoundClock
-from operators.records import DeviceFrame
+from operators.records import block_frames
 
 log = logging.getLogger("ecg.cardio")
 
@@ -40,8 +40,9 @@ MODEL_MEASUREMENT = "ecg_model_stats"
 
 class DetectAnomalies(KeyedBroadcastProcessFunction):
     """Keyed by pid: one anomaly.device.DeviceState per device in keyed state; the global models in
-    broadcast state. The keyed input carries the device's frames (DeviceFrame) and its PriorNotice (federated.priors),
-    which releases a waiting device. Emits AnomalyEvent, LocalUpdate, JoinSignal and ReadySignal objects."""
+    broadcast state. The keyed input carries the device's frames in blocks (connectors/java FrameBlocks: the pickle
+    of (pid, [(ts_ms, fs, samples), ...])) and its PriorNotice (federated.priors), which releases a waiting device.
+    Emits AnomalyEvent, LocalUpdate, JoinSignal and ReadySignal objects."""
 
     def __init__(self, config: DeviceConfig, beat_source: BeatSource, poll_ms: int = 200) -> None:
         self._config = config
@@ -58,6 +59,7 @@ class DetectAnomalies(KeyedBroadcastProcessFunction):
         self._notice = runtime_context.get_state(ValueStateDescriptor("cardio-early-prior", Types.STRING()))
         metrics = runtime_context.get_metrics_group().add_group("ecg")
         self._frames_in = metrics.counter("cardio_frames_in")
+        self._blocks_in = metrics.counter("cardio_blocks_in")
         self._frames_out_of_order = metrics.counter("cardio_frames_out_of_order")
         self._prior_timeouts = metrics.counter("model_prior_timeouts")
         self._anomalies = {kind: metrics.counter(f"anomalies_{kind}") for kind in KINDS}
@@ -88,13 +90,14 @@ class DetectAnomalies(KeyedBroadcastProcessFunction):
 
         return lookup
 
-    def process_element(self, value: DeviceFrame | PriorNotice,  # type: ignore[no-untyped-def]
+    def process_element(self, value: tuple[str, list[tuple[int, float, bytes]]] | PriorNotice,  # type: ignore[no-untyped-def]
                         ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
         if isinstance(value, PriorNotice):
             yield from self._on_notice(value, ctx)
             return
-        self._frames_in.inc()
-        frame = value
+        frames = block_frames(value)
+        self._frames_in.inc(len(frames))
+        self._blocks_in.inc()
         state: DeviceState | None = self._state.value()
         is_new = state is None
         out_of_order = 0 if state is None else state.frames_out_of_order
@@ -104,8 +107,7 @@ class DetectAnomalies(KeyedBroadcastProcessFunction):
             if early is not None:
                 lookup = self._lookup(ctx, early)
                 self._notice.clear()
-        state, outputs = self._processor.on_frame(
-            state, FrameInput(frame.pid, frame.ts_ms, frame.fs, frame.sample_array()), lookup)
+        state, outputs = self._processor.on_frames(state, frames, lookup)
         self._frames_out_of_order.inc(state.frames_out_of_order - out_of_order)
         if state.phase == WAITING:
             self._waiting.add(state.pid)

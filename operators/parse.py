@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pyflink.common import Row, Types
+from pyflink.common import Types
 from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
 
 from connectors.config import Settings, options_from_settings
 from contract.frames import Control, Rejection, parse_frame
-from operators.records import DeviceFrame, KeyedFrame, SourcePosition
+from operators.records import KeyedFrame, SourcePosition, device_frame_row
 from privacy.dead_letters import DeadLetterOptions, Position, dead_letter, late_letter
 from privacy.intake import IntakeOptions, to_core_frame
 from privacy.model import Frame
@@ -25,8 +25,6 @@ DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 FRAME_HEADS = OutputTag("frame-heads", Types.TUPLE([Types.STRING(), Types.LONG()]))
 # Pids whose head a parse subtask remembers having sent (then it forgets them all and sends again).
 FRAME_HEAD_MEMORY = 100_000
-# ParseDeviceFrames' main output: Row(pid, DeviceFrame), the form DataStream.key_by gives its elements.
-BY_DEVICE = Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()])
 
 
 @dataclass(frozen=True)
@@ -119,12 +117,13 @@ class ParseFrames(ProcessFunction):
 
 
 class ParseDeviceFrames(ParseFrames):
-    """ParseFrames for the cardio branch's job: main output Row(pid, DeviceFrame) (output type BY_DEVICE), the
-    key already in place, so that keying it by device costs no Python step of its own (see
-    flink_jobs/cardio_branch.py `keyed_by_device`) and the detector gets only what it needs (issue 24)."""
+    """ParseFrames for the cardio branch's job: main output Row(pid, ts_ms, fs, samples) (output type
+    operators.records.DEVICE_FRAME), the key in place and the fields readable by Java, so that keying it by device
+    costs no Python step of its own and Java can put a device's frames into blocks (flink_jobs/cardio_branch.py),
+    and the detector gets only what it needs (issue 24)."""
 
     def _main_output(self, group: str, frame: Frame, position: SourcePosition) -> Any:
-        return Row(frame.pid, DeviceFrame.of(frame))
+        return device_frame_row(frame)
 
 
 class InjectedStall:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
+from pyflink.common import Row, Types
 
+from anomaly.device import FrameInput
 from privacy.model import Frame, PublishedFrame
 
 
@@ -28,22 +31,28 @@ class KeyedFrame:
     position: SourcePosition
 
 
-class DeviceFrame(NamedTuple):
-    """What the cardio branch's detector needs of a frame, and nothing else: the samples as the raw bytes of
-    their float64 array, the cheapest thing for PyFlink to pickle between the parse step and the detector
-    (a `KeyedFrame` carries the QIs, the lead, the source position and an ndarray to pickle; issue 24)."""
+# The cardio job's frames between its parse step and its detector, Row(pid, ts_ms, fs, payload) (issue 24): what
+# the detector needs of a frame and nothing else, in fields the Java side reads (connectors/java FrameBlocks puts
+# a device's frames of one block into one record). fs > 0: payload = the samples, little-endian float64;
+# fs == PASS_THROUGH_FS: payload = a pickled object for the detector (a prior notice) that passes the blocks.
+DEVICE_FRAME = Types.ROW([Types.STRING(), Types.LONG(), Types.DOUBLE(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+PASS_THROUGH_FS = 0.0
+SAMPLE_DTYPE = np.dtype("<f8")
 
-    pid: str
-    ts_ms: int
-    fs: float
-    samples: bytes  # float64, native byte order: np.ndarray.tobytes()
 
-    @classmethod
-    def of(cls, frame: Frame) -> DeviceFrame:
-        return cls(frame.pid, frame.ts_ms, frame.fs, np.ascontiguousarray(frame.samples, dtype=np.float64).tobytes())
+def device_frame_row(frame: Frame) -> Row:
+    samples = np.ascontiguousarray(frame.samples, dtype=SAMPLE_DTYPE).tobytes()
+    return Row(frame.pid, frame.ts_ms, float(frame.fs), samples)
 
-    def sample_array(self) -> np.ndarray:
-        return np.frombuffer(self.samples, dtype=np.float64)
+
+def pass_through_row(pid: str, value: Any) -> Row:
+    return Row(pid, 0, PASS_THROUGH_FS, pickle.dumps(value))
+
+
+def block_frames(block: tuple[str, list[tuple[int, float, bytes]]]) -> list[FrameInput]:
+    """A FrameBlocks record (the pickle of (pid, [(ts_ms, fs, samples), ...])) as the detector's frames."""
+    pid, frames = block
+    return [FrameInput(pid, ts_ms, fs, np.frombuffer(samples, dtype=SAMPLE_DTYPE)) for ts_ms, fs, samples in frames]
 
 
 @dataclass(frozen=True)

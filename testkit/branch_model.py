@@ -1,8 +1,9 @@
 """The whole branch run sequentially in event time: the reference model of the Flink job.
 
-Frames are processed in event-time order (ties in arrival order); before a frame of time t the
-aggregator closes what a watermark of t - 1 allows, and a joining device finds its prior at once
-(in event-time order it is always there: its round closed before t). The job reaches the same
+Each device's frames are cut into the blocks the job forms (anomaly.device.frame_blocks, DeviceConfig.block_ms)
+and the blocks processed in the event-time order of their first frames (ties in arrival order); before a block
+whose first frame has time t the aggregator closes what a watermark of t - 1 allows, and a joining device finds
+its prior at once (in event-time order it is always there: its round closed before t). The job reaches the same
 outputs with arrival in any interleaving, waits for priors and restores (docs/anomalies.md), so
 tests and benchmarks compare the job's event and update ids with these.
 """
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from anomaly.beats import BeatSource
-from anomaly.device import DeviceConfig, DeviceProcessor, DeviceState, FrameInput
+from anomaly.device import DeviceConfig, DeviceProcessor, DeviceState, FrameInput, frame_blocks
 from anomaly.events import AnomalyEvent
 from federated.aggregator import Aggregator, AggregatorState
 from federated.messages import GlobalUpdate, JoinSignal, LocalUpdate, ReadySignal
@@ -46,12 +47,16 @@ def run_branch(frames: Iterable[FrameInput], config: DeviceConfig, beat_source: 
                 published[output.round] = output
             # local updates are collected where the device emits them
 
-    ordered = sorted(enumerate(frames), key=lambda item: (item[1].ts_ms, item[0]))
-    for _, frame in ordered:
-        watermark = frame.ts_ms - 1
+    by_device: dict[str, list[FrameInput]] = {}
+    for frame in sorted(frames, key=lambda frame: frame.ts_ms):  # stable: ties keep their arrival order
+        by_device.setdefault(frame.pid, []).append(frame)
+    blocks = [block for device_frames in by_device.values() for block in frame_blocks(device_frames, config.block_ms)]
+    for block in sorted(blocks, key=lambda block: block[0].ts_ms):
+        pid = block[0].pid
+        watermark = block[0].ts_ms - 1
         publish(aggregator.close(run.aggregator, watermark))
-        state, outputs = processor.on_frame(run.devices.get(frame.pid), frame, published.get)
-        run.devices[frame.pid] = state
+        state, outputs = processor.on_frames(run.devices.get(pid), block, published.get)
+        run.devices[pid] = state
         while outputs:
             for output in outputs:
                 if isinstance(output, AnomalyEvent):
@@ -64,6 +69,6 @@ def run_branch(frames: Iterable[FrameInput], config: DeviceConfig, beat_source: 
             # A joining device's prior round is published in answer to its join: look again.
             outputs = list(processor.on_poll(state, published.get, 0))
         if state.phase != "live":
-            raise AssertionError(f"device {frame.pid} waits for round {state.wanted_round}, which is not published")
+            raise AssertionError(f"device {pid} waits for round {state.wanted_round}, which is not published")
     publish(aggregator.close(run.aggregator, END_OF_TIME_MS))
     return run

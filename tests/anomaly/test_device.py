@@ -12,7 +12,7 @@ import numpy as np
 
 from anomaly.beats import Beats
 from anomaly.detector import DetectorConfig
-from anomaly.device import LIVE, WAITING, DeviceConfig, DeviceProcessor, FrameInput
+from anomaly.device import LIVE, WAITING, DeviceConfig, DeviceProcessor, FrameInput, frame_blocks
 from federated.messages import GlobalUpdate, JoinSignal, LocalUpdate, ReadySignal
 from federated.model import ModelWeights
 from federated.rounds import RoundClock
@@ -151,3 +151,64 @@ def test_reference_pipeline_is_independent_of_interleaving() -> None:
     by_round = first.globals_by_round()
     assert by_round[CLOCK.round_of(T0) + 2].clients == 3
     assert by_round[CLOCK.prior_round(T0)].weights is None  # the first devices started cold
+
+
+def _starts(blocks: list[list[FrameInput]]) -> list[list[int]]:
+    return [[(f.ts_ms - T0) // 100 for f in block] for block in blocks]  # in 100 ms
+
+
+def test_blocks_are_a_devices_frames_of_one_aligned_event_time_block() -> None:
+    aligned = [frame(1, T0 + 1000 * second) for second in range(12)]
+    assert _starts(list(frame_blocks(aligned, 5000))) == [
+        [0, 10, 20, 30, 40], [50, 60, 70, 80, 90], [100, 110]]  # the 5th frame reaches the block's end
+    offset = [frame(1, T0 + 300 + 1000 * second) for second in range(7)]
+    assert _starts(list(frame_blocks(offset, 5000))) == [[3, 13, 23, 33, 43], [53, 63]]  # 4.3-5.3 s ends it
+    gap = [frame(1, T0 + 1000 * second) for second in (0, 1, 7, 8)]
+    assert _starts(list(frame_blocks(gap, 5000))) == [[0, 10], [70, 80]]
+    straggler = [frame(1, T0 + 1000 * second) for second in (5, 6, 2)]
+    assert _starts(list(frame_blocks(straggler, 5000))) == [[50, 60], [20]]
+    assert _starts(list(frame_blocks(aligned[:3], 1000))) == [[0], [10], [20]]
+
+
+class RecordingBeats(ScheduledBeats):
+    def __init__(self, rr_ms: dict[int, int]) -> None:
+        super().__init__(rr_ms)
+        self.fed: list[tuple[int, int]] = []
+
+    def feed(self, state: Any, ts_ms: int, fs: float, samples: np.ndarray) -> tuple[Any, Beats]:
+        self.fed.append((ts_ms - T0, samples.size))
+        return super().feed(state, ts_ms, fs, samples)
+
+
+def test_a_block_goes_through_the_beat_detector_once_per_contiguous_run() -> None:
+    beats = RecordingBeats({1: 1000})
+    processor = DeviceProcessor(config(use_prior=False, block_ms=10_000), beats)
+    block = [frame(1, T0 + 1000 * second) for second in (0, 1, 2, 4, 5)]
+    state, _ = processor.on_frames(None, block, {}.get)
+    assert beats.fed == [(0, 300), (4000, 200)]  # a gap at 3 s: two signals
+    broken = frame(1, T0 + 11_000)
+    broken.samples[5] = np.nan
+    beats.fed.clear()
+    state, _ = processor.on_frames(state, [frame(1, T0 + 10_000), broken, frame(1, T0 + 12_000)], {}.get)
+    assert beats.fed == [(10_000, 100), (11_000, 100), (12_000, 100)]  # a frame with a gap in its samples alone
+    assert state.frames == 8 and state.frames_out_of_order == 0
+
+
+def test_each_frame_of_a_block_sees_the_beats_before_its_end() -> None:
+    # 1 beat/s: the rules see the same beats and windows as frame by frame, and the local update at the round
+    # boundary carries the same model, whatever the block length.
+    def updates_and_windows(block_ms: int) -> tuple[list[tuple[int, int, int]], int]:
+        processor = DeviceProcessor(config(use_prior=False, block_ms=block_ms), ScheduledBeats({1: 1000}))
+        state = None
+        updates = []
+        frames = [frame(1, T0 + 1000 * second) for second in range(185)]
+        for block in frame_blocks(frames, block_ms):
+            state, out = processor.on_frames(state, block, {}.get)
+            updates += [(u.round, u.n_samples, u.ts_ms) for u in out if isinstance(u, LocalUpdate)]
+        assert state is not None
+        return updates, state.detector.windows_scored
+
+    per_frame = updates_and_windows(1000)
+    assert per_frame[0][0] == (CLOCK.round_of(T0) + 1, 1, T0 + 60_000)
+    for block_ms in (5000, 10_000, 30_000):
+        assert updates_and_windows(block_ms) == per_frame
