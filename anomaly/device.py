@@ -32,7 +32,7 @@ import numpy as np
 from anomaly.beats import BeatSource
 from anomaly.detector import Detector, DetectorConfig, DetectorState
 from anomaly.events import AnomalyEvent
-from anomaly.quality import DEFAULT_NOISE_MV, noise_level_mv
+from anomaly.quality import DEFAULT_NOISE_MV, noise_levels_mv
 from federated.dp import privatize
 from federated.messages import GlobalUpdate, JoinSignal, LocalUpdate, ReadySignal
 from federated.rounds import RoundClock
@@ -225,6 +225,7 @@ class DeviceProcessor:
             state.beats, beats = self.beat_source.feed(state.beats, run[0].ts_ms, float(run[0].fs), samples)
             times, confirmed_until = beats.times_ms, beats.confirmed_until_ms
             first = 0
+            noise_levels = noise_levels_mv([frame.samples for frame in run])
             for index, frame in enumerate(run):
                 crossing = self.config.clock.crossing_round(state.processed_ts_ms, frame.ts_ms)
                 state.processed_ts_ms = frame.ts_ms
@@ -237,7 +238,7 @@ class DeviceProcessor:
                 # the detector has confirmed them), as if the detector had been fed up to this frame.
                 last = index == len(run) - 1
                 until = len(times) if last else bisect_left(times, end, lo=first)
-                noisy = noise_level_mv(frame.samples) > self.config.noise_mv
+                noisy = noise_levels[index] > self.config.noise_mv
                 out.extend(detector.process_frame(state.detector, frame.ts_ms, end, noisy, times[first:until],
                                                   confirmed_until if last else min(end, confirmed_until)))
                 first = until
