@@ -170,6 +170,40 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total / ticks
 
 
+def _thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of `pid` by its name (as /proc shows it: 15 characters)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    by_name: dict[str, float] = defaultdict(float)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        by_name[name] += (int(fields[11]) + int(fields[12])) / ticks
+    return by_name
+
+
+def cpu_seconds_by_kind(pids: Iterable[int]) -> dict[str, float]:
+    """`cpu_seconds` by kind of work, to see which side of a Flink job bounds it: the JVMs' JIT compiler threads
+    ("jvm jit": a short run pays the JVM's warm-up), their garbage collector ("jvm gc"), their other threads ("jvm":
+    the tasks, network, RPC, REST) and the Python processes ("python": the job's client and its Python workers)."""
+    by_kind: dict[str, float] = defaultdict(float)
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "java":
+                by_kind["python"] += cpu_seconds([pid])
+                continue
+            threads = _thread_cpu_seconds(pid)
+        except OSError:
+            continue
+        for name, seconds in threads.items():
+            kind = ("jvm jit" if name.startswith(("C1 Compiler", "C2 Compiler"))
+                    else "jvm gc" if name.startswith(("GC Thread", "G1 ")) else "jvm")
+            by_kind[kind] += seconds
+    return dict(by_kind)
+
+
 def rss_mb_by_process(pids: Iterable[int]) -> dict[str, float]:
     """RSS of each live process of `pids`, named "<name> <pid> <end of its command line>" (java: a Flink
     JVM; python: the job's client and the Python workers), to see which one grows."""
@@ -421,7 +455,7 @@ def _timed_flink_run(name: str, watched: Watched, done: Callable[[], int], expec
     first = watched.until(done, 300, f"{name}: first points", poll=0.1)
     pids = watched.pids()
     profile = PySpyProfile(py_spy, name, pids) if py_spy is not None else None
-    started, cpu_start = time.monotonic(), cpu_seconds(pids)
+    started, cpu_start, kinds_start = time.monotonic(), cpu_seconds(pids), cpu_seconds_by_kind(pids)
     deadline = started + timeout
     got = first
     load: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -441,7 +475,8 @@ def _timed_flink_run(name: str, watched: Watched, done: Callable[[], int], expec
         got = done()
     seconds = max(time.monotonic() - started, 1e-3)
     cpu = cpu_seconds(pids) - cpu_start
-    notes: dict[str, Any] = {}
+    notes: dict[str, Any] = {"cpu_s_by_kind": {kind: round(value - kinds_start.get(kind, 0.0), 2)
+                                               for kind, value in cpu_seconds_by_kind(pids).items()}}
     if profile is not None:
         notes["py_spy"] = profile.stop()
     if got != expected:
@@ -1037,6 +1072,11 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"paced runs (100 % = {max_rate:,.0f} samples/s), window end -> last point queryable:")
         print(paced_table(paced))
+    for result in results:
+        if result.notes.get("cpu_s_by_kind") and result.samples:
+            split = ", ".join(f"{kind} {seconds / (result.samples / 1e6):.1f}"
+                              for kind, seconds in sorted(result.notes["cpu_s_by_kind"].items()))
+            print(f"{result.name}: CPU s / M samples by process: {split}")
     for result in results:
         if result.notes.get("busy_backpressured_ms_per_s"):
             print(f"{result.name}: busy / backpressured ms per s, max over the run, per vertex:")

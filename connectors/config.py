@@ -274,6 +274,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEMO_MODE", "false", _bool, "generate a throw-away pseudonym secret (demo only)"),
     # Anomaly detection + federated learning (the cardio branch)
     Setting("CARDIO_BRANCH", "true", _bool, "run the anomaly / federated-learning branch"),
+    Setting("CARDIO_NICE", "10", _non_negative_int,
+            "OS scheduling niceness of the cardio job when it runs embedded (0..19): on busy cores the anonymized "
+            "output's processes come first (0 = equal)"),
     Setting("CARDIO_BLOCK_SECONDS", "5", _positive_int,
             "the detector takes a device's frames of one aligned event-time block this long at once (1..60); "
             "anomalies wait for their block, global models for the block's end"),
@@ -550,6 +553,8 @@ def load_settings(
         raise ConfigError("invalid WEB_UI_PORT: must be a port number")
     if values["cardio_web_ui_port"] and not values["cardio_web_ui_port"].isdigit():
         raise ConfigError("invalid CARDIO_WEB_UI_PORT: must be a port number")
+    if values["cardio_nice"] > 19:
+        raise ConfigError("invalid CARDIO_NICE: 0..19 (the niceness a process can give itself)")
     if values["cardio_block_seconds"] > 60:
         raise ConfigError("invalid CARDIO_BLOCK_SECONDS: at most 60 (a block holds a device's frames in state)")
     if values["model_grace_seconds"] >= values["model_update_seconds"]:

@@ -14,6 +14,7 @@ second `flink run` on a cluster. Standalone: python -m flink_jobs.cardio_job [sa
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -84,6 +85,18 @@ def build_cardio_pipeline(settings: Settings, source: DataStream, globals_back: 
     build_cardio_branch(settings, parsed, globals_back, sinks)
 
 
+def yield_cpu(niceness: int) -> None:
+    """The branch is optional: on busy cores the anonymized output comes first (issue 24; "the main output never
+    waits on a side output"). Raised before the embedded mini cluster starts, so its JVM and Python workers inherit
+    it; on a cluster (`flink run`) it changes only the client process."""
+    if niceness <= 0:
+        return
+    try:
+        os.nice(niceness)
+    except OSError as error:  # a container may forbid it: the branch then runs at the same priority
+        log.warning("CARDIO_NICE=%d not applied: %s", niceness, error)
+
+
 def main(argv: list[str] | None = None) -> int:
     from flink_jobs.ecg_anonymization_job import create_environment, guarded_input
 
@@ -96,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.cardio_branch:
         print("CARDIO_BRANCH=false: nothing to run", file=sys.stderr)
         return 0
+    yield_cpu(settings.cardio_nice)
     try:
         hierarchy = load_hierarchy(settings.path("hierarchy_path"))
         env = create_environment(settings)

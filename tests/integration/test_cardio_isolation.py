@@ -1,4 +1,5 @@
-"""A stalled cardio branch does not hold back the anonymized output (issue 19).
+"""A stalled cardio branch does not hold back the anonymized output (issue 19), and it runs at a lower
+scheduling priority (CARDIO_NICE, issue 24).
 
 The branch runs as its own Flink job (flink_jobs/cardio_job.py, own consumer group and checkpoints),
 started by the anonymization job. Here its whole process tree (Python client, JVM, workers) is
@@ -42,6 +43,10 @@ def _has_jvm(pids: list[int]) -> bool:
                if Path(f"/proc/{pid}/comm").exists())
 
 
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])  # field 19: nice
+
+
 def test_suspended_branch_does_not_hold_back_points(isolated_run: IsolatedRun, tmp_path: Path) -> None:
     run, stack = isolated_run, isolated_run.stack
     config = SimConfig(patients=12, duration_s=60, start_ms=START_MS, sites=2, end_of_stream=True, partitions=4,
@@ -59,6 +64,8 @@ def test_suspended_branch_does_not_hold_back_points(isolated_run: IsolatedRun, t
         time.sleep(10)  # let its job start and read the (empty) topic
         stopped = _cardio_tree(job)
         assert set(cardio) <= set(stopped)
+        # CARDIO_NICE (default 10): the branch's client, JVM and Python workers yield the cores to the output.
+        assert {_niceness(pid) for pid in stopped} == {min(19, _niceness(job.process.pid) + 10)}
         for pid in stopped:
             os.kill(pid, signal.SIGSTOP)
         assert produce(messages, stack.kafka_bootstrap, run.raw_topic).errors == 0
