@@ -36,15 +36,7 @@ class EventTimeProgressTest {
 
     private static OneInputStreamOperatorTestHarness<Row, Row> opened(EventTimeProgress operator,
             OperatorSubtaskState restoreFrom) throws Exception {
-        OneInputStreamOperatorTestHarness<Row, Row> harness = new OneInputStreamOperatorTestHarness<>(operator);
-        harness.setup();
-        if (restoreFrom == null) {
-            harness.initializeEmptyState();
-        } else {
-            harness.initializeState(restoreFrom);
-        }
-        harness.open();
-        return harness;
+        return Harnesses.opened(new OneInputStreamOperatorTestHarness<>(operator), restoreFrom);
     }
 
     /** A checkpoint after partition 0 (t=10000) and partition 1 (t=12000) were read, watermark 5000 forwarded. */

@@ -35,16 +35,8 @@ class FrameBlocksTest {
 
     private static KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> opened(OperatorSubtaskState restoreFrom)
             throws Exception {
-        KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> harness = new KeyedOneInputStreamOperatorTestHarness<>(
-                new FrameBlocks(BLOCK), BY_PID, Types.ROW(Types.STRING));
-        harness.setup();
-        if (restoreFrom == null) {
-            harness.initializeEmptyState();
-        } else {
-            harness.initializeState(restoreFrom);
-        }
-        harness.open();
-        return harness;
+        return Harnesses.opened(new KeyedOneInputStreamOperatorTestHarness<>(
+                new FrameBlocks(BLOCK), BY_PID, Types.ROW(Types.STRING)), restoreFrom);
     }
 
     /** The samples of {@code pid}'s 1 s frame at {@code ts}: four float64 values derived from both. */

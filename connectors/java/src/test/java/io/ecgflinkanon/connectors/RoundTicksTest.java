@@ -19,16 +19,7 @@ class RoundTicksTest {
 
     private static OneInputStreamOperatorTestHarness<byte[], byte[]> opened(OperatorSubtaskState restoreFrom)
             throws Exception {
-        OneInputStreamOperatorTestHarness<byte[], byte[]> harness =
-                new OneInputStreamOperatorTestHarness<>(new RoundTicks(30_000, 5_000));
-        harness.setup();
-        if (restoreFrom == null) {
-            harness.initializeEmptyState();
-        } else {
-            harness.initializeState(restoreFrom);
-        }
-        harness.open();
-        return harness;
+        return Harnesses.opened(new OneInputStreamOperatorTestHarness<>(new RoundTicks(30_000, 5_000)), restoreFrom);
     }
 
     /** The output in order: "S" for a forwarded signal, "T<value>" for a tick, "W<ts>" for a watermark. */

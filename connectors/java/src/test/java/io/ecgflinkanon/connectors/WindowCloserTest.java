@@ -25,16 +25,8 @@ class WindowCloserTest {
 
     private static KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> opened(long paceMillis,
             OperatorSubtaskState restoreFrom) throws Exception {
-        KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> harness = new KeyedOneInputStreamOperatorTestHarness<>(
-                new WindowCloser(WINDOW, 0, paceMillis), BY_WARD, Types.ROW(Types.STRING));
-        harness.setup();
-        if (restoreFrom == null) {
-            harness.initializeEmptyState();
-        } else {
-            harness.initializeState(restoreFrom);
-        }
-        harness.open();
-        return harness;
+        return Harnesses.opened(new KeyedOneInputStreamOperatorTestHarness<>(
+                new WindowCloser(WINDOW, 0, paceMillis), BY_WARD, Types.ROW(Types.STRING)), restoreFrom);
     }
 
     private static StreamRecord<Row> frame(String ward, long timestamp) {
