@@ -107,10 +107,15 @@ def _java() -> str:
 
 
 def _kafka_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as ``random-uuid``)."""
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as ``random-uuid``), never starting
+    with "-": the storage tool's argument parser takes such an id for an option (1 run in 64 failed), which is
+    why Kafka's own Uuid.randomUuid draws again."""
     import base64
 
-    return base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _which(binary: str) -> str:
