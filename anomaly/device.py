@@ -58,7 +58,7 @@ class DeviceConfig:
 
 
 @dataclass
-class BufferedFrame:
+class BufferedFrame:  # kept to restore device states of earlier versions
     ts_ms: int
     fs: float
     samples: np.ndarray
@@ -72,8 +72,8 @@ class DeviceState:
     wanted_round: int | None
     beats: Any
     detector: DetectorState = field(default_factory=DetectorState)
-    # Blocks that came while waiting (a BufferedFrame alone: a frame buffered by an earlier version).
-    buffer: list[list[BufferedFrame] | BufferedFrame] = field(default_factory=list)
+    # Blocks that came while waiting (a BufferedFrame: one frame buffered by an earlier version).
+    buffer: list[list[FrameInput] | BufferedFrame] = field(default_factory=list)
     waited_ms: int = 0
     prior_timed_out: bool = False
     last_ts_ms: int | None = None  # the last frame processed or buffered
@@ -172,7 +172,7 @@ class DeviceProcessor:
         if not accepted:
             return state, out
         if state.phase == WAITING:
-            state.buffer.append([BufferedFrame(f.ts_ms, float(f.fs), f.samples) for f in accepted])
+            state.buffer.append(accepted)
             out.extend(self._try_release(state, lookup))
         else:
             out.extend(self._process(state, accepted))
@@ -212,8 +212,8 @@ class DeviceProcessor:
         out: list[DeviceOutput] = []
         buffered, state.buffer = state.buffer, []
         for item in buffered:
-            block = item if isinstance(item, list) else [item]
-            out.extend(self._process(state, [FrameInput(state.pid, f.ts_ms, f.fs, f.samples) for f in block]))
+            block = item if isinstance(item, list) else [FrameInput(state.pid, item.ts_ms, item.fs, item.samples)]
+            out.extend(self._process(state, block))
         out.append(ReadySignal(state.pid))
         return out
 

@@ -157,30 +157,33 @@ def session_pids(session_id: int) -> list[int]:
     return pids
 
 
+def _stat_cpu_seconds(stat_path: Path) -> tuple[str, float]:
+    """(name, user + system CPU seconds) from a /proc `stat` file (a process's or a thread's); OSError if gone."""
+    stat = stat_path.read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return stat[stat.index("(") + 1:stat.rindex(")")], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pids: Iterable[int]) -> float:
     """user + system CPU seconds of the live processes `pids` (the job's JVM and Python workers)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    total = 0.0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += _stat_cpu_seconds(Path(f"/proc/{pid}/stat"))[1]
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+    return total
 
 
 def _thread_cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds of each thread of `pid` by its name (as /proc shows it: 15 characters)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     by_name: dict[str, float] = defaultdict(float)
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            stat = (task / "stat").read_text()
+            name, seconds = _stat_cpu_seconds(task / "stat")
         except OSError:
             continue
-        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-        by_name[name] += (int(fields[11]) + int(fields[12])) / ticks
+        by_name[name] += seconds
     return by_name
 
 

@@ -200,12 +200,13 @@ def build_cardio_branch(settings: Settings, parsed: DataStream, globals_back: Da
             .map(_by_device, DEVICE_FRAME).name("prior notices by pid").uid("cardio-prior-notices-by-pid")
         )
         device_input = parsed.union(notices)
-    blocks = with_frame_blocks(keyed_by_device(device_input), block_ms=settings.cardio_block_seconds * 1000,
-                               name="frame blocks (per pid)", uid="cardio-frame-blocks")
+    config = device_config(settings)
+    blocks = with_frame_blocks(keyed_by_device(device_input), block_ms=config.block_ms, name="frame blocks (per pid)",
+                               uid="cardio-frame-blocks")
     branch = (
         blocks
         .connect(globals_back.broadcast(GLOBAL_MODELS))
-        .process(DetectAnomalies(device_config(settings), CardioBeats()), Types.PICKLED_BYTE_ARRAY())
+        .process(DetectAnomalies(config, CardioBeats()), Types.PICKLED_BYTE_ARRAY())
         .name("beats + anomalies + local models (per pid)").uid("cardio-detector")
     )
     sinks.anomalies(branch.filter(_is_anomaly).name("anomalies").uid("cardio-anomalies"))

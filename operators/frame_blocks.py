@@ -5,10 +5,10 @@ that the detector runs once per block of frames instead of once per 1 s frame (i
 from __future__ import annotations
 
 from pyflink.common import Types
-from pyflink.datastream import DataStream, KeyedStream
-from pyflink.java_gateway import get_gateway
+from pyflink.datastream import KeyedStream
 
 from connectors.jars import project_class
+from operators.keyed_java import through_keyed_java
 
 FRAME_BLOCKS_CLASS = "io.ecgflinkanon.connectors.FrameBlocks"
 # What FrameBlocks emits: Row(pid, pickle of (pid, [(ts_ms, fs, samples), ...])) for a block, Row(pid, payload) for
@@ -20,10 +20,5 @@ def with_frame_blocks(keyed: KeyedStream, *, block_ms: int, name: str, uid: str)
     """`keyed` (Row(pid, ts_ms, fs, payload) of type operators.records.DEVICE_FRAME, keyed by the pid on the Java
     side) through FrameBlocks, then keyed the same way again without a shuffle. FrameBlocks holds the forwarded
     watermark `block_ms` behind its input, so nothing it emits is behind a watermark it has forwarded."""
-    gateway = get_gateway()
-    j_keyed = keyed._j_data_stream
-    blocks = DataStream(j_keyed.transform(name, BLOCKS.get_java_type_info(),
-                                          project_class(FRAME_BLOCKS_CLASS)(block_ms))).uid(uid)
-    j_rekeyed = gateway.jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
-        blocks._j_data_stream, gateway.jvm.KeyByKeySelector(), j_keyed.getKeyType())
-    return KeyedStream(j_rekeyed, Types.PICKLED_BYTE_ARRAY(), blocks)
+    return through_keyed_java(keyed, project_class(FRAME_BLOCKS_CLASS)(block_ms), name=name, uid=uid,
+                              output_type=BLOCKS.get_java_type_info(), element_type=Types.PICKLED_BYTE_ARRAY())

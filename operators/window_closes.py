@@ -4,10 +4,10 @@ timer out of the checkpoint that ends its bundle: issue 19 item 5). See WindowCl
 
 from __future__ import annotations
 
-from pyflink.datastream import DataStream, KeyedStream
-from pyflink.java_gateway import get_gateway
+from pyflink.datastream import KeyedStream
 
 from connectors.jars import project_class
+from operators.keyed_java import through_keyed_java
 
 WINDOW_CLOSER_CLASS = "io.ecgflinkanon.connectors.WindowCloser"
 # The close of a text stream's window (textRecords): this prefix and the close time in ms.
@@ -22,14 +22,9 @@ def with_window_closes(keyed: KeyedStream, *, name: str, uid: str, window_ms: in
     Pickled records (`text_records` False): a close is a Python int (the close time), a late record a 1-tuple
     of its pickled bytes. Text records: a close is TEXT_CLOSE_PREFIX + close time, a late record comes on time
     in the window of the watermark."""
-    gateway = get_gateway()
-    operator_class = project_class(WINDOW_CLOSER_CLASS)
-    j_keyed = keyed._j_data_stream
-    closer = operator_class(window_ms, lateness_ms, pace_ms, text_records)
-    closes = DataStream(j_keyed.transform(name, j_keyed.getType(), closer)).uid(uid)
-    j_rekeyed = gateway.jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
-        closes._j_data_stream, gateway.jvm.KeyByKeySelector(), j_keyed.getKeyType())
-    return KeyedStream(j_rekeyed, keyed._original_data_type_info, closes)
+    closer = project_class(WINDOW_CLOSER_CLASS)(window_ms, lateness_ms, pace_ms, text_records)
+    return through_keyed_java(keyed, closer, name=name, uid=uid, output_type=keyed._j_data_stream.getType(),
+                              element_type=keyed._original_data_type_info)
 
 
 def text_close_time(value: str) -> int | None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from anomaly.beats import Beats
 from anomaly.detector import DetectorConfig
-from anomaly.device import LIVE, WAITING, DeviceConfig, DeviceProcessor, FrameInput, frame_blocks
+from anomaly.device import LIVE, WAITING, BufferedFrame, DeviceConfig, DeviceProcessor, FrameInput, frame_blocks
 from federated.messages import GlobalUpdate, JoinSignal, LocalUpdate, ReadySignal
 from federated.model import ModelWeights
 from federated.rounds import RoundClock
@@ -212,3 +212,16 @@ def test_each_frame_of_a_block_sees_the_beats_before_its_end() -> None:
     assert per_frame[0][0] == (CLOCK.round_of(T0) + 1, 1, T0 + 60_000)
     for block_ms in (5000, 10_000, 30_000):
         assert updates_and_windows(block_ms) == per_frame
+
+
+def test_a_frame_buffered_by_an_earlier_version_is_processed_at_the_release() -> None:
+    processor = DeviceProcessor(config(), ScheduledBeats({1: 500}))
+    published: dict[int, GlobalUpdate] = {}
+    state, _ = processor.on_frame(None, frame(1, T0 + 7_000), published.get)
+    old = frame(1, T0 + 8_000)
+    state.buffer.append(BufferedFrame(old.ts_ms, old.fs, old.samples))  # a device state pickled before blocks
+    wanted = CLOCK.prior_round(T0 + 7_000)
+    published[wanted] = GlobalUpdate(wanted, None, 0, 0, CLOCK.close_ms(wanted), None)
+    out = processor.on_poll(state, published.get, 0)
+    assert state.phase == LIVE and state.buffer == [] and isinstance(out[-1], ReadySignal)
+    assert state.processed_ts_ms == old.ts_ms and state.detector.last_frame_end_ms == old.ts_ms + 1000
