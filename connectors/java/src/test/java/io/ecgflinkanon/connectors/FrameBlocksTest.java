@@ -72,23 +72,13 @@ class FrameBlocksTest {
 
     /** The output in order: blocks as {@link #blockOf}, "P:pid:bytes@ts" for a pass-through, "W<ts>". */
     private static List<String> outputOf(KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> harness) {
-        List<String> seen = new ArrayList<>();
-        for (Object element : harness.getOutput()) {
-            if (element instanceof Watermark) {
-                seen.add("W" + ((Watermark) element).getTimestamp());
-                continue;
-            }
-            StreamRecord<?> record = (StreamRecord<?>) element;
+        return Harnesses.drained(harness, record -> {
             byte[] payload = (byte[]) ((Row) record.getValue()).getField(1);
-            if (payload[0] == (byte) 0x80) {
-                seen.add(blockOf(record));
-            } else {
-                seen.add("P:" + ((Row) record.getValue()).getField(0) + ":" + Arrays.toString(payload) + "@"
-                        + record.getTimestamp());
-            }
-        }
-        harness.getOutput().clear();
-        return seen;
+            return payload[0] == (byte) 0x80
+                    ? blockOf(record)
+                    : "P:" + ((Row) record.getValue()).getField(0) + ":" + Arrays.toString(payload) + "@"
+                            + record.getTimestamp();
+        });
     }
 
     private static final Object MARK = new Object();

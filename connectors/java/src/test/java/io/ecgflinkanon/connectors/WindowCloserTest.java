@@ -5,12 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.util.ArrayList;
 import java.util.List;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.functions.KeySelector;
 import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
-import org.apache.flink.streaming.api.watermark.Watermark;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.streaming.util.KeyedOneInputStreamOperatorTestHarness;
 import org.apache.flink.types.Row;
@@ -38,24 +36,17 @@ class WindowCloserTest {
      * close, "W<ts>" for a watermark.
      */
     private static List<String> outputOf(KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> harness) {
-        List<String> seen = new ArrayList<>();
-        for (Object element : harness.getOutput()) {
-            if (element instanceof Watermark) {
-                seen.add("W" + ((Watermark) element).getTimestamp());
-                continue;
-            }
-            Row row = (Row) ((StreamRecord<?>) element).getValue();
+        return Harnesses.drained(harness, record -> {
+            Row row = (Row) record.getValue();
             byte[] value = (byte[]) row.getField(1);
             if (value.length == 3) {
-                seen.add("F:" + row.getField(0));
-            } else if (value[1] == 3) {
-                seen.add("L:" + row.getField(0));
-            } else {
-                seen.add("C:" + row.getField(0) + "@" + ByteBuffer.wrap(value, 4, 8).order(ByteOrder.LITTLE_ENDIAN).getLong());
+                return "F:" + row.getField(0);
             }
-        }
-        harness.getOutput().clear();
-        return seen;
+            if (value[1] == 3) {
+                return "L:" + row.getField(0);
+            }
+            return "C:" + row.getField(0) + "@" + ByteBuffer.wrap(value, 4, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+        });
     }
 
     @Test
@@ -175,24 +166,15 @@ class WindowCloserTest {
 
     @Test
     void textRecordsCloseWithATextAndALateOneMovesToTheWatermarksWindow() throws Exception {
-        try (KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> harness = new KeyedOneInputStreamOperatorTestHarness<>(
-                new WindowCloser(WINDOW, 0, 0, true), BY_WARD, Types.ROW(Types.STRING))) {
-            harness.setup();
-            harness.initializeEmptyState();
-            harness.open();
+        try (KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> harness = Harnesses.opened(
+                new KeyedOneInputStreamOperatorTestHarness<>(new WindowCloser(WINDOW, 0, 0, true), BY_WARD,
+                        Types.ROW(Types.STRING)), null)) {
             harness.processElement(new StreamRecord<>(Row.of("late", "{}"), 1_000));
             harness.processWatermark(12_000);
             harness.processElement(new StreamRecord<>(Row.of("late", "{}"), 2_000)); // its window closed: moves
             harness.processWatermark(20_000);
-            List<String> seen = new ArrayList<>();
-            for (Object element : harness.getOutput()) {
-                if (element instanceof Watermark) {
-                    seen.add("W" + ((Watermark) element).getTimestamp());
-                } else {
-                    StreamRecord<?> record = (StreamRecord<?>) element;
-                    seen.add(((Row) record.getValue()).getField(1) + "@" + record.getTimestamp());
-                }
-            }
+            List<String> seen = Harnesses.drained(harness,
+                    record -> ((Row) record.getValue()).getField(1) + "@" + record.getTimestamp());
             assertEquals(List.of("{}@1000", "window-close:9999@9999", "W12000", "{}@12001",
                     "window-close:19999@19999", "W20000"), seen);
         }
