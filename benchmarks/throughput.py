@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import resource
 import statistics
@@ -407,7 +408,9 @@ def vertex_load(port: int) -> dict[str, tuple[float, float]]:
     for vertex in rest_get(port, f"/jobs/{jid}")["vertices"]:
         metrics = rest_get(port, f"/jobs/{jid}/vertices/{vertex['id']}/subtasks/metrics"
                                  "?get=busyTimeMsPerSecond,backPressuredTimeMsPerSecond&agg=max")
-        values = {m["id"]: float(m.get("max", 0.0)) for m in metrics}
+        # Flink reports NaN while a subtask's time cannot be measured yet (e.g. just after it started):
+        # such a sample says nothing, so it counts as 0 rather than poisoning the run's maximum
+        values = {m["id"]: value for m in metrics if math.isfinite(value := float(m.get("max", 0.0)))}
         load[vertex["name"][:60]] = (values.get("busyTimeMsPerSecond", 0.0),
                                      values.get("backPressuredTimeMsPerSecond", 0.0))
     return load
