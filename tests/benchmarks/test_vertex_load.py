@@ -24,7 +24,7 @@ REPLIES = {
 
 
 class FlinkLikeRest(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         body = json.dumps(REPLIES[self.path.split("?")[0]]).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
