@@ -329,7 +329,7 @@ def profile_summary(collapsed: Path, top: int = 12) -> dict[str, Any]:
             inclusive[frame] += count
         if frames:
             leaf[frames[-1]] += count
-    share = {"samples": total}
+    share: dict[str, Any] = {"samples": total}
     if total:
         share["inclusive_pct"] = {f: round(100 * n / total, 1) for f, n in inclusive.most_common(top * 3)
                                   if "pyflink" not in f and "apache_beam" not in f and "threading" not in f}

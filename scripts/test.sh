@@ -19,6 +19,7 @@ echo "[test] ruff"
 echo "[test] mypy"
 "$PY" -m mypy contract privacy hierarchy connectors devstack operators flink_jobs cardio anomaly federated replay backfill views testkit
 "$PY" -m mypy docker/healthcheck.py docker/submit_job.py  # scripts of the images, checked on their own
+"$PY" -m mypy --explicit-package-bases benchmarks  # a namespace package run as `python -m benchmarks.X`
 echo "[test] mvn test (connectors/java, JUnit on Flink's operator test harnesses)"
 MAVEN_OPTS="${MAVEN_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}" \
     mvn -B -o -q -Dstyle.color=never "-Dmaven.repo.local=$ROOT/.cache/m2" -f connectors/java/pom.xml test 2>&1 \
