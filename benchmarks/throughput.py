@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import math
 import os
 import resource
 import statistics
@@ -88,7 +87,7 @@ from privacy.intake import IntakeOptions, to_core_frame
 from privacy.kanonymity import AnonymizationConfig, KeyState, anonymize_window
 from privacy.model import Frame
 from privacy.pseudonym import suppression_token_key
-from testkit.flink_rest import job_metrics, rest_get, running_job_id
+from testkit.flink_rest import job_metrics, rest_get, running_job_id, vertex_load
 from testkit.jobs import TEST_SECRET, JobProcess, branch_args, job_args, wait_until
 from testkit.reference import anonymized_windows, expected_output
 
@@ -397,23 +396,6 @@ class DiscardingInflux:
 
 
 # --- Flink runs (a), (b), (c) ---------------------------------------------------------------------------
-
-
-def vertex_load(port: int) -> dict[str, tuple[float, float]]:
-    """Per job vertex (Flink REST): busy and backpressured ms per second, max over subtasks."""
-    jid = running_job_id(port)
-    if jid is None:
-        return {}
-    load = {}
-    for vertex in rest_get(port, f"/jobs/{jid}")["vertices"]:
-        metrics = rest_get(port, f"/jobs/{jid}/vertices/{vertex['id']}/subtasks/metrics"
-                                 "?get=busyTimeMsPerSecond,backPressuredTimeMsPerSecond&agg=max")
-        # Flink reports NaN while a subtask's time cannot be measured yet (e.g. just after it started):
-        # such a sample says nothing, so it counts as 0 rather than poisoning the run's maximum
-        values = {m["id"]: value for m in metrics if math.isfinite(value := float(m.get("max", 0.0)))}
-        load[vertex["name"][:60]] = (values.get("busyTimeMsPerSecond", 0.0),
-                                     values.get("backPressuredTimeMsPerSecond", 0.0))
-    return load
 
 
 def checkpoint_stats(port: int) -> dict[str, float]:

@@ -3,6 +3,7 @@ its id, restarts, metrics, watermarks and how far its Kafka source has read."""
 
 from __future__ import annotations
 
+import math
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -70,6 +71,24 @@ def job_metrics(port: int) -> dict[str, float]:
                 short = metric["id"].rsplit(".", 1)[-1]
                 totals[short] = totals.get(short, 0.0) + float(metric["value"])
     return totals
+
+
+
+def vertex_load(port: int) -> dict[str, tuple[float, float]]:
+    """Per job vertex (Flink REST): busy and backpressured ms per second, max over subtasks."""
+    jid = running_job_id(port)
+    if jid is None:
+        return {}
+    load = {}
+    for vertex in rest_get(port, f"/jobs/{jid}")["vertices"]:
+        metrics = rest_get(port, f"/jobs/{jid}/vertices/{vertex['id']}/subtasks/metrics"
+                                 "?get=busyTimeMsPerSecond,backPressuredTimeMsPerSecond&agg=max")
+        # Flink reports NaN while a subtask's time cannot be measured yet (e.g. just after it started):
+        # such a sample says nothing, so it counts as 0 rather than poisoning the run's maximum
+        values = {m["id"]: value for m in metrics if math.isfinite(value := float(m.get("max", 0.0)))}
+        load[vertex["name"][:60]] = (values.get("busyTimeMsPerSecond", 0.0),
+                                     values.get("backPressuredTimeMsPerSecond", 0.0))
+    return load
 
 
 

@@ -1,6 +1,6 @@
-"""benchmarks.throughput.vertex_load against a local HTTP server that answers like Flink's REST API, including
-the NaN Flink reports while a subtask's busy time cannot be measured yet (a CI run died on it in the smoke
-benchmark: `round(nan)`)."""
+"""testkit.flink_rest.vertex_load (the load profile benchmarks.throughput prints) against a local HTTP server
+that answers like Flink's REST API, including the NaN Flink reports while a subtask's busy time cannot be
+measured yet (a CI run died on it in the smoke benchmark: `round(nan)`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from benchmarks.throughput import vertex_load
+from testkit.flink_rest import vertex_load
 
 REPLIES = {
     "/jobs/overview": {"jobs": [{"jid": "j1", "state": "RUNNING"}]},
