@@ -354,18 +354,23 @@ class FlinkCluster:
         return pids[0]
 
     def start_taskmanager(self) -> None:
-        """Start one more TaskManager (`taskmanager.sh start`) and wait until its slots register."""
-        registered = int(self.overview().get("taskmanagers", 0))
+        """Start one more TaskManager (`taskmanager.sh start`) and wait until it registers."""
+        # By its id: counts cannot tell it apart from a killed one the JobManager has not yet dropped, and
+        # restarting jobs may take all its slots the moment it registers.
+        registered = self.taskmanager_ids()
         proc = self._script("taskmanager.sh", "start")
         if proc.returncode != 0:
             raise FlinkClusterError(f"taskmanager.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
-            overview = self.overview()
-            if int(overview.get("taskmanagers", 0)) > registered or int(overview.get("slots-available", 0)) > 0:
+            if self.taskmanager_ids() - registered:
                 return
             time.sleep(0.5)
         raise FlinkClusterError("new TaskManager did not register")
+
+    def taskmanager_ids(self) -> set[str]:
+        """REST ``/taskmanagers``: the ids of the TaskManagers registered with the JobManager."""
+        return {str(tm["id"]) for tm in self._rest("GET", "/taskmanagers").get("taskmanagers", [])}
 
     def __enter__(self) -> Self:
         return self.start()

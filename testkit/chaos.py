@@ -356,9 +356,13 @@ class _ClusterTarget:
         previous = os.environ.get("PSEUDONYM_SECRET")
         os.environ["PSEUDONYM_SECRET"] = TEST_SECRET
         try:
-            # Every kill costs one restart attempt; the job must outlive all of them.
+            # Every kill costs one restart attempt; the jobs must outlive all of them. On a cluster the
+            # cardio branch is a job of its own, submitted beside the anonymization job (as
+            # docker/submit_job.py does); the killed TaskManager runs both, so both restore.
             self.job_id = self.cluster.submit(PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py",
                                               [*args, "--restart-attempts", "1000"])
+            self.cardio_job_id = self.cluster.submit(PROJECT_ROOT / "flink_jobs" / "cardio_job.py",
+                                                     [*args, "--restart-attempts", "1000"])
         finally:
             if previous is None:
                 os.environ.pop("PSEUDONYM_SECRET")
@@ -374,18 +378,23 @@ class _ClusterTarget:
 
     def resume(self, number: int) -> None:
         self.cluster.start_taskmanager()
-        wait_until(lambda: self.cluster.job_state(self.job_id) == "RUNNING", 120, "job RUNNING again")
+        wait_until(lambda: all(self.cluster.job_state(job_id) == "RUNNING"
+                               for job_id in (self.job_id, self.cardio_job_id)), 120, "both jobs RUNNING again")
 
     def notes(self) -> list[str]:
-        metrics = self.cluster._rest("GET", f"/jobs/{self.job_id}/metrics?get=numRestarts")
-        restarts = {m["id"]: m["value"] for m in metrics}.get("numRestarts", "?")
-        return [f"job restarts counted by Flink (numRestarts)  {restarts}"]
+        notes = []
+        for what, job_id in (("job", self.job_id), ("cardio job", self.cardio_job_id)):
+            metrics = self.cluster._rest("GET", f"/jobs/{job_id}/metrics?get=numRestarts")
+            restarts = {m["id"]: m["value"] for m in metrics}.get("numRestarts", "?")
+            notes.append(f"{what} restarts counted by Flink (numRestarts)  {restarts}")
+        return notes
 
     def stop(self) -> None:
         try:
-            if self.cluster.job_state(self.job_id) == "RUNNING":
-                self.cluster.cancel(self.job_id)
-                self.cluster.wait_for_job(self.job_id, ("CANCELED",), timeout=60)
+            for job_id in (self.job_id, self.cardio_job_id):
+                if self.cluster.job_state(job_id) == "RUNNING":
+                    self.cluster.cancel(job_id)
+                    self.cluster.wait_for_job(job_id, ("CANCELED",), timeout=60)
         finally:
             self.cluster.stop()
 
