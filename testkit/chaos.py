@@ -49,7 +49,7 @@ from devstack.processes import free_port
 from devstack.simulator import ProduceReport, SimConfig, generate_messages, produce
 from devstack.stack import LocalStack
 from testkit.checkpoint_watch import CheckpointWatch, logged_checkpoint_times
-from testkit.flink_rest import job_metrics, source_drained, vertex_watermarks
+from testkit.flink_rest import job_metrics, job_restarts, source_drained, vertex_watermarks
 from testkit.jobs import TEST_SECRET, JobProcess, branch_args, job_args, wait_until
 from testkit.kafka_topics import TransactionProbe, last_offsets_of, read_topic
 from testkit.reference import expected_branch, expected_output
@@ -359,10 +359,9 @@ class _ClusterTarget:
             # Every kill costs one restart attempt; the jobs must outlive all of them. On a cluster the
             # cardio branch is a job of its own, submitted beside the anonymization job (as
             # docker/submit_job.py does); the killed TaskManager runs both, so both restore.
-            self.job_id = self.cluster.submit(PROJECT_ROOT / "flink_jobs" / "ecg_anonymization_job.py",
-                                              [*args, "--restart-attempts", "1000"])
-            self.cardio_job_id = self.cluster.submit(PROJECT_ROOT / "flink_jobs" / "cardio_job.py",
-                                                     [*args, "--restart-attempts", "1000"])
+            self.jobs = {what: self.cluster.submit(PROJECT_ROOT / "flink_jobs" / job_file,
+                                                   [*args, "--restart-attempts", "1000"])
+                         for what, job_file in (("job", "ecg_anonymization_job.py"), ("cardio job", "cardio_job.py"))}
         finally:
             if previous is None:
                 os.environ.pop("PSEUDONYM_SECRET")
@@ -378,20 +377,19 @@ class _ClusterTarget:
 
     def resume(self, number: int) -> None:
         self.cluster.start_taskmanager()
-        wait_until(lambda: all(self.cluster.job_state(job_id) == "RUNNING"
-                               for job_id in (self.job_id, self.cardio_job_id)), 120, "both jobs RUNNING again")
+        wait_until(lambda: all(self.cluster.job_state(job_id) == "RUNNING" for job_id in self.jobs.values()), 120,
+                   "both jobs RUNNING again")
 
     def notes(self) -> list[str]:
         notes = []
-        for what, job_id in (("job", self.job_id), ("cardio job", self.cardio_job_id)):
-            metrics = self.cluster._rest("GET", f"/jobs/{job_id}/metrics?get=numRestarts")
-            restarts = {m["id"]: m["value"] for m in metrics}.get("numRestarts", "?")
-            notes.append(f"{what} restarts counted by Flink (numRestarts)  {restarts}")
+        for what, job_id in self.jobs.items():
+            restarts = job_restarts(self.rest_port, job_id)
+            notes.append(f"{what} restarts counted by Flink (numRestarts)  {'?' if restarts is None else restarts}")
         return notes
 
     def stop(self) -> None:
         try:
-            for job_id in (self.job_id, self.cardio_job_id):
+            for job_id in self.jobs.values():
                 if self.cluster.job_state(job_id) == "RUNNING":
                     self.cluster.cancel(job_id)
                     self.cluster.wait_for_job(job_id, ("CANCELED",), timeout=60)
